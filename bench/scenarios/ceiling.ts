@@ -1,0 +1,92 @@
+// The raw limits of this machine, measured in the same run: (a) pgbench with the
+// engine's hold transaction on every shard at once; (b) a bare uWS responder over as
+// many workers as the engine, hit by the same load generator with as many connections.
+import type { Context, RequestData, RequestSpec } from 'autocannon';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { RunCtx, ScenarioResult } from '../context.js';
+import { waitFor } from '../http.js';
+import { cannon, Recorder } from '../load.js';
+import { pgbenchCeiling } from '../pgbench.js';
+import { coresUsed, cpuSnapshot } from '../cpu.js';
+import { PgWatch, pgPeaks } from '../pgwatch.js';
+import { say } from '../say.js';
+import { makeShop } from './black-friday.js';
+
+const BARE_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bare-uws.js');
+const BARE_START_MS = 15_000;
+
+interface Bare { url: string; pid: number | null; stop(): Promise<void> }
+
+function startBare(workers: number): Promise<Bare> {
+  const child = spawn(process.execPath, [BARE_ENTRY, String(workers)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const stop = () => new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => { clearTimeout(kill); resolve(); });
+    child.kill('SIGTERM');
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { void stop(); reject(new Error('bare uWS did not start in time')); }, BARE_START_MS);
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`bare uWS exited (code ${code})`)); });
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let msg: { msg?: string; port?: number };
+      try { msg = JSON.parse(line) as typeof msg; } catch { return; }
+      if (msg.msg !== 'listening') return;
+      clearTimeout(timer);
+      child.removeAllListeners('exit');
+      resolve({ url: `http://127.0.0.1:${msg.port}`, pid: child.pid ?? null, stop });
+    });
+  });
+}
+
+export async function ceiling(ctx: RunCtx): Promise<ScenarioResult> {
+  const { flags, target, fx } = ctx;
+  const started = new Date();
+  say(`ceiling: pgbench (engine hold transaction) on ${target.pgShards.length} shards, ${flags.pgbenchClients} clients each, ${flags.ceilingDuration} s`);
+  const watch = new PgWatch(target.pgShards);
+  await watch.start();
+  const cpuPg = cpuSnapshot();
+  const pgbench = await pgbenchCeiling(target.pgShards, fx.ceiling, flags.pgbenchClients, flags.ceilingDuration, ctx.outDir);
+  const pgCores = coresUsed(cpuPg, cpuSnapshot(), target.enginePid);
+  const pgSamples = await watch.stop();
+  for (const s of pgbench.per_shard) if (s.error) say(`  pgbench shard ${s.shard}: ${s.error}`);
+
+  const workers = target.workers ?? flags.workers;
+  const bare = await startBare(workers);
+  say(`ceiling: bare uWS (${workers} workers) with ${flags.connections} connections for ${flags.ceilingDuration} s`);
+  const shop = makeShop(ctx, 3);
+  // The same kind of request line as the item reads, so the load generator works as hard.
+  const requests: RequestSpec[] = [{
+    setupRequest: (req: RequestData, c: Context) => {
+      c.kind = 'bare';
+      req.method = 'GET';
+      req.path = `/v1/items/${shop.byRank[shop.zipf.next()]!.id}`;
+      req.headers = {};
+      return req;
+    },
+  }];
+  const rec = new Recorder();
+  let inst;
+  let uwsCores: Record<string, number> | null = null;
+  try {
+    await waitFor(`${bare.url}/`, 5000);
+    const cpu0 = cpuSnapshot();
+    rec.start();
+    inst = await cannon({ title: 'bare-uws', url: bare.url, connections: flags.connections, duration_s: flags.ceilingDuration, timeout_s: flags.timeout, requests, defaultKind: 'bare' }, rec);
+    rec.stop();
+    uwsCores = coresUsed(cpu0, cpuSnapshot(), bare.pid, 'bare_uws');
+  } finally {
+    await bare.stop();
+  }
+  const bareStats = rec.stats(['bare']);
+  const pgFailed = pgbench.per_shard.filter((s) => s.error);
+  return {
+    name: 'ceiling', started_at: started.toISOString(), duration_s: flags.ceilingDuration, connections: flags.connections,
+    kinds: { bare: bareStats }, groups: { uws: bareStats }, instances: [inst], timeline: rec.timeline, pg: pgSamples,
+    extra: { pgbench, postgres: pgPeaks(pgSamples), cores_used: { pgbench: pgCores, bare_uws: uwsCores }, pgbench_ok: pgFailed.length === 0, uws_workers: workers },
+    violations: [],
+  };
+}

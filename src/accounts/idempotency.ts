@@ -1,0 +1,86 @@
+// Exactly-once POSTs. The first request with a key claims it on the caller's shard
+// with the request's fingerprint; the answer is stored when it is known and replayed
+// to every retry. Same key + other body -> 422; a retry while the first is still
+// running -> 409. A claim whose holder died is taken over after IDEMPOTENCY_LOCK_S;
+// the work it redoes must itself be idempotent (orders carry their request key).
+import { createHash } from 'node:crypto';
+import type { Deps } from '../deps.js';
+import { EngineError } from '../errors.js';
+import type { Principal } from './service.js';
+
+export interface StoredReply { status: number; body?: unknown }
+
+const SQL = {
+  claim: {
+    name: 'idem_claim',
+    text: `INSERT INTO idempotency_keys (user_id, key, route, fingerprint, locked_until)
+           VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) ON CONFLICT (user_id, key) DO NOTHING RETURNING 1`,
+  },
+  get: {
+    name: 'idem_get',
+    text: `SELECT route, fingerprint, status, response_code, response_body, locked_until > now() AS locked
+           FROM idempotency_keys WHERE user_id = $1 AND key = $2`,
+  },
+  takeOver: {
+    name: 'idem_take_over',
+    text: `UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => $3)
+           WHERE user_id = $1 AND key = $2 AND status = 'in_progress' AND locked_until <= now() RETURNING 1`,
+  },
+  complete: {
+    name: 'idem_complete',
+    text: `UPDATE idempotency_keys SET status = 'done', response_code = $3, response_body = $4
+           WHERE user_id = $1 AND key = $2`,
+  },
+  forget: { name: 'idem_forget', text: `DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status = 'in_progress'` },
+} as const;
+
+export function fingerprint(route: string, params: unknown, body: unknown): string {
+  return createHash('sha256').update(JSON.stringify([route, params, body])).digest('hex');
+}
+
+async function claimOrReplay(deps: Deps, p: Principal, key: string, route: string, fp: string): Promise<StoredReply | null> {
+  const shard = deps.shards.get(p.shard);
+  const lockS = deps.cfg.idempotencyLockS;
+  if ((await shard.query(SQL.claim, [p.uuid, key, route, fp, lockS])).rowCount === 1) return null;
+  const row = (await shard.query(SQL.get, [p.uuid, key])).rows[0];
+  if (!row) throw new EngineError('idempotency_in_progress', undefined, { retryAfterS: 1 });
+  if (row.route !== route || row.fingerprint !== fp) throw new EngineError('idempotency_mismatch');
+  if (row.status === 'done') return { status: row.response_code as number, body: row.response_body ?? undefined };
+  if (row.locked || (await shard.query(SQL.takeOver, [p.uuid, key, lockS])).rowCount === 0) {
+    throw new EngineError('idempotency_in_progress', undefined, { retryAfterS: 1 });
+  }
+  return null;
+}
+
+/** The stored answer for this key, if the request ran to completion before (a read only). */
+export async function storedReply(deps: Deps, p: Principal, key: string, route: string, fp: string): Promise<StoredReply | null> {
+  const row = (await deps.shards.get(p.shard).query(SQL.get, [p.uuid, key])).rows[0];
+  if (!row || row.status !== 'done') return null;
+  if (row.route !== route || row.fingerprint !== fp) throw new EngineError('idempotency_mismatch');
+  return { status: row.response_code as number, body: row.response_body ?? undefined };
+}
+
+/**
+ * Runs `work` once per (user, key). Answers and client errors (4xx) are stored and
+ * replayed; server errors release the key so a retry can run again.
+ */
+export async function withIdempotency(
+  deps: Deps, p: Principal, key: string | null, route: string, fp: string, work: () => Promise<StoredReply>,
+): Promise<StoredReply & { replayed: boolean }> {
+  if (!key) return { ...(await work()), replayed: false };
+  const stored = await claimOrReplay(deps, p, key, route, fp);
+  if (stored) return { ...stored, replayed: true };
+  const shard = deps.shards.get(p.shard);
+  let reply: StoredReply;
+  try {
+    reply = await work();
+  } catch (err) {
+    if (!(err instanceof EngineError) || err.status >= 500) {
+      await shard.query(SQL.forget, [p.uuid, key]).catch(() => undefined);
+      throw err;
+    }
+    reply = { status: err.status, body: { error: { type: err.type, code: err.code, message: err.message, ...err.details } } };
+  }
+  await shard.query(SQL.complete, [p.uuid, key, reply.status, reply.body === undefined ? null : JSON.stringify(reply.body)]);
+  return { ...reply, replayed: false };
+}

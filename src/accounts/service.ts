@@ -1,0 +1,107 @@
+// Accounts: register, login, logout, authenticate. Users live on the shard a hash of
+// their id picks; the email -> user index lives on the shard a hash of the email picks,
+// and its primary key is what makes an email unique across all shards.
+import { randomUUID } from 'node:crypto';
+import type { Deps } from '../deps.js';
+import { EngineError } from '../errors.js';
+import { log } from '../log.js';
+import { encodeUser, uuidToHex } from '../router/ids.js';
+import { burnPasswordCheck, hashPassword, verifyPassword } from './password.js';
+import { SQL } from './sql.js';
+import { newToken, parseToken } from './tokens.js';
+
+export type Role = 'customer' | 'admin';
+
+export interface Principal { id: string; uuid: string; shard: number; role: Role }
+
+export interface PublicUser { id: string; email: string; name: string | null; role: Role }
+
+function userShard(deps: Deps, uuid: string): number {
+  return deps.dir.shardOfUserKey(uuidToHex(uuid));
+}
+
+export function publicUserId(deps: Deps, uuid: string): string {
+  return encodeUser(userShard(deps, uuid), uuidToHex(uuid));
+}
+
+export async function register(deps: Deps, input: { email: string; password: string; name?: string }, role: Role = 'customer'): Promise<PublicUser> {
+  const email = input.email.toLowerCase();
+  const uuid = randomUUID();
+  const emailShard = deps.shards.get(deps.dir.shardOfUserKey(email));
+  const hash = await hashPassword(input.password);
+  const claimed = await emailShard.query(SQL.claimEmail, [email, uuid]);
+  if (claimed.rowCount === 0) throw new EngineError('email_taken');
+  try {
+    await deps.shards.get(userShard(deps, uuid)).query(SQL.insertUser, [uuid, email, hash, input.name ?? null, role]);
+  } catch (err) {
+    // Compensate: the email claim must not outlive a user that was never written.
+    await emailShard.query(SQL.releaseEmail, [email, uuid]).catch((e: unknown) => log.error('email claim leaked', { email, err: e }));
+    throw err;
+  }
+  return { id: publicUserId(deps, uuid), email, name: input.name ?? null, role };
+}
+
+async function findByEmail(deps: Deps, email: string) {
+  const idx = await deps.shards.get(deps.dir.shardOfUserKey(email)).query<{ user_id: string }>(SQL.emailOwner, [email]);
+  const uuid = idx.rows[0]?.user_id;
+  if (!uuid) return null;
+  const res = await deps.shards.get(userShard(deps, uuid)).query(SQL.userById, [uuid]);
+  return res.rows[0] ?? null;
+}
+
+async function refuse(deps: Deps, email: string, ip: string): Promise<never> {
+  await deps.loginLimits?.failed(email, ip);
+  throw new EngineError('invalid_credentials');
+}
+
+export async function login(deps: Deps, input: { email: string; password: string }, ip = '') {
+  const email = input.email.toLowerCase();
+  await deps.loginLimits?.check(email, ip);
+  const user = await findByEmail(deps, email);
+  if (!user || user.deleted_at) {
+    await burnPasswordCheck(input.password);
+    return refuse(deps, email, ip);
+  }
+  if (!(await verifyPassword(input.password, user.password_hash as string))) return refuse(deps, email, ip);
+  await deps.loginLimits?.succeeded(email, ip);
+  const shard = userShard(deps, user.id as string);
+  const { token, hash } = newToken(shard);
+  const res = await deps.shards.get(shard).query<{ expires_at: Date }>(SQL.insertSession, [hash, user.id, deps.cfg.sessionTtlS]);
+  return {
+    token, user_id: publicUserId(deps, user.id as string), role: user.role as Role,
+    expires_at: res.rows[0]!.expires_at.toISOString(),
+  };
+}
+
+/** Resolves a bearer token to its user, or null when unknown, expired or revoked. */
+export async function authenticate(deps: Deps, token: string): Promise<Principal | null> {
+  const parsed = parseToken(token, deps.shards.count);
+  if (!parsed) return null;
+  const key = parsed.hash.toString('hex');
+  const cached = deps.authCache?.get(key);
+  if (cached) return cached;
+  const res = await deps.shards.get(parsed.shard).query<{ id: string; role: Role; expires_at: Date }>(SQL.sessionUser, [parsed.hash]);
+  const row = res.rows[0];
+  if (!row) return null;
+  const p: Principal = { id: publicUserId(deps, row.id), uuid: row.id, shard: parsed.shard, role: row.role };
+  deps.authCache?.set(key, p, row.expires_at.getTime());
+  return p;
+}
+
+export async function logout(deps: Deps, p: Principal, token: string): Promise<void> {
+  const parsed = parseToken(token, deps.shards.count);
+  if (parsed) await deps.shards.get(parsed.shard).query(SQL.revokeSession, [parsed.hash]);
+  await deps.authCache?.revoked(p.uuid);
+}
+
+/** The first admin comes from config at start: created if missing, promoted if not admin. */
+export async function ensureAdmin(deps: Deps, email: string, password: string): Promise<void> {
+  const existing = await findByEmail(deps, email);
+  if (!existing) {
+    await register(deps, { email, password, name: 'Administrator' }, 'admin').catch((err: unknown) => {
+      if (!(err instanceof EngineError && err.code === 'email_taken')) throw err;
+    });
+    return;
+  }
+  if (existing.role !== 'admin') await deps.shards.get(userShard(deps, existing.id as string)).query(SQL.promoteAdmin, [existing.id]);
+}

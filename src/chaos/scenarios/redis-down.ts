@@ -1,0 +1,120 @@
+// Redis stopped and restarted under a flash-sale load (a scarce item bought, canceled,
+// paid and left to expire, so its stock keeps crossing zero while the sold-out gate and
+// the cache lose their Redis). Zero oversell, reads served from Postgres meanwhile,
+// writes continue, nothing acknowledged is lost, and the cache is right again after.
+import { pick, type Customer, type Item } from '../fixture.js';
+import { completeAtGateway, openPayment, placeOrder, type Paid } from '../flows.js';
+import { sleep } from '../http.js';
+import { checkInvariants, waitSettled } from '../invariants.js';
+import { Outcome, pct, type RunCtx, type Scenario } from '../scenario.js';
+import { encodeRow } from '../../router/ids.js';
+import { Recorder, runClients } from '../stats.js';
+
+const CLIENTS = 24;
+const FLASH_STOCK = 150;
+
+type Phase = 'before' | 'down' | 'after';
+
+export const redisDown: Scenario = {
+  name: 'redis-down',
+  summary: 'stop Redis under a flash-sale load and restart it; zero oversell, reads from Postgres, nothing lost',
+  async run(ctx: RunCtx) {
+    const out = new Outcome('redis-down');
+    const phaseS = Math.max(3, Math.floor(ctx.durationS / 3));
+    await ctx.startEngine({ HOLD_TTL_S: String(Math.max(2, Math.floor(phaseS / 2))) });
+    const flash = await ctx.fixture.item(0, FLASH_STOCK, { price_cents: 9900 });
+    const items = [flash, ...(await ctx.fixture.items([0, 1, 2], 3, 1_000_000))];
+    const customers = await ctx.fixture.customers(CLIENTS);
+    const rec = new Recorder();
+    const confirmed: string[] = [];
+    const canceled: string[] = [];
+    const paid: Paid[] = [];
+    let phase: Phase = 'before';
+
+    const step = async (client: number) => {
+      const c: Customer = customers[client]!;
+      const at = phase;
+      const roll = Math.random();
+      if (roll < 0.5) {
+        const item = Math.random() < 0.5 ? flash : pick(items);
+        rec.record(`read/${at}`, await ctx.api.call('GET', `/v1/items/${item.id}`));
+        return;
+      }
+      const item: Item = roll < 0.85 ? flash : pick(items);
+      const p = await placeOrder(ctx.api, rec, `write/${at}`, c, [{ item_id: item.id, quantity: 1 }], 10_000);
+      if (!p.ids) return;
+      confirmed.push(...p.ids);
+      // Mostly canceled or left to expire, so the scarce stock keeps crossing zero.
+      const next = Math.random();
+      if (next < 0.45) {
+        const r = await ctx.api.call('POST', `/v1/orders/${p.ids[0]}/cancel`, { token: c.token, body: {} });
+        rec.record(`cancel/${at}`, r);
+        if (r.status === 200) canceled.push(p.ids[0]!);
+      } else if (next < (item === flash ? 0.55 : 0.75)) {
+        const pay = await openPayment(ctx.api, rec, `payment/${at}`, c, p.ids[0]!, 10_000);
+        if (pay && (await completeAtGateway(ctx.gateway, pay.sessionId, 'succeeded'))) paid.push(pay);
+      } // else: left to expire
+    };
+
+    await runClients(CLIENTS, phaseS * 1000, 1_000_000, step);
+    phase = 'down';
+    ctx.stack.stopRedis();
+    ctx.say('redis stopped');
+    await runClients(CLIENTS, phaseS * 1000, 1_000_000, step);
+    phase = 'after';
+    await ctx.stack.startRedis();
+    ctx.say('redis restarted');
+    await runClients(CLIENTS, phaseS * 1000, 1_000_000, step);
+
+    const settled = await waitSettled(ctx.stack, 45_000);
+    out.addChecks(settled.checks);
+    await checkAcknowledged(ctx, out, confirmed, canceled, paid);
+    await checkCacheHealed(ctx, out, flash);
+    const [row] = await ctx.stack.sql(0, 'SELECT available, held, sold, stocked FROM items WHERE id = $1', [parseInt(flash.id.slice(4), 36)]);
+    out.oversold += Math.max(0, row.held + row.sold - row.stocked);
+    out.figures.flash_item = row;
+    out.addChecks(await checkInvariants(ctx.stack));
+
+    const reads = { before: rec.summary((l) => l === 'read/before', phaseS), down: rec.summary((l) => l === 'read/down', phaseS), after: rec.summary((l) => l === 'read/after', phaseS) };
+    const writesDown = rec.summary((l) => l === 'write/down', phaseS);
+    Object.assign(out.latencies, { reads_before: reads.before, reads_redis_down: reads.down, reads_after: reads.after, writes_redis_down: writesDown });
+    out.expect(reads.down.n > 0 && reads.down.ok === reads.down.n, `reads while Redis was down: ${reads.down.ok}/${reads.down.n} answered 200 (${JSON.stringify(reads.down.statuses)})`);
+    out.expect(writesDown.n > 0 && Object.keys(writesDown.statuses).every((k) => k === '201' || k === '409'), `writes while Redis was down answered ${JSON.stringify(writesDown.statuses)}`);
+    Object.assign(out.figures, { phase_s: phaseS, confirmed_orders: confirmed.length, canceled: canceled.length, paid: paid.length, settle_ms: settled.ms });
+    const all = rec.summary();
+    return out.finish(
+      { requests: all.n, rps: Math.round(all.n / (phaseS * 3)), expected_pct: pct(all.ok, all.n), clients: CLIENTS },
+      { count: 1, what: `Redis down ${phaseS} s, restarted empty` },
+      `reads p99 ${reads.before.p99_ms}->${reads.down.p99_ms}->${reads.after.p99_ms} ms; writes (down) p99 ${writesDown.p99_ms} ms`,
+    );
+  },
+};
+
+/** Every order the clients were told about exists, with the state their actions imply. */
+async function checkAcknowledged(ctx: RunCtx, out: Outcome, confirmed: string[], canceled: string[], paid: Paid[]): Promise<void> {
+  const found = new Map<string, string>();
+  for (let s = 0; s < ctx.stack.shardUrls.length; s++) {
+    const locals = confirmed.filter((id) => parseInt(id[3]!, 36) === s).map((id) => parseInt(id.slice(4), 36));
+    for (const r of await ctx.stack.sql(s, 'SELECT id, status FROM orders WHERE id = ANY($1)', [locals])) found.set(encodeRow('order', s, r.id as number), r.status as string);
+  }
+  const missing = confirmed.filter((id) => !found.has(id)).length;
+  const badCancel = canceled.filter((id) => found.get(id) !== 'canceled').length;
+  const badPaid = paid.filter((p) => found.get(p.orderId) !== 'completed').length;
+  out.lost += missing + badPaid;
+  out.expect(badCancel === 0, `${badCancel} acknowledged cancels are not canceled`);
+  Object.assign(out.figures, { orders_missing: missing, paid_not_completed: badPaid });
+}
+
+/** After Redis is back, a cached read of the flash item shows what Postgres holds. */
+async function checkCacheHealed(ctx: RunCtx, out: Outcome, flash: Item): Promise<void> {
+  let cached = -1;
+  let db = -2;
+  for (let i = 0; i < 40 && cached !== db; i++) {
+    const [row] = await ctx.stack.sql(0, 'SELECT available FROM items WHERE id = $1', [parseInt(flash.id.slice(4), 36)]);
+    db = row.available as number;
+    cached = ((await ctx.api.call('GET', `/v1/items/${flash.id}`)).body?.available as number) ?? -1;
+    if (cached !== db) await sleep(100);
+  }
+  out.figures.cache_after = { cached, db };
+  out.expect(cached === db, `cache shows available=${cached} for the flash item, Postgres ${db}, 4 s after the load`);
+}

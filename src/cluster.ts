@@ -1,0 +1,119 @@
+// Process entry. The node:cluster primary validates config and the connection
+// budget, migrates the shards, ensures the first admin, then forks WORKERS HTTP
+// workers and one cron process, respawns any that die, and drains all on SIGTERM.
+import cluster, { type Worker } from 'node:cluster';
+import { ensureAdmin } from './accounts/service.js';
+import { assertBudget, ConfigError, loadConfig, type Config } from './config.js';
+import { runCron } from './cron/main.js';
+import { createEngine } from './engine.js';
+import { merge, type Snapshot } from './http/metrics.js';
+import { log, setLogContext } from './log.js';
+import { migrateReachable } from './shard/migrate.js';
+import { runWorker } from './worker.js';
+
+type Role = 'worker' | 'cron';
+
+function loadOrExit(): Config {
+  try {
+    const cfg = loadConfig();
+    assertBudget(cfg);
+    return cfg;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    log.error('refusing to start', { reason: err.message });
+    process.stderr.write(`engine: ${err.message}\n`);
+    process.exit(78); // EX_CONFIG
+  }
+}
+
+async function prepare(cfg: Config): Promise<void> {
+  if (cfg.migrateOnStart) await migrateReachable(cfg.pgShards);
+  const tool = createEngine(cfg, 'tool');
+  try {
+    // The admin's shard may be the one that is down: serve anyway, the admin exists already
+    // on every deployment but the first.
+    await ensureAdmin(tool.deps, cfg.adminEmail, cfg.adminPassword).catch((err: unknown) => log.error('could not ensure the first admin', { err }));
+  } finally {
+    await tool.close();
+  }
+}
+
+async function runPrimary(): Promise<void> {
+  setLogContext({ role: 'primary', pid: process.pid });
+  const cfg = loadOrExit();
+  try {
+    await prepare(cfg);
+  } catch (err) {
+    log.error('start failed: shards not reachable or migration failed', { err });
+    process.exit(1);
+  }
+  const roles = new Map<Worker, Role>();
+  const snapshots = new Map<number, Snapshot>();
+  const respawns: number[] = [];
+  let stopping = false;
+  let listening = 0;
+
+  const fork = (role: Role) => {
+    const w = cluster.fork({ ENGINE_ROLE: role });
+    roles.set(w, role);
+    w.on('message', (msg: { type?: string; snapshot?: Snapshot }) => {
+      if (msg?.type === 'metrics:worker' && msg.snapshot) snapshots.set(w.id, msg.snapshot);
+      if (msg?.type === 'listening' && ++listening === cfg.workers) {
+        log.info('engine ready', { url: `http://${cfg.host}:${cfg.port}`, workers: cfg.workers, shards: cfg.pgShards.length, redis: cfg.redisUrls });
+      }
+    });
+  };
+
+  cluster.on('exit', (w, code, signal) => {
+    const role = roles.get(w) ?? 'worker';
+    roles.delete(w);
+    snapshots.delete(w.id);
+    if (stopping) return;
+    const now = Date.now();
+    respawns.push(now);
+    while (respawns.length && respawns[0]! < now - 10_000) respawns.shift();
+    if (respawns.length > 20) {
+      log.error('crash loop: more than 20 respawns in 10 s, giving up');
+      process.exit(1);
+    }
+    log.warn('process died, respawning', { role, code, signal });
+    fork(role);
+  });
+
+  const fleetTimer = setInterval(() => {
+    const snapshot = merge([...snapshots.values()]);
+    for (const w of roles.keys()) if (w.isConnected()) w.send({ type: 'metrics:fleet', snapshot });
+  }, 1000);
+
+  const shutdown = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(fleetTimer);
+    log.info('shutting down', { signal: sig });
+    for (const w of roles.keys()) if (w.isConnected()) w.send({ type: 'shutdown' });
+    const force = setTimeout(() => {
+      for (const w of roles.keys()) w.process.kill('SIGKILL');
+      process.exit(1);
+    }, cfg.shutdownGraceMs + 3000);
+    force.unref();
+    const check = setInterval(() => {
+      if (roles.size > 0) return;
+      clearInterval(check);
+      log.info('stopped');
+      process.exit(0);
+    }, 20);
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+
+  for (let i = 0; i < cfg.workers; i++) fork('worker');
+  fork('cron');
+}
+
+if (cluster.isPrimary) {
+  await runPrimary();
+} else {
+  const cfg = loadConfig();
+  if (process.env.ENGINE_ROLE === 'cron') await runCron(cfg);
+  else await runWorker(cfg);
+}

@@ -1,0 +1,173 @@
+// Configuration comes from environment variables, is validated once at start, and
+// every default runs the local stack. A bad value fails start with the variable's name.
+import os from 'node:os';
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function str(env: Env, name: string, def: string): string {
+  const v = env[name];
+  return v === undefined || v === '' ? def : v;
+}
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name}=${raw} is invalid: expected an integer in ${min}..${max}`);
+  }
+  return n;
+}
+
+function bool(env: Env, name: string, def: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(`${name}=${raw} is invalid: expected true or false`);
+}
+
+function urls(env: Env, name: string, def: string, scheme: RegExp): string[] {
+  const list = str(env, name, def).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const u of list) {
+    if (!scheme.test(u)) throw new ConfigError(`${name} has an invalid URL: ${u}`);
+  }
+  if (list.length === 0) throw new ConfigError(`${name} must list at least one URL`);
+  return list;
+}
+
+function namespace(env: Env, name: string): string {
+  const v = str(env, name, '');
+  if (!/^[A-Za-z0-9_.:-]{0,40}$/.test(v)) throw new ConfigError(`${name}=${v} is invalid: expected up to 40 of A-Z a-z 0-9 _ . : -`);
+  return v;
+}
+
+/** `CATEGORY_SHARD_MAP=12:0,15:2` moves categories away from the default `id mod N`. */
+function shardOverrides(env: Env, shardCount: number): Map<number, number> {
+  const map = new Map<number, number>();
+  const raw = str(env, 'CATEGORY_SHARD_MAP', '');
+  for (const pair of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^(\d+):(\d+)$/.exec(pair);
+    const shard = m ? Number(m[2]) : -1;
+    if (!m || shard >= shardCount) {
+      throw new ConfigError(`CATEGORY_SHARD_MAP entry "${pair}" is invalid: expected <category_id>:<shard 0..${shardCount - 1}>`);
+    }
+    map.set(Number(m[1]), shard);
+  }
+  return map;
+}
+
+export const DEFAULT_PG_SHARDS =
+  'postgres://postgres@127.0.0.1:55431/engine,postgres://postgres@127.0.0.1:55432/engine,postgres://postgres@127.0.0.1:55433/engine';
+
+export function loadConfig(env: Env = process.env) {
+  const pgShards = urls(env, 'PG_SHARDS', DEFAULT_PG_SHARDS, /^postgres(ql)?:\/\//);
+  if (pgShards.length > 36) throw new ConfigError('PG_SHARDS lists more than 36 shards; ids encode the shard in one base-36 digit');
+  const cfg = {
+    host: str(env, 'HOST', '127.0.0.1'),
+    port: int(env, 'PORT', 8080, 1, 65535),
+    workers: int(env, 'WORKERS', os.availableParallelism(), 1, 256),
+    appServers: int(env, 'APP_SERVERS', 1, 1, 64),
+    pgShards,
+    pgPoolSize: int(env, 'PG_POOL_SIZE', 16, 1, 1000),
+    cronPoolSize: int(env, 'CRON_POOL_SIZE', 4, 1, 100),
+    pgReservedConnections: int(env, 'PG_RESERVED_CONNECTIONS', 10, 0, 1000),
+    pgMaxConnections: int(env, 'PG_MAX_CONNECTIONS', 250, 1, 100000),
+    pgStatementTimeoutMs: int(env, 'PG_STATEMENT_TIMEOUT_MS', 5000, 100, 600000),
+    pgLockTimeoutMs: int(env, 'PG_LOCK_TIMEOUT_MS', 2000, 10, 600000),
+    pgConnectTimeoutMs: int(env, 'PG_CONNECT_TIMEOUT_MS', 3000, 100, 60000),
+    pgIdleTxTimeoutMs: int(env, 'PG_IDLE_TX_TIMEOUT_MS', 10000, 100, 600000),
+    pgMaxWaiting: int(env, 'PG_MAX_WAITING', 1000, 1, 100000),
+    shardDownCooldownMs: int(env, 'SHARD_DOWN_COOLDOWN_MS', 1000, 50, 60000),
+    redisUrls: urls(env, 'REDIS_URLS', 'redis://127.0.0.1:6391', /^rediss?:\/\//),
+    // Prefix of every key and pub/sub channel, so two engines (or environments) can share a Redis.
+    redisNamespace: namespace(env, 'REDIS_NAMESPACE'),
+    categoryShardMap: new Map<number, number>(),
+    publicUrl: '',
+    directoryVersion: int(env, 'DIRECTORY_VERSION', 1, 1, 1_000_000),
+    adminEmail: str(env, 'ADMIN_EMAIL', 'admin@example.com').toLowerCase(),
+    adminPassword: str(env, 'ADMIN_PASSWORD', 'admin-password'),
+    loginWindowS: int(env, 'LOGIN_WINDOW_S', 900, 1, 86400),
+    loginMaxFailsAccount: int(env, 'LOGIN_MAX_FAILS_ACCOUNT', 10, 1, 100000),
+    loginMaxFailsAddress: int(env, 'LOGIN_MAX_FAILS_ADDRESS', 100, 1, 1000000),
+    trustProxy: bool(env, 'TRUST_PROXY', false),
+    authCacheMs: int(env, 'AUTH_CACHE_MS', 1000, 0, 60_000),
+    bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 65536, 1024, 16 * 1024 * 1024),
+    sessionTtlS: int(env, 'SESSION_TTL_S', 86400, 60, 90 * 86400),
+    holdTtlS: int(env, 'HOLD_TTL_S', 600, 1, 86400),
+    idempotencyLockS: int(env, 'IDEMPOTENCY_LOCK_S', 15, 1, 3600),
+    expiryBatchSize: int(env, 'EXPIRY_BATCH_SIZE', 500, 1, 100000),
+    expiryEveryMs: int(env, 'EXPIRY_EVERY_MS', 2000, 50, 600000),
+    shutdownGraceMs: int(env, 'SHUTDOWN_GRACE_MS', 10000, 100, 300000),
+    migrateOnStart: bool(env, 'MIGRATE_ON_START', true),
+    logRequests: bool(env, 'LOG_REQUESTS', false),
+    gatewayUrl: str(env, 'GATEWAY_URL', 'http://127.0.0.1:8090'),
+    gatewayApiKey: str(env, 'GATEWAY_API_KEY', 'gw_test_key'),
+    gatewayWebhookSecret: str(env, 'GATEWAY_WEBHOOK_SECRET', 'whsec_test'),
+    webhookToleranceS: int(env, 'WEBHOOK_TOLERANCE_S', 300, 1, 86400),
+    providerUrl: str(env, 'PROVIDER_URL', 'http://127.0.0.1:8091'),
+    providerApiKey: str(env, 'PROVIDER_API_KEY', 'pv_test_key'),
+    remoteTimeoutMs: int(env, 'REMOTE_TIMEOUT_MS', 3000, 50, 120000),
+    remoteRetries: int(env, 'REMOTE_RETRIES', 2, 0, 10),
+    remoteBackoffMs: int(env, 'REMOTE_BACKOFF_MS', 100, 1, 60000),
+    breakerThreshold: int(env, 'BREAKER_THRESHOLD', 5, 1, 1000),
+    breakerOpenMs: int(env, 'BREAKER_OPEN_MS', 5000, 10, 600000),
+    verifyAttempts: int(env, 'PROVIDER_VERIFY_ATTEMPTS', 3, 1, 20),
+    verifyBackoffMs: int(env, 'PROVIDER_VERIFY_BACKOFF_MS', 200, 1, 60000),
+    reconcileAfterS: int(env, 'PAYMENT_RECONCILE_AFTER_S', 30, 1, 86400),
+    unclaimedAfterS: int(env, 'UNCLAIMED_REFUND_AFTER_S', 10, 0, 86400),
+    stuckOrderAfterS: int(env, 'STUCK_ORDER_AFTER_S', 30, 1, 86400),
+    paymentsEveryMs: int(env, 'PAYMENTS_CRON_EVERY_MS', 2000, 50, 600000),
+    outboxLeaseS: int(env, 'OUTBOX_LEASE_S', 30, 1, 3600),
+    outboxEveryMs: int(env, 'OUTBOX_EVERY_MS', 500, 20, 600000),
+    notifyFile: str(env, 'NOTIFY_FILE', ''),
+    notifyWebhookUrl: str(env, 'NOTIFY_WEBHOOK_URL', ''),
+    maxInflight: int(env, 'MAX_INFLIGHT', 5000, 1, 1_000_000),
+    // Runtime feature flags (src/flags): the Postgres re-read that backs up Redis pub/sub.
+    flagsRefreshMs: int(env, 'FLAGS_REFRESH_MS', 5000, 100, 600_000),
+    // Reads (src/cache): read-through Redis cache and the sold-out admission gate.
+    cacheEnabled: bool(env, 'CACHE_ENABLED', true),
+    cacheItemTtlMs: int(env, 'CACHE_ITEM_TTL_MS', 30_000, 100, 3_600_000),
+    cacheSearchTtlMs: int(env, 'CACHE_SEARCH_TTL_MS', 2000, 100, 600_000),
+    cacheCategoryTtlMs: int(env, 'CACHE_CATEGORY_TTL_MS', 60_000, 100, 3_600_000),
+    cacheTtlJitterPct: int(env, 'CACHE_TTL_JITTER_PCT', 10, 0, 50),
+    cacheRefreshMinMs: int(env, 'CACHE_REFRESH_MIN_MS', 25, 0, 5000),
+    soldOutGate: bool(env, 'SOLD_OUT_GATE', true),
+    soldOutGateTtlMs: int(env, 'SOLD_OUT_GATE_TTL_MS', 1000, 50, 2000),
+    // The live stream (GET /v1/stream), bounded per socket and per worker.
+    streamMaxTopics: int(env, 'STREAM_MAX_TOPICS', 200, 1, 10_000),
+    streamMaxMessageBytes: int(env, 'STREAM_MAX_MESSAGE_BYTES', 16_384, 256, 1_048_576),
+    streamMaxBackpressureBytes: int(env, 'STREAM_MAX_BACKPRESSURE_BYTES', 262_144, 1024, 64 * 1_048_576),
+    streamMaxSockets: int(env, 'STREAM_MAX_SOCKETS', 20_000, 1, 1_000_000),
+    streamIdleTimeoutS: int(env, 'STREAM_IDLE_TIMEOUT_S', 60, 8, 960),
+  };
+  cfg.categoryShardMap = shardOverrides(env, pgShards.length);
+  cfg.publicUrl = str(env, 'ENGINE_PUBLIC_URL', `http://127.0.0.1:${cfg.port}`);
+  if (cfg.adminPassword.length < 8) throw new ConfigError('ADMIN_PASSWORD must be at least 8 characters');
+  return cfg;
+}
+
+export type Config = ReturnType<typeof loadConfig>;
+
+export interface ConnectionBudget { perDatabase: number; max: number; formula: string }
+
+/** Connections one Postgres primary must accept from the whole configured fleet. */
+export function connectionBudget(cfg: Config): ConnectionBudget {
+  const workers = cfg.appServers * cfg.workers * cfg.pgPoolSize;
+  const cron = cfg.appServers * cfg.cronPoolSize;
+  const perDatabase = workers + cron + cfg.pgReservedConnections;
+  const formula = `APP_SERVERS(${cfg.appServers}) x WORKERS(${cfg.workers}) x PG_POOL_SIZE(${cfg.pgPoolSize}) + ` +
+    `APP_SERVERS(${cfg.appServers}) x CRON_POOL_SIZE(${cfg.cronPoolSize}) + PG_RESERVED_CONNECTIONS(${cfg.pgReservedConnections}) = ${perDatabase}`;
+  return { perDatabase, max: cfg.pgMaxConnections, formula };
+}
+
+export function assertBudget(cfg: Config): ConnectionBudget {
+  const b = connectionBudget(cfg);
+  if (b.perDatabase > b.max) {
+    throw new ConfigError(`connection budget exceeded: ${b.formula} > PG_MAX_CONNECTIONS(${b.max}) per database; ` +
+      'lower PG_POOL_SIZE or WORKERS, or raise PG_MAX_CONNECTIONS to match the servers');
+  }
+  return b;
+}

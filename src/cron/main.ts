@@ -1,0 +1,30 @@
+// The cron process: one per app server, forked by the primary. Runs the periodic
+// jobs every domain registers here.
+import type { Config } from '../config.js';
+import { createEngine } from '../engine.js';
+import { log, setLogContext } from '../log.js';
+import { Scheduler, type Job } from './scheduler.js';
+import type { Engine } from '../engine.js';
+import { allJobs } from './jobs.js';
+import { Leader } from './leader.js';
+
+export function cronJobs(engine: Engine): Job[] {
+  const leader = new Leader(engine.redis);
+  return allJobs(engine.deps, leader);
+}
+
+export async function runCron(cfg: Config): Promise<void> {
+  setLogContext({ role: 'cron', pid: process.pid });
+  const engine = createEngine(cfg, 'cron');
+  const scheduler = new Scheduler(cronJobs(engine));
+  scheduler.start();
+  log.info('cron started');
+  const stop = async () => {
+    await scheduler.stop(cfg.shutdownGraceMs);
+    await engine.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => undefined);
+  process.on('SIGTERM', () => void stop());
+  process.on('message', (msg: { type?: string }) => { if (msg?.type === 'shutdown') void stop(); });
+}

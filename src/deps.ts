@@ -1,0 +1,44 @@
+// What a domain needs from the process: config, the shards and the directory that
+// routes to them, and hooks that later layers (cache, realtime) attach to.
+import type { ReadCache } from './cache/index.js';
+import type { Gate } from './cache/gate.js';
+import type { CachedItem } from './catalog/service.js';
+import type { AuthCache } from './accounts/auth-cache.js';
+import type { LoginLimiter } from './accounts/login-limits.js';
+import type { Config } from './config.js';
+import type { Provider } from './fulfillment/provider.js';
+import type { Gateway } from './payments/gateway.js';
+import type { Directory } from './router/directory.js';
+import type { Shards } from './shard/pools.js';
+
+export interface ItemChange { id: string; shard: number; available: number; reason: string }
+
+export interface OrderChange { id: string; shard: number; status: string; customer_id: string }
+
+/** Called after commit; implementations must never throw or block (Redis may be down). */
+export interface Hooks {
+  /** An item row changed (price, stock, hold, release, sale). */
+  itemChanged(change: ItemChange): void;
+  /** An order moved to a new status. */
+  orderChanged(change: OrderChange): void;
+}
+
+export const NO_HOOKS: Hooks = { itemChanged: () => undefined, orderChanged: () => undefined };
+
+export interface Deps {
+  cfg: Config;
+  shards: Shards;
+  dir: Directory;
+  hooks: Hooks;
+  /** The read cache (src/cache); absent in tools, which read Postgres directly. */
+  cache?: ReadCache<CachedItem>;
+  /** The sold-out admission gate; absent when SOLD_OUT_GATE is off. */
+  gate?: Gate;
+  /** Resolved bearer tokens (absent in tools). */
+  authCache?: AuthCache;
+  /** Failed-login counters (absent in tools). */
+  loginLimits?: LoginLimiter;
+  /** Third parties, each behind an interface with its own breaker (one per process). */
+  gateway: Gateway;
+  provider: Provider;
+}

@@ -1,0 +1,45 @@
+// Completing a paid order: escrow is released at the gateway first (a network call,
+// outside any transaction; idempotent, so a retry after a crash is safe), then one
+// transaction records it: the order completes, fenced on its current status, and only
+// if it did, escrow moves to the merchant (and the provider's share) in the ledger.
+import type { Deps } from '../deps.js';
+import { invariant } from '../errors.js';
+import { postTransfer, releaseLegs } from '../payments/ledger.js';
+import { PAYMENT_SQL } from '../payments/service.js';
+import { encodeRow } from '../router/ids.js';
+import type { Queryable } from '../shard/pools.js';
+import { SQL } from './sql.js';
+
+export interface LineRow { item_id: number; quantity: number; price_cents: number; fulfillment: string }
+
+export interface Completion {
+  /** The statuses the order may complete from: the fence. */
+  from: string[];
+  reason: string;
+  actor: string;
+  /** More writes of the same transition (a shipment's delivery), after the fence held. */
+  also?: (q: Queryable, orderLocal: number) => Promise<void>;
+}
+
+export async function releaseAndComplete(
+  deps: Deps, shard: number, order: Record<string, unknown>, lines: LineRow[], c: Completion,
+): Promise<'completed' | 'unchanged'> {
+  const s = deps.shards.get(shard);
+  const pay = (await s.query(PAYMENT_SQL.byId, [order.payment_id])).rows[0];
+  invariant(pay, 'a paid order has the payment that placed it');
+  if (pay.escrow === 'held') await deps.gateway.release(pay.gateway_session_id as string);
+  const providerShare = lines.filter((l) => l.fulfillment === 'provider').reduce((sum, l) => sum + Number(l.price_cents) * l.quantity, 0);
+  const orderLocal = order.id as number;
+  const done = await s.transaction(async (q) => {
+    // Fence first: if a cancel or refund moved the order, its escrow is not released here.
+    if ((await q.query(SQL.complete, [orderLocal, c.from, c.reason, c.actor])).rowCount !== 1) return false;
+    const released = (await q.query(PAYMENT_SQL.markReleased, [pay.id])).rows[0];
+    if (released) {
+      await postTransfer(q, { orderLocal, paymentLocal: pay.id as number, currency: pay.currency as string, kind: 'release', legs: releaseLegs(pay.amount_cents as number, providerShare) });
+    }
+    await c.also?.(q, orderLocal);
+    return true;
+  });
+  if (done) deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status: 'completed', customer_id: '' });
+  return done ? 'completed' : 'unchanged';
+}

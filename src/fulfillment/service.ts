@@ -1,0 +1,111 @@
+// Fulfilment after payment. `advanceOrder` looks at an order's state and takes the
+// next step; it is safe to call again after a crash (the cron does) because every
+// step is idempotent: activations by ref at the provider, transitions by fence.
+//   paid + only instant lines   -> completed (escrow released)
+//   paid + provider lines       -> fulfilling -> activate, verify (bounded, backoff)
+//                                  -> completed, or refunded when any line fails
+//   paid + shipment lines       -> waits for an admin to ship and deliver
+import type { Deps } from '../deps.js';
+import { EngineError } from '../errors.js';
+import { log } from '../log.js';
+import { refundPayment, PAYMENT_SQL } from '../payments/service.js';
+import { encodeRow } from '../router/ids.js';
+import { releaseAndComplete, type LineRow } from './release.js';
+import { SQL } from './sql.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function advanceOrder(deps: Deps, shard: number, orderLocal: number): Promise<string> {
+  const s = deps.shards.get(shard);
+  const order = (await s.query(PAYMENT_SQL.orderForPayment, [orderLocal])).rows[0];
+  if (!order) return 'missing';
+  const lines = (order.lines as LineRow[]) ?? [];
+  if (order.status === 'paid') {
+    if (lines.some((l) => l.fulfillment === 'shipment')) return 'awaiting_shipment';
+    if (!lines.some((l) => l.fulfillment === 'provider')) return releaseAndComplete(deps, shard, order, lines, { from: ['paid'], reason: 'instant', actor: 'system' });
+    await s.query(SQL.startFulfilling, [orderLocal]);
+    notify(deps, shard, orderLocal, 'fulfilling');
+  } else if (order.status !== 'fulfilling') {
+    return order.status as string;
+  }
+  const outcome = await runProviderLines(deps, shard, orderLocal, order.customer_id as string);
+  if (outcome === 'active') return releaseAndComplete(deps, shard, order, lines, { from: ['fulfilling'], reason: 'provider_verified', actor: 'system' });
+  if (outcome === 'failed') return failAndRefund(deps, shard, order);
+  return 'fulfilling';
+}
+
+function notify(deps: Deps, shard: number, orderLocal: number, status: string): void {
+  deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status, customer_id: '' });
+}
+
+type LinesOutcome = 'active' | 'failed' | 'pending';
+
+async function runProviderLines(deps: Deps, shard: number, orderLocal: number, customer: string): Promise<LinesOutcome> {
+  const s = deps.shards.get(shard);
+  const rows = (await s.query(SQL.lines, [orderLocal])).rows;
+  let outcome: LinesOutcome = 'active';
+  for (const row of rows) {
+    const line = await runLine(deps, shard, orderLocal, customer, row);
+    if (line === 'failed') return 'failed';
+    if (line === 'pending') outcome = 'pending';
+  }
+  return outcome;
+}
+
+async function runLine(deps: Deps, shard: number, orderLocal: number, customer: string, row: Record<string, unknown>): Promise<LinesOutcome> {
+  const s = deps.shards.get(shard);
+  if (row.status === 'active') return 'active';
+  if (row.status === 'failed') return 'failed';
+  const itemId = encodeRow('item', shard, row.item_id as number);
+  try {
+    let activationId = row.activation_id as string | null;
+    if (!activationId) {
+      const res = await deps.provider.activate({ ref: `${encodeRow('order', shard, orderLocal)}:${itemId}`, sku: itemId, quantity: row.quantity as number, customer_ref: customer });
+      if (!res.ok || res.activation.status === 'failed') {
+        await s.query(SQL.setActivation, [orderLocal, row.item_id, 'failed', res.ok ? res.activation.id : null, res.ok ? res.activation.failure_reason ?? 'activation_failed' : res.reason]);
+        return 'failed';
+      }
+      activationId = res.activation.id;
+      await s.query(SQL.setActivation, [orderLocal, row.item_id, 'activating', activationId, null]);
+    }
+    return await verify(deps, shard, orderLocal, row.item_id as number, activationId);
+  } catch (err) {
+    // Provider unreachable: leave the line as it is; the cron resumes it later.
+    if (err instanceof EngineError && err.code === 'dependency_unavailable') return 'pending';
+    throw err;
+  }
+}
+
+async function verify(deps: Deps, shard: number, orderLocal: number, itemLocal: number, activationId: string): Promise<LinesOutcome> {
+  const s = deps.shards.get(shard);
+  for (let attempt = 0; attempt < deps.cfg.verifyAttempts; attempt++) {
+    await sleep(deps.cfg.verifyBackoffMs * 2 ** attempt);
+    const v = await deps.provider.verify(activationId);
+    await s.query(SQL.countVerify, [orderLocal, itemLocal]);
+    if (v.status === 'active' || v.status === 'failed') {
+      await s.query(SQL.setActivation, [orderLocal, itemLocal, v.status, null, v.failure_reason ?? null]);
+      return v.status;
+    }
+  }
+  await s.query(SQL.setActivation, [orderLocal, itemLocal, 'failed', null, 'not_verified']);
+  return 'failed';
+}
+
+async function failAndRefund(deps: Deps, shard: number, order: Record<string, unknown>): Promise<string> {
+  log.warn('fulfilment failed; refunding', { order: encodeRow('order', shard, order.id as number) });
+  await deps.shards.get(shard).query(PAYMENT_SQL.unsell, [order.id]);
+  const refunded = await refundPayment(deps, shard, order.payment_id as number, 'fulfillment_failed');
+  if (refunded) notify(deps, shard, order.id as number, 'refunded');
+  return refunded ? 'refunded' : 'refund_pending';
+}
+
+export async function advanceStuck(deps: Deps, shard: number, limit = 50): Promise<number> {
+  const rows = (await deps.shards.get(shard).query(SQL.stuck, [deps.cfg.stuckOrderAfterS, limit])).rows;
+  for (const r of rows) {
+    await advanceOrder(deps, shard, r.id as number).catch(async (err: unknown) => {
+      log.warn('advance failed', { shard, order: r.id, err });
+      await deps.shards.get(shard).query(SQL.touch, [r.id]).catch(() => undefined);
+    });
+  }
+  return rows.length;
+}

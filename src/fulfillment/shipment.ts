@@ -1,0 +1,55 @@
+// Shipments (the order-management seed's PLACED -> SHIPPED -> DELIVERED): an order of
+// `shipment` items waits in `paid` until an admin ships it (carrier, tracking), and
+// completes when the admin marks it delivered, which releases its escrow. Until it
+// ships the customer may cancel with a full refund (payments' cancelPaidOrder); after,
+// the status fence refuses the cancel. Every transition is one fenced statement with
+// its audit row (order_events; the outbox trigger notifies) and is streamed.
+import { publicUserId, type Principal } from '../accounts/service.js';
+import type { Deps } from '../deps.js';
+import { EngineError, invariant } from '../errors.js';
+import { getOrder } from '../orders/service.js';
+import type { Order } from '../orders/model.js';
+import { PAYMENT_SQL } from '../payments/service.js';
+import { decodeRow, encodeRow } from '../router/ids.js';
+import { releaseAndComplete, type LineRow } from './release.js';
+import { SQL } from './sql.js';
+
+export interface ShipmentInput { carrier: string; tracking: string }
+
+/** Why a transition did not happen, from the order as it is now (404 when it does not exist). */
+async function refusal(deps: Deps, p: Principal, orderId: string, verb: 'shipped' | 'delivered'): Promise<EngineError> {
+  const order = await getOrder(deps, p, orderId);
+  if (verb === 'shipped' && order.status === 'paid') {
+    return new EngineError('invalid_state', 'Order has no shipment lines to ship', { details: { status: order.status } });
+  }
+  return new EngineError('invalid_state', `Order is ${order.status} and cannot be ${verb}`, { details: { status: order.status } });
+}
+
+/** paid -> shipped (admin). */
+export async function shipOrder(deps: Deps, p: Principal, orderId: string, input: ShipmentInput): Promise<Order> {
+  const { shard, local } = decodeRow('order', orderId, deps.shards.count);
+  const actor = `admin:${p.id}`;
+  const row = (await deps.shards.get(shard).query(SQL.ship, [local, input.carrier, input.tracking, actor])).rows[0];
+  if (!row) throw await refusal(deps, p, orderId, 'shipped');
+  const id = encodeRow('order', shard, local);
+  deps.hooks.orderChanged({ id, shard, status: 'shipped', customer_id: publicUserId(deps, row.customer_id as string) });
+  return getOrder(deps, p, id);
+}
+
+/** shipped -> completed (admin): delivered, escrow released through the ledger. */
+export async function deliverOrder(deps: Deps, p: Principal, orderId: string): Promise<Order> {
+  const { shard, local } = decodeRow('order', orderId, deps.shards.count);
+  const actor = `admin:${p.id}`;
+  const order = (await deps.shards.get(shard).query(PAYMENT_SQL.orderForPayment, [local])).rows[0];
+  if (!order || order.status !== 'shipped') throw await refusal(deps, p, orderId, 'delivered');
+  const lines = (order.lines as LineRow[] | null) ?? [];
+  const outcome = await releaseAndComplete(deps, shard, order, lines, {
+    from: ['shipped'], reason: 'delivered', actor,
+    also: async (q, orderLocal) => {
+      const res = await q.query(SQL.deliver, [orderLocal, actor]);
+      invariant(res.rowCount === 1, 'a shipped order has one undelivered shipment');
+    },
+  });
+  if (outcome !== 'completed') throw await refusal(deps, p, orderId, 'delivered');
+  return getOrder(deps, p, encodeRow('order', shard, local));
+}

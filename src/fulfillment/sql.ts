@@ -1,0 +1,54 @@
+export const SQL = {
+  startFulfilling: {
+    name: 'ful_start',
+    text: `WITH prev AS (SELECT id FROM orders WHERE id = $1 AND status = 'paid' FOR UPDATE),
+           upd AS (UPDATE orders o SET status = 'fulfilling', updated_at = now() FROM prev WHERE o.id = prev.id RETURNING o.id),
+           ev AS (INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
+                  SELECT id, 'paid', 'fulfilling', 'system', 'provider_activation' FROM upd RETURNING 1),
+           f AS (INSERT INTO fulfillments (order_id, item_id, quantity)
+                 SELECT l.order_id, l.item_id, l.quantity FROM order_lines l JOIN upd ON upd.id = l.order_id
+                 WHERE l.fulfillment = 'provider' ON CONFLICT DO NOTHING RETURNING 1)
+           SELECT (SELECT count(*)::int FROM upd) AS started`,
+  },
+  lines: { name: 'ful_lines', text: 'SELECT item_id, quantity, status, activation_id, verify_attempts FROM fulfillments WHERE order_id = $1 ORDER BY item_id' },
+  setActivation: {
+    name: 'ful_set_activation',
+    text: `UPDATE fulfillments SET status = $3, activation_id = COALESCE($4, activation_id), last_error = $5, updated_at = now()
+           WHERE order_id = $1 AND item_id = $2 AND status IN ('pending', 'activating')`,
+  },
+  countVerify: { name: 'ful_count_verify', text: 'UPDATE fulfillments SET verify_attempts = verify_attempts + 1 WHERE order_id = $1 AND item_id = $2' },
+  // Completion: the order closed by $4 (an actor), fenced on its current status ($2).
+  complete: {
+    name: 'ful_complete',
+    text: `WITH prev AS (SELECT id, status FROM orders WHERE id = $1 AND status = ANY($2::text[]) FOR UPDATE),
+           upd AS (UPDATE orders o SET status = 'completed', updated_at = now() FROM prev WHERE o.id = prev.id
+                   RETURNING o.id, prev.status AS from_status)
+           INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
+           SELECT id, from_status, 'completed', $4, $3 FROM upd RETURNING 1`,
+  },
+  // paid -> shipped for orders with shipment lines, with its shipment row and audit row.
+  ship: {
+    name: 'ful_ship',
+    text: `WITH prev AS (SELECT o.id FROM orders o WHERE o.id = $1 AND o.status = 'paid'
+                          AND EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id AND l.fulfillment = 'shipment') FOR UPDATE),
+           upd AS (UPDATE orders o SET status = 'shipped', updated_at = now() FROM prev WHERE o.id = prev.id RETURNING o.id, o.customer_id),
+           ev AS (INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
+                  SELECT id, 'paid', 'shipped', $4, 'shipped' FROM upd RETURNING 1),
+           sh AS (INSERT INTO shipments (order_id, carrier, tracking, shipped_by) SELECT id, $2, $3, $4 FROM upd RETURNING 1)
+           SELECT customer_id FROM upd`,
+  },
+  // Part of shipped -> completed: runs only after that transition's fence held.
+  deliver: {
+    name: 'ful_deliver',
+    text: 'UPDATE shipments SET delivered_at = now(), delivered_by = $2 WHERE order_id = $1 AND delivered_at IS NULL',
+  },
+  // A failed attempt moves the order to the back of the queue, so one order the
+  // gateway keeps refusing cannot starve the ones behind it.
+  touch: { name: 'ful_touch', text: 'UPDATE orders SET updated_at = now() WHERE id = $1' },
+  stuck: {
+    name: 'ful_stuck',
+    text: `SELECT o.id FROM orders o WHERE o.status IN ('paid', 'fulfilling') AND o.updated_at < now() - make_interval(secs => $1)
+             AND NOT EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id AND l.fulfillment = 'shipment')
+           ORDER BY o.updated_at LIMIT $2`,
+  },
+} as const;

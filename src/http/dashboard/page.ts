@@ -1,0 +1,35 @@
+// GET /dashboard (and / redirects to it): the live sale dashboard, one self-contained
+// page. Its CSS and script are inlined at start (no external assets, no CDN), and the
+// Content-Security-Policy allows exactly those two by hash, plus this origin for
+// fetch and the WebSocket.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { TemplatedApp } from 'uWebSockets.js';
+import { ROOT } from '../../paths.js';
+import { send } from '../reply.js';
+
+const DIR = path.join(ROOT, 'src', 'http', 'dashboard');
+
+function build(): { html: string; csp: string } {
+  const read = (f: string) => readFileSync(path.join(DIR, f), 'utf8');
+  const style = read('dashboard.css');
+  const script = read('dashboard.js');
+  const html = read('dashboard.html').replace('/*STYLE*/', () => style).replace('/*SCRIPT*/', () => script);
+  const hash = (s: string) => `'sha256-${createHash('sha256').update(s).digest('base64')}'`;
+  const csp = [
+    "default-src 'none'", `style-src ${hash(style)}`, `script-src ${hash(script)}`, "connect-src 'self'",
+    "img-src 'self' data:", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
+  ].join('; ');
+  return { html, csp };
+}
+
+export function mountDashboard(app: TemplatedApp, nextRequestId: () => string): void {
+  const page = build();
+  const headers = {
+    'content-type': 'text/html; charset=utf-8', 'content-security-policy': page.csp, 'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer',
+  };
+  app.get('/dashboard', (res) => send(res, nextRequestId(), { status: 200, headers, body: page.html }));
+  app.get('/', (res) => send(res, nextRequestId(), { status: 303, headers: { location: '/dashboard' }, body: '' }));
+}

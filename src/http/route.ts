@@ -1,0 +1,245 @@
+// The one path every request takes: copy what uWS gives before the first await,
+// register onAborted, read a bounded body, validate, authenticate, run the handler,
+// map any error, and write the answer corked. Routes only declare what they need.
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { Principal } from '../accounts/service.js';
+import { EngineError } from '../errors.js';
+import { log } from '../log.js';
+import { observe } from './metrics.js';
+import { errorReply, send, type Reply } from './reply.js';
+import { compileBody, compileQuery, type Schema } from './schemas.js';
+
+export type Method = 'get' | 'post' | 'patch' | 'put' | 'del';
+export type AuthMode = 'none' | 'optional' | 'user' | 'admin';
+
+export interface Ctx<B = Record<string, unknown>, Q = Record<string, unknown>> {
+  requestId: string;
+  params: Record<string, string>;
+  query: Q;
+  body: B;
+  principal: Principal | null;
+  token: string | null;
+  idempotencyKey: string | null;
+  ip: string;
+  rawBody: Buffer;
+  headers: Record<string, string>;
+}
+
+export interface RouteDef<B = any, Q = any> {
+  method: Method;
+  path: string;
+  name: string;
+  summary: string;
+  auth: AuthMode;
+  body?: Schema;
+  /** Raw bodies are handed over unparsed (webhooks sign the exact bytes). */
+  rawBody?: boolean;
+  query?: Schema;
+  response?: { status: number; schema?: Schema };
+  /** Extra request headers the handler reads, lower-case. */
+  headers?: string[];
+  handler: (ctx: Ctx<B, Q>) => Promise<Reply>;
+}
+
+export interface HttpEnv {
+  bodyLimitBytes: number;
+  maxInflight: number;
+  logRequests: boolean;
+  trustProxy: boolean;
+  authenticate(token: string): Promise<Principal | null>;
+  nextRequestId(): string;
+}
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A client's own request id is kept when it is sane, so its logs and ours line up. */
+export function requestIdOf(given: string, env: Pick<HttpEnv, 'nextRequestId'>): string {
+  return REQUEST_ID_RE.test(given) ? given : env.nextRequestId();
+}
+const IDEMPOTENCY_RE = /^[\x21-\x7e]{1,128}$/;
+const BASE_HEADERS = ['authorization', 'content-type', 'x-request-id', 'idempotency-key', 'x-forwarded-for'];
+
+let inflight = 0;
+let lastActivityMs = 0;
+export function inflightCount(): number { return inflight; }
+
+/** How long no request has been running; a draining worker waits for a quiet spell. */
+export function idleMs(): number { return inflight > 0 ? 0 : performance.now() - lastActivityMs; }
+
+export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
+  const validateBody = def.body ? compileBody(def.body) : null;
+  const validateQuery = compileQuery(def.query ?? { type: 'object', properties: {}, additionalProperties: false });
+  const paramNames = [...def.path.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
+  const headerNames = [...BASE_HEADERS, ...(def.headers ?? [])];
+
+  app[def.method](def.path, (res: HttpResponse, req: HttpRequest) => {
+    const started = performance.now();
+    const headers: Record<string, string> = {};
+    for (const h of headerNames) headers[h] = req.getHeader(h);
+    const params: Record<string, string> = {};
+    paramNames.forEach((n, i) => { params[n] = decodeParam(req.getParameter(i) ?? ''); });
+    const rawQuery = req.getQuery() ?? '';
+    // uWS trims bytes >= 0x80 and whitespace around a header value: a key sent as "é"
+    // reads as "". Sent but empty is refused below, never taken for "no key".
+    const keySent = headers['idempotency-key'] !== '' || (def.method !== 'get' && hasHeader(req, 'idempotency-key'));
+    const given = headers['x-request-id']!;
+    const requestId = requestIdOf(given, env);
+    const ip = clientIp(env.trustProxy, headers['x-forwarded-for']!, Buffer.from(res.getRemoteAddressAsText()).toString());
+    const state = { aborted: false };
+    res.onAborted(() => { state.aborted = true; });
+
+    const finish = (reply: Reply) => {
+      if (state.aborted) return;
+      send(res, requestId, reply);
+      const ms = performance.now() - started;
+      observe(def.name, reply.status, ms);
+      if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status: reply.status, ms: Math.round(ms * 10) / 10 });
+    };
+
+    if (inflight >= env.maxInflight) {
+      finish(errorReply(new EngineError('overloaded', undefined, { retryAfterS: 1 }), requestId));
+      return;
+    }
+    inflight++;
+    lastActivityMs = performance.now();
+    const needsBody = def.method === 'post' || def.method === 'patch' || def.method === 'put';
+    readBody(res, needsBody, env.bodyLimitBytes, state)
+      .then((raw) => run(def, env, { headers, params, rawQuery, requestId, ip, raw, keySent }, validateBody, validateQuery))
+      .catch((err: unknown) => errorReply(err, requestId))
+      .then(finish)
+      .finally(() => {
+        inflight--;
+        lastActivityMs = performance.now();
+      });
+  });
+}
+
+/**
+ * Behind one trusted load balancer the client is the hop it appended: the last one.
+ * Earlier hops come from the client and can be forged.
+ */
+function clientIp(trustProxy: boolean, forwarded: string, socket: string): string {
+  if (!trustProxy || !forwarded) return socket;
+  return forwarded.split(',').pop()!.trim().slice(0, 64) || socket;
+}
+
+/**
+ * A path segment with broken percent-encoding (`%ZZ`, a cut UTF-8 sequence) must not
+ * throw inside the uWS callback: that kills the worker. Kept raw, it matches no id
+ * pattern and the route answers 404 like any other unknown id.
+ */
+function decodeParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
+interface Incoming {
+  headers: Record<string, string>; params: Record<string, string>; rawQuery: string; requestId: string; ip: string; raw: Buffer;
+  keySent: boolean;
+}
+
+function hasHeader(req: HttpRequest, name: string): boolean {
+  let found = false;
+  req.forEach((k) => { if (k === name) found = true; });
+  return found;
+}
+
+async function run(def: RouteDef, env: HttpEnv, inc: Incoming, validateBody: ((v: unknown) => void) | null, validateQuery: (v: unknown) => void): Promise<Reply> {
+  const query = Object.fromEntries(new URLSearchParams(inc.rawQuery));
+  validateQuery(query);
+  assertStorable(query, '');
+  assertStorable(inc.params, '');
+  const body = def.rawBody ? {} : parseBody(inc, validateBody);
+  const token = bearer(inc.headers.authorization!);
+  const principal = await resolvePrincipal(def.auth, env, token);
+  const key = inc.headers['idempotency-key']!;
+  if (inc.keySent && !IDEMPOTENCY_RE.test(key)) throw new EngineError('validation_failed', 'Idempotency-Key must be 1..128 printable ASCII characters', { details: { field: 'Idempotency-Key' } });
+  return def.handler({
+    requestId: inc.requestId, params: inc.params, query, body, principal, token, idempotencyKey: key || null,
+    ip: inc.ip, rawBody: inc.raw, headers: inc.headers,
+  });
+}
+
+function parseBody(inc: Incoming, validate: ((v: unknown) => void) | null): Record<string, unknown> {
+  if (!validate) return {};
+  let body: unknown = {};
+  if (inc.raw.length > 0) {
+    if (!/^application\/json\b/i.test(inc.headers['content-type']!)) throw new EngineError('unsupported_media_type');
+    try {
+      body = JSON.parse(UTF8.decode(inc.raw));
+    } catch {
+      throw new EngineError('invalid_json');
+    }
+  }
+  validate(body);
+  assertStorable(body, '');
+  return body as Record<string, unknown>;
+}
+
+// JSON is UTF-8 (RFC 8259): bytes that are not are refused, never silently replaced.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+// Text Postgres cannot store (NUL) or that is not Unicode (a lone surrogate from a
+// `\ud800` escape) is refused here with a 400, instead of a 500 from the database or
+// a U+FFFD stored in its place.
+const UNSTORABLE_RE = /[\0\p{Cs}]/u;
+
+/** Walks a parsed value (iteratively: bodies may nest deeply within the size limit). */
+function assertStorable(value: unknown, root: string): void {
+  const stack: [unknown, string][] = [[value, root]];
+  while (stack.length > 0) {
+    const [v, path] = stack.pop()!;
+    if (typeof v === 'string') {
+      if (UNSTORABLE_RE.test(v)) {
+        const field = path || '(body)';
+        throw new EngineError('validation_failed', `Field '${field}' must be Unicode text without NUL characters`, { details: { field } });
+      }
+    } else if (typeof v === 'object' && v !== null) {
+      for (const [k, x] of Object.entries(v)) {
+        const at = path ? `${path}.${k}` : k;
+        if (UNSTORABLE_RE.test(k)) throw new EngineError('validation_failed', 'Field names must be Unicode text without NUL characters', { details: { field: at } });
+        stack.push([x, at]);
+      }
+    }
+  }
+}
+
+function bearer(header: string): string | null {
+  const m = /^Bearer ([\x21-\x7e]{1,200})$/.exec(header);
+  return m ? m[1]! : null;
+}
+
+async function resolvePrincipal(mode: AuthMode, env: HttpEnv, token: string | null): Promise<Principal | null> {
+  if (mode === 'none') return null;
+  const principal = token ? await env.authenticate(token) : null;
+  if (mode === 'optional') return principal;
+  if (!principal) throw new EngineError('unauthenticated');
+  if (mode === 'admin' && principal.role !== 'admin') throw new EngineError('forbidden', 'Admin only');
+  return principal;
+}
+
+/** Collects the body up to the limit; past it, answers 413 without buffering more. */
+function readBody(res: HttpResponse, wanted: boolean, limit: number, state: { aborted: boolean }): Promise<Buffer> {
+  if (!wanted) return Promise.resolve(Buffer.alloc(0));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    res.onData((chunk, isLast) => {
+      if (done || state.aborted) return;
+      size += chunk.byteLength;
+      if (size > limit) {
+        done = true;
+        reject(new EngineError('body_too_large', `Body exceeds ${limit} bytes`));
+        return;
+      }
+      chunks.push(Buffer.from(chunk.slice(0)));
+      if (isLast) {
+        done = true;
+        resolve(Buffer.concat(chunks));
+      }
+    });
+  });
+}

@@ -1,0 +1,43 @@
+import type { Deps } from '../../deps.js';
+import * as flags from '../../flags/index.js';
+import { listAllOrders } from '../../orders/admin.js';
+import type { RouteDef } from '../route.js';
+import { listOf, object, S } from '../schemas.js';
+import { OrderSchema } from './orders.js';
+
+const STATUSES = ['awaiting_payment', 'paid', 'fulfilling', 'shipped', 'completed', 'expired', 'canceled', 'failed', 'refunded'];
+
+const FlagSchema = object({
+  name: { type: 'string', enum: flags.FLAG_NAMES }, enabled: { type: 'boolean' }, default: { type: 'boolean' },
+  description: { type: 'string' }, applied: { type: 'boolean', description: 'what the answering worker applies right now' },
+  updated_at: { type: ['string', 'null'] }, updated_by: { type: ['string', 'null'] },
+});
+
+export function adminRoutes(deps: Deps): RouteDef[] {
+  return [
+    {
+      method: 'get', path: '/v1/admin/orders', name: 'admin_list_orders', summary: 'Every customer\'s orders across shards, newest first (admin)', auth: 'admin',
+      query: object({
+        status: { type: 'string', enum: STATUSES }, customer_id: { type: 'string', pattern: '^us_[0-9a-z][0-9a-f]{32}$' },
+        category_id: { type: 'string', pattern: '^[1-9][0-9]{0,14}$' }, limit: S.limit, cursor: S.cursor,
+      }),
+      response: { status: 200, schema: listOf(OrderSchema) },
+      handler: async (ctx) => ({ status: 200, body: await listAllOrders(deps, ctx.query) }),
+    },
+    {
+      method: 'get', path: '/v1/admin/flags', name: 'list_flags', summary: 'Every runtime feature flag (admin)', auth: 'admin',
+      response: { status: 200, schema: listOf(FlagSchema) },
+      handler: async () => ({ status: 200, body: { data: await flags.listFlags(deps), next_cursor: null } }),
+    },
+    {
+      method: 'get', path: '/v1/admin/flags/:name', name: 'get_flag', summary: 'One runtime feature flag (admin)', auth: 'admin',
+      response: { status: 200, schema: FlagSchema },
+      handler: async (ctx) => ({ status: 200, body: await flags.getFlag(deps, ctx.params.name!) }),
+    },
+    {
+      method: 'put', path: '/v1/admin/flags/:name', name: 'set_flag', summary: 'Switch a feature flag; every worker applies it within a second (admin)', auth: 'admin',
+      body: object({ enabled: { type: 'boolean' } }, ['enabled']), response: { status: 200, schema: FlagSchema },
+      handler: async (ctx) => ({ status: 200, body: await flags.setFlag(deps, ctx.params.name!, ctx.body.enabled, `admin:${ctx.principal!.id}`) }),
+    },
+  ];
+}

@@ -1,0 +1,71 @@
+import { fingerprint, storedReply, withIdempotency } from '../../accounts/idempotency.js';
+import type { Deps } from '../../deps.js';
+import * as orders from '../../orders/service.js';
+import type { Ctx, RouteDef } from '../route.js';
+import { listOf, object, S } from '../schemas.js';
+
+const Line = object({ item_id: S.id, quantity: { type: 'integer' }, price_cents: S.cents, fulfillment: S.fulfillment });
+export const OrderSchema = object({
+  id: S.id, status: { type: 'string' }, shard: { type: 'integer' }, currency: S.currency, total_cents: S.cents,
+  lines: { type: 'array', items: Line }, hold_expires_at: { type: 'string' }, created_at: { type: 'string' },
+  updated_at: { type: 'string' }, customer_id: S.id, payments: { type: 'array' },
+  shipment: {
+    anyOf: [{ type: 'null' }, object({ carrier: { type: 'string' }, tracking: { type: 'string' }, shipped_at: { type: 'string' }, delivered_at: { type: ['string', 'null'] } })],
+  },
+});
+export const MAX_LINES = 50;
+export const MAX_QUANTITY = 1000;
+export const LinesSchema = {
+  type: 'array', minItems: 1, maxItems: MAX_LINES,
+  items: object({ item_id: S.id, quantity: { type: 'integer', minimum: 1, maximum: MAX_QUANTITY } }, ['item_id', 'quantity']),
+};
+
+/** Wraps a creating POST in Idempotency-Key handling; replays are marked with a header. */
+export async function idempotent(deps: Deps, ctx: Ctx, route: string, work: () => Promise<{ status: number; body?: unknown }>) {
+  const fp = fingerprint(route, ctx.params, ctx.body);
+  const r = await withIdempotency(deps, ctx.principal!, ctx.idempotencyKey, route, fp, work);
+  return { status: r.status, body: r.body, headers: r.replayed ? { 'idempotent-replayed': 'true' } : undefined };
+}
+
+export function orderRoutes(deps: Deps): RouteDef[] {
+  return [
+    {
+      method: 'post', path: '/v1/orders', name: 'create_order', summary: 'Hold stock and create one order per shard', auth: 'user',
+      body: object({ items: LinesSchema }, ['items']), response: { status: 201, schema: object({ orders: { type: 'array', items: OrderSchema } }) },
+      handler: async (ctx) => {
+        // A storm on a sold-out item is answered before the idempotency claim costs a write;
+        // a retry of a request that already succeeded still gets its original answer.
+        const refused = await orders.admit(deps, ctx.body.items).then(() => null, (err: unknown) => err);
+        if (refused) {
+          const stored = ctx.idempotencyKey ? await storedReply(deps, ctx.principal!, ctx.idempotencyKey, 'create_order', fingerprint('create_order', ctx.params, ctx.body)) : null;
+          if (!stored) throw refused;
+          return { status: stored.status, body: stored.body, headers: { 'idempotent-replayed': 'true' } };
+        }
+        return idempotent(deps, ctx, 'create_order', async () => ({
+          status: 201, body: { orders: await orders.createOrders(deps, ctx.principal!, ctx.body.items, ctx.idempotencyKey) },
+        }));
+      },
+    },
+    {
+      method: 'get', path: '/v1/orders/:id', name: 'get_order', summary: 'One order (owner or admin)', auth: 'user',
+      response: { status: 200, schema: OrderSchema },
+      handler: async (ctx) => ({ status: 200, body: await orders.getOrder(deps, ctx.principal!, ctx.params.id!) }),
+    },
+    {
+      method: 'get', path: '/v1/orders/:id/events', name: 'order_events', summary: 'The audit trail of one order', auth: 'user',
+      handler: async (ctx) => ({ status: 200, body: { data: await orders.orderEvents(deps, ctx.principal!, ctx.params.id!), next_cursor: null } }),
+    },
+    {
+      method: 'get', path: '/v1/orders', name: 'list_orders', summary: 'Own orders across shards, newest first', auth: 'user',
+      query: object({ limit: S.limit, cursor: S.cursor }), response: { status: 200, schema: listOf(OrderSchema) },
+      handler: async (ctx) => ({ status: 200, body: await orders.listOrders(deps, ctx.principal!, ctx.query.limit, ctx.query.cursor) }),
+    },
+    {
+      method: 'post', path: '/v1/orders/:id/cancel', name: 'cancel_order', summary: 'Cancel; releases holds, refunds if paid', auth: 'user',
+      body: object({}), response: { status: 200, schema: OrderSchema },
+      handler: (ctx) => idempotent(deps, ctx, 'cancel_order', async () => ({
+        status: 200, body: await orders.cancelOrder(deps, ctx.principal!, ctx.params.id!),
+      })),
+    },
+  ];
+}

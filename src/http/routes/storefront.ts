@@ -1,0 +1,10 @@
+// The storefront's order management (issue 10): cart, shipments, admin views and flags.
+import type { Deps } from '../../deps.js';
+import type { RouteDef } from '../route.js';
+import { adminRoutes } from './admin.js';
+import { cartRoutes } from './cart.js';
+import { shipmentRoutes } from './shipments.js';
+
+export function storefrontRoutes(deps: Deps): RouteDef[] {
+  return [...cartRoutes(deps), ...shipmentRoutes(deps), ...adminRoutes(deps)];
+}

@@ -1,0 +1,254 @@
+// GET /v1/stream: the live stream over WebSocket on the same uWS app (DESIGN §4).
+//
+//   ?token=<token> on the upgrade, or a first message {"op":"auth","token":"..."}
+//   {"op":"subscribe","topics":["items/<id>","orders/<id>"]}
+//     -> {"op":"subscribed","topics":[accepted...],"refused":[...]}
+//        then one event per accepted topic with its current state (so a client never
+//        has to race a GET against the first change)
+//   {"op":"event","topic":"items/<id>","type":"item.available","data":{"id","available"}}
+//   {"op":"event","topic":"orders/<id>","type":"order.status","data":{"id","status"}}
+// Where the contract is silent: {"op":"unsubscribe","topics":[...]} -> "unsubscribed";
+// a good auth message is answered {"op":"authenticated","user_id","role"}; a bad one,
+// or a bad message, with {"op":"error","error":{type,code,message}} (the HTTP error
+// shape), and a bad token closes the socket (4401).
+// Items are public; an order only to its owner (checked in Postgres, on the shard its
+// id names) or an admin. Text frames carry JSON; ?format=msgpack switches the socket
+// to binary msgpack frames both ways.
+// Bounds: STREAM_MAX_TOPICS per socket, STREAM_MAX_MESSAGE_BYTES per client message
+// (uWS closes past it), STREAM_MAX_BACKPRESSURE_BYTES buffered per socket (a consumer
+// that slow is closed and reconnects to fresh snapshots), STREAM_MAX_SOCKETS per
+// worker, 100 topics per message, 8 messages in flight per socket.
+import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from 'uWebSockets.js';
+import type { Principal } from '../../accounts/service.js';
+import { unpack } from '../../cache/codec.js';
+import type { CachedItem } from '../../catalog/service.js';
+import type { Deps } from '../../deps.js';
+import { EngineError } from '../../errors.js';
+import { getOrderRow } from '../../orders/service.js';
+import type { Live } from '../../realtime/live.js';
+import { encodeFrame, wireTopic, type EventFrame, type Format } from '../../realtime/hub.js';
+import { decodeRow } from '../../router/ids.js';
+import { errorReply, send } from '../reply.js';
+import { compileBody, compileQuery, object } from '../schemas.js';
+
+export interface StreamEnv {
+  deps: Deps;
+  live: Live<CachedItem>;
+  authenticate(token: string): Promise<Principal | null>;
+  nextRequestId(): string;
+}
+
+interface Conn {
+  requestId: string;
+  format: Format;
+  principal: Principal | null;
+  /** The session the principal came from, re-read before order topics are granted. */
+  token: string | null;
+  topics: Set<string>;
+  queue: Promise<void>;
+  pending: number;
+  closed: boolean;
+}
+
+const TOPICS_PER_MESSAGE_MAX = 100;
+const PENDING_MAX = 8;
+const TOPIC_RE = /^(items|orders)\/([a-z]{2}_[0-9a-z]{2,12})$/;
+
+const validateQuery = compileQuery(object({ token: { type: 'string', minLength: 1, maxLength: 200 }, format: { type: 'string', enum: ['json', 'msgpack'] } }));
+const topicList = { type: 'array', minItems: 1, maxItems: TOPICS_PER_MESSAGE_MAX, items: { type: 'string', minLength: 1, maxLength: 80 } };
+const validators: Record<string, (v: unknown) => void> = {
+  auth: compileBody(object({ op: { const: 'auth' }, token: { type: 'string', minLength: 1, maxLength: 200 } }, ['op', 'token'])),
+  subscribe: compileBody(object({ op: { const: 'subscribe' }, topics: topicList }, ['op', 'topics'])),
+  unsubscribe: compileBody(object({ op: { const: 'unsubscribe' }, topics: topicList }, ['op', 'topics'])),
+};
+
+export function mountStream(app: TemplatedApp, env: StreamEnv): void {
+  const cfg = env.deps.cfg;
+  let sockets = 0;
+  app.ws<Conn>('/v1/stream', {
+    maxPayloadLength: cfg.streamMaxMessageBytes,
+    maxBackpressure: cfg.streamMaxBackpressureBytes,
+    closeOnBackpressureLimit: 1,
+    idleTimeout: cfg.streamIdleTimeoutS,
+    sendPingsAutomatically: true,
+    compression: uWS.DISABLED,
+    upgrade: (res, req, context) => upgrade(env, res, req, context, () => sockets < cfg.streamMaxSockets),
+    open: () => { sockets++; },
+    message: (ws, message, isBinary) => onMessage(env, ws, message, isBinary),
+    close: (ws) => {
+      sockets--;
+      const conn = ws.getUserData();
+      conn.closed = true;
+      for (const t of conn.topics) env.live.hub.listen(t, -1);
+    },
+  });
+}
+
+/** Validates the query and the token, then upgrades; any refusal is an HTTP error answer. */
+function upgrade(env: StreamEnv, res: HttpResponse, req: HttpRequest, context: us_socket_context_t, hasRoom: () => boolean): void {
+  const requestId = env.nextRequestId();
+  const key = req.getHeader('sec-websocket-key');
+  const protocol = req.getHeader('sec-websocket-protocol');
+  const extensions = req.getHeader('sec-websocket-extensions');
+  const rawQuery = req.getQuery() ?? '';
+  const state = { aborted: false };
+  res.onAborted(() => { state.aborted = true; });
+  void (async () => {
+    try {
+      const query = Object.fromEntries(new URLSearchParams(rawQuery)) as { token?: string; format?: Format };
+      validateQuery(query);
+      if (!hasRoom()) throw new EngineError('overloaded', 'Too many stream connections on this server', { retryAfterS: 1 });
+      const principal = query.token ? await env.authenticate(query.token) : null;
+      if (query.token && !principal) throw new EngineError('unauthenticated');
+      if (state.aborted) return;
+      const conn: Conn = { requestId, format: query.format ?? 'json', principal, token: principal ? query.token! : null, topics: new Set(), queue: Promise.resolve(), pending: 0, closed: false };
+      res.cork(() => {
+        res.writeStatus('101 Switching Protocols');
+        res.writeHeader('x-request-id', requestId);
+        res.upgrade(conn, key, protocol, extensions, context);
+      });
+    } catch (err) {
+      if (!state.aborted) send(res, requestId, errorReply(err, requestId));
+    }
+  })();
+}
+
+function onMessage(env: StreamEnv, ws: WebSocket<Conn>, message: ArrayBuffer, isBinary: boolean): void {
+  const conn = ws.getUserData();
+  let msg: unknown;
+  try {
+    // The buffer is only valid during this call: decode now.
+    msg = isBinary ? unpack(Buffer.from(message)) : JSON.parse(Buffer.from(message).toString('utf8'));
+  } catch {
+    fail(ws, conn, new EngineError('invalid_json', isBinary ? 'Message is not valid msgpack' : 'Message is not valid JSON'));
+    return;
+  }
+  if (conn.pending >= PENDING_MAX) {
+    ws.end(1008, 'too many messages in flight');
+    return;
+  }
+  conn.pending++;
+  conn.queue = conn.queue
+    .then(() => handle(env, ws, conn, msg))
+    .catch((err: unknown) => fail(ws, conn, err))
+    .finally(() => { conn.pending--; });
+}
+
+async function handle(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, msg: unknown): Promise<void> {
+  const op = typeof msg === 'object' && msg !== null ? (msg as { op?: unknown }).op : undefined;
+  const validate = typeof op === 'string' ? validators[op] : undefined;
+  if (!validate) throw new EngineError('validation_failed', 'Field \'op\' must be auth, subscribe or unsubscribe', { details: { field: 'op' } });
+  validate(msg);
+  if (op === 'auth') return auth(env, ws, conn, (msg as { token: string }).token);
+  const topics = [...new Set((msg as { topics: string[] }).topics)];
+  if (op === 'subscribe') return subscribe(env, ws, conn, topics);
+  for (const t of topics) {
+    if (!conn.topics.delete(t)) continue;
+    env.live.hub.listen(t, -1);
+    if (!conn.closed) ws.unsubscribe(wireTopic(conn.format, t));
+  }
+  reply(ws, conn, { op: 'unsubscribed', topics });
+}
+
+async function auth(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, token: string): Promise<void> {
+  const principal = await env.authenticate(token);
+  if (!principal) {
+    fail(ws, conn, new EngineError('unauthenticated'));
+    if (!conn.closed) ws.end(4401, 'unauthenticated');
+    return;
+  }
+  conn.principal = principal;
+  conn.token = token;
+  reply(ws, conn, { op: 'authenticated', user_id: principal.id, role: principal.role });
+}
+
+/**
+ * A session can end (logout, expiry, deleted account) while its socket stays open:
+ * it is read again before order topics are granted. Ended: the socket is anonymous
+ * from now on. Unreadable (shard down): refused this time, asked again next time.
+ */
+async function recheck(env: StreamEnv, conn: Conn): Promise<void> {
+  try {
+    conn.principal = await env.authenticate(conn.token!);
+    if (!conn.principal) conn.token = null;
+  } catch {
+    conn.principal = null;
+  }
+}
+
+/** What a topic shows right now; null refuses it. */
+type Snapshot = (ws: WebSocket<Conn>) => EventFrame | null;
+
+async function subscribe(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topics: string[]): Promise<void> {
+  const max = env.deps.cfg.streamMaxTopics;
+  if (conn.token && topics.some((t) => t.startsWith('orders/'))) await recheck(env, conn);
+  const checks = await Promise.all(topics.map((t) => check(env, conn, t).catch(() => null)));
+  if (conn.closed) return;
+  const accepted: string[] = [];
+  const refused: string[] = [];
+  const snapshots: Snapshot[] = [];
+  topics.forEach((topic, i) => {
+    const snapshot = checks[i];
+    if (!snapshot || (!conn.topics.has(topic) && conn.topics.size >= max)) {
+      refused.push(topic);
+      return;
+    }
+    accepted.push(topic);
+    snapshots.push(snapshot);
+    if (conn.topics.has(topic)) return;
+    conn.topics.add(topic);
+    env.live.hub.listen(topic, 1);
+    ws.subscribe(wireTopic(conn.format, topic));
+  });
+  // Snapshots are taken after subscribing, in the same tick as they are sent: an event
+  // this worker publishes later is newer than what the snapshot shows.
+  ws.cork(() => {
+    reply(ws, conn, { op: 'subscribed', topics: accepted, refused });
+    for (const s of snapshots) {
+      const frame = s(ws);
+      if (frame) reply(ws, conn, frame);
+    }
+  });
+}
+
+async function check(env: StreamEnv, conn: Conn, topic: string): Promise<Snapshot | null> {
+  const m = TOPIC_RE.exec(topic);
+  if (!m) return null;
+  const id = m[2]!;
+  const { deps, live } = env;
+  if (m[1] === 'items') {
+    const { shard, local } = decodeRow('item', id, deps.shards.count);
+    const state = await live.cache.items.read(shard, local);
+    if (!state.item) return null;
+    const read = state.item.available;
+    return () => {
+      const last = live.hub.lastItem(id);
+      const available = last && last.version >= state.version && last.available >= 0 ? last.available : read;
+      return { op: 'event', topic, type: 'item.available', data: { id, available } };
+    };
+  }
+  if (!conn.principal) return null;
+  const owner = conn.principal;
+  await getOrderRow(deps, owner, id); // 404 (refused) unless the owner or an admin
+  // Read again after subscribing (the ownership read may predate a change), unless an
+  // event for this order reached this worker meanwhile: it is at least as new.
+  return (ws) => {
+    const seen = live.hub.orderEventCount(id);
+    void getOrderRow(deps, owner, id).then(({ row }) => {
+      if (conn.closed || live.hub.orderEventCount(id) !== seen) return;
+      reply(ws, conn, { op: 'event', topic, type: 'order.status', data: { id, status: row.status } });
+    }, () => undefined);
+    return null;
+  };
+}
+
+function reply(ws: WebSocket<Conn>, conn: Conn, frame: unknown): void {
+  if (conn.closed) return;
+  ws.cork(() => { ws.send(encodeFrame(conn.format, frame), conn.format === 'msgpack'); });
+}
+
+/** An error frame in the HTTP error shape; the socket stays open. */
+function fail(ws: WebSocket<Conn>, conn: Conn, err: unknown): void {
+  const { body } = errorReply(err, conn.requestId);
+  reply(ws, conn, { op: 'error', ...(body as object) });
+}

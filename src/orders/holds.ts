@@ -1,0 +1,60 @@
+// Taking and returning stock on one shard. A hold is one conditional UPDATE per item,
+// in ascending item order so concurrent orders lock rows in the same order.
+import type { Deps } from '../deps.js';
+import { EngineError } from '../errors.js';
+import { encodeRow } from '../router/ids.js';
+import { SQL } from './sql.js';
+
+export interface WantedLine { local: number; quantity: number }
+
+/** Sums repeated items: two lines of one item must not each pass `available >= q` alone. */
+export function sumLines(lines: WantedLine[]): WantedLine[] {
+  const byItem = new Map<number, number>();
+  for (const l of lines) byItem.set(l.local, (byItem.get(l.local) ?? 0) + l.quantity);
+  return [...byItem.entries()].sort((a, b) => a[0] - b[0]).map(([local, quantity]) => ({ local, quantity }));
+}
+
+const REFUSALS: Record<string, (item_id: string, hint: string) => EngineError> = {
+  BFNF1: (item_id) => new EngineError('not_found', `No such item ${item_id}`, { details: { item_id } }),
+  BFIN1: (item_id) => new EngineError('item_unavailable', `Item ${item_id} is not for sale`, { details: { item_id } }),
+  BFSO1: (item_id, hint) => new EngineError('sold_out', `Item ${item_id} is sold out`, { details: { item_id, available: Number(hint) } }),
+  BFLM1: (item_id, hint) => new EngineError('purchase_limit', `At most ${hint} of item ${item_id} per customer`, { details: { item_id, max_per_customer: Number(hint) } }),
+  BFCU1: () => new EngineError('mixed_currency'),
+};
+
+/** place_order's refusals (SQLSTATE class BF, item id in DETAIL) as the errors clients see. */
+export function refusal(err: unknown, shard: number): EngineError | null {
+  const cause = (err instanceof EngineError ? err.cause : err) as { code?: string; detail?: string; hint?: string } | undefined;
+  const make = cause?.code ? REFUSALS[cause.code] : undefined;
+  if (!make) return null;
+  return make(encodeRow('item', shard, Number(cause!.detail)), cause!.hint ?? '');
+}
+
+export interface StockChange { id: number; available: number }
+
+export function announce(deps: Deps, shard: number, items: StockChange[], reason: string): void {
+  for (const i of items) deps.hooks.itemChanged({ id: encodeRow('item', shard, i.id), shard, available: i.available, reason });
+}
+
+// Subscribers of an expired order learn it by id; the customer id is not needed to route it.
+function announceExpired(deps: Deps, shard: number, orders: number[]): void {
+  for (const local of orders) deps.hooks.orderChanged({ id: encodeRow('order', shard, local), shard, status: 'expired', customer_id: '' });
+}
+
+/** Zero-lag expiry: returns expired holds on these items to stock; how many orders expired. */
+export async function reclaimExpired(deps: Deps, shard: number, itemLocals: number[], actor: string): Promise<number> {
+  const res = await deps.shards.get(shard).query(SQL.reclaimItems, [deps.cfg.expiryBatchSize, actor, itemLocals]);
+  const row = res.rows[0]!;
+  announce(deps, shard, row.items as StockChange[], 'expired');
+  announceExpired(deps, shard, row.orders as number[]);
+  return row.expired as number;
+}
+
+/** One cron batch on one shard. Safe to run concurrently: rows are locked SKIP LOCKED and fenced. */
+export async function expireDueBatch(deps: Deps, shard: number, actor: string): Promise<{ expired: number; orders: number[] }> {
+  const res = await deps.shards.get(shard).query(SQL.expireDue, [deps.cfg.expiryBatchSize, actor]);
+  const row = res.rows[0]!;
+  announce(deps, shard, row.items as StockChange[], 'expired');
+  announceExpired(deps, shard, row.orders as number[]);
+  return { expired: row.expired as number, orders: row.orders as number[] };
+}

@@ -1,0 +1,162 @@
+// Orders: a cart of items is split by shard; each part becomes one order whose holds
+// are taken in one transaction (all lines or none). If any part fails, the parts
+// already held elsewhere are released again (compensation) before the error is told.
+import { randomUUID } from 'node:crypto';
+import { publicUserId, type Principal } from '../accounts/service.js';
+import type { Deps } from '../deps.js';
+import { EngineError } from '../errors.js';
+import { enabled } from '../flags/index.js';
+import { log } from '../log.js';
+import { decodeRow, encodeRow } from '../router/ids.js';
+import { decodeCursor, mergePage, scatter, shardBound, type Page } from '../router/scatter.js';
+import type { Queryable } from '../shard/pools.js';
+import { announce, reclaimExpired, refusal, sumLines, type StockChange, type WantedLine } from './holds.js';
+import { isRetryable } from '../shard/pg-errors.js';
+import { toOrder, type Order } from './model.js';
+import { SQL } from './sql.js';
+
+export interface LineInput { item_id: string; quantity: number }
+
+function groupByShard(deps: Deps, lines: LineInput[]): Map<number, WantedLine[]> {
+  const groups = new Map<number, WantedLine[]>();
+  for (const l of lines) {
+    const { shard, local } = decodeRow('item', l.item_id, deps.shards.count);
+    const g = groups.get(shard) ?? [];
+    g.push({ local, quantity: l.quantity });
+    groups.set(shard, g);
+  }
+  return groups;
+}
+
+/**
+ * The sold-out gate (src/cache/gate.ts): 409 with no database round trip, before any
+ * shard is touched; Postgres still decides every hold. The `sold_out_gate` flag switches
+ * it off at run time (SOLD_OUT_GATE=false never builds it).
+ */
+export async function admit(deps: Deps, lines: LineInput[]): Promise<void> {
+  if (!deps.gate || !enabled('sold_out_gate')) return;
+  for (const [shard, wanted] of groupByShard(deps, lines)) await deps.gate.admit(shard, wanted.map((l) => l.local));
+}
+
+export async function createOrders(deps: Deps, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
+  await admit(deps, lines);
+  const groups = [...groupByShard(deps, lines).entries()];
+  const checkoutId = randomUUID();
+  const results = await Promise.allSettled(groups.map(([shard, wanted]) => createShardOrder(deps, p, shard, wanted, requestKey, checkoutId)));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (!failed) return results.map((r) => (r as PromiseFulfilledResult<Order>).value);
+  const made = results.filter((r): r is PromiseFulfilledResult<Order> => r.status === 'fulfilled').map((r) => r.value);
+  await Promise.all(made.map((o) => compensate(deps, o)));
+  throw failed.reason;
+}
+
+async function compensate(deps: Deps, order: Order): Promise<void> {
+  const { shard, local } = decodeRow('order', order.id, deps.shards.count);
+  // A shard busy enough to refuse one part may refuse the undo too: retry a little
+  // before leaving the stock to the expiry cron (hold_expires_at).
+  for (let attempt = 0; attempt < 4; attempt++) {
+    try {
+      await cancelInShard(deps, shard, local, 'system', 'checkout_failed_on_another_shard');
+      return;
+    } catch (err) {
+      if (attempt === 3) log.error('compensation failed; hold left to expire', { order: order.id, err });
+      else await new Promise((r) => setTimeout(r, 100 * 3 ** attempt));
+    }
+  }
+}
+
+async function createShardOrder(deps: Deps, p: Principal, shard: number, wanted: WantedLine[], requestKey: string | null, checkoutId: string): Promise<Order> {
+  const lines = sumLines(wanted);
+  try {
+    return await holdInTransaction(deps, p, shard, lines, requestKey, checkoutId);
+  } catch (err) {
+    if (!(err instanceof EngineError && err.code === 'sold_out')) throw err;
+    // Expired holds must not block sales while they wait for the sweeper.
+    const reclaimed = await reclaimExpired(deps, shard, lines.map((l) => l.local), 'hold_path');
+    if (reclaimed === 0) throw err;
+    return holdInTransaction(deps, p, shard, lines, requestKey, checkoutId);
+  }
+}
+
+async function holdInTransaction(deps: Deps, p: Principal, shard: number, lines: WantedLine[], requestKey: string | null, checkoutId: string): Promise<Order> {
+  const params = [p.uuid, lines.map((l) => l.local), lines.map((l) => l.quantity), deps.cfg.holdTtlS, requestKey, checkoutId, `customer:${p.id}`];
+  const placed = await placeWithRetry(deps, shard, params);
+  if (!placed.existing) announce(deps, shard, placed.items as StockChange[], 'held');
+  const order = toOrder(shard, placed, publicUserId(deps, p.uuid));
+  if (!placed.existing) deps.hooks.orderChanged({ id: order.id, shard, status: order.status, customer_id: order.customer_id });
+  return order;
+}
+
+/** place_order runs in autocommit: a deadlock with the expiry sweep is retried, a refusal told. */
+async function placeWithRetry(deps: Deps, shard: number, params: unknown[]): Promise<Record<string, unknown>> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await deps.shards.get(shard).query(SQL.placeOrder, params)).rows[0]!;
+    } catch (err) {
+      const refused = refusal(err, shard);
+      if (refused) throw refused;
+      if (attempt >= 3 || !isRetryable(err instanceof EngineError ? err.cause : err)) throw err;
+    }
+  }
+}
+
+/** Owner or admin; anyone else is told the order does not exist. */
+export async function getOrderRow(deps: Deps, p: Principal, id: string): Promise<{ shard: number; local: number; row: Record<string, unknown> }> {
+  const { shard, local } = decodeRow('order', id, deps.shards.count);
+  const row = (await deps.shards.get(shard).query(SQL.orderById, [local])).rows[0];
+  if (!row || (row.customer_id !== p.uuid && p.role !== 'admin')) throw new EngineError('not_found', 'No such order');
+  return { shard, local, row };
+}
+
+export async function getOrder(deps: Deps, p: Principal, id: string): Promise<Order> {
+  const { shard, row } = await getOrderRow(deps, p, id);
+  return toOrder(shard, row, publicUserId(deps, row.customer_id as string));
+}
+
+export async function listOrders(deps: Deps, p: Principal, limit: number, cursorRaw?: string): Promise<Page<Order>> {
+  const cursor = decodeCursor(cursorRaw, deps.shards.count);
+  const customerId = publicUserId(deps, p.uuid);
+  const pages = await scatter(deps.dir.shards(), async (s) => {
+    const b = shardBound(cursor, s);
+    const res = await deps.shards.get(s).query(SQL.listByCustomer, [b.createdUs, b.local, p.uuid, limit + 1]);
+    return res.rows.map((r) => ({ key: { createdUs: String(r.created_us), shard: s, local: r.id as number }, value: toOrder(s, r, customerId) }));
+  });
+  return mergePage(pages, limit);
+}
+
+/** Cancels an order awaiting payment: the fence on status makes a race return stock once. */
+async function cancelInShard(deps: Deps, shard: number, local: number, actor: string, reason: string): Promise<boolean> {
+  let items: StockChange[] = [];
+  const moved = await deps.shards.get(shard).transaction(async (q) => {
+    const t = await q.query(SQL.transition, [local, ['awaiting_payment'], 'canceled', actor, reason]);
+    if (t.rowCount === 0) return false;
+    items = (await q.query(SQL.releaseHolds, [local, 'released'])).rows[0]!.items as StockChange[];
+    return true;
+  });
+  announce(deps, shard, items, 'released');
+  if (moved) deps.hooks.orderChanged({ id: encodeRow('order', shard, local), shard, status: 'canceled', customer_id: '' });
+  return moved;
+}
+
+export type PaidCancel = (deps: Deps, p: Principal, shard: number, local: number) => Promise<boolean>;
+let cancelPaid: PaidCancel | null = null;
+/** Payments registers how a paid order is canceled (with its refund). */
+export function onCancelPaid(fn: PaidCancel): void { cancelPaid = fn; }
+
+export async function cancelOrder(deps: Deps, p: Principal, id: string): Promise<Order> {
+  const { shard, local, row } = await getOrderRow(deps, p, id);
+  const actor = p.role === 'admin' ? `admin:${p.id}` : `customer:${p.id}`;
+  if (row.status === 'awaiting_payment') await cancelInShard(deps, shard, local, actor, 'requested');
+  else if (row.status === 'paid' && cancelPaid) await cancelPaid(deps, p, shard, local);
+  const after = await getOrder(deps, p, id);
+  if (after.status !== 'canceled' && after.status !== 'refunded') {
+    throw new EngineError('invalid_state', `Order is ${after.status} and can no longer be canceled`, { details: { status: after.status } });
+  }
+  return after;
+}
+
+export async function orderEvents(deps: Deps, p: Principal, id: string): Promise<unknown[]> {
+  const { shard, local } = await getOrderRow(deps, p, id);
+  const res = await deps.shards.get(shard).query(SQL.events, [local]);
+  return res.rows.map((r) => ({ ...r, created_at: (r.created_at as Date).toISOString() }));
+}

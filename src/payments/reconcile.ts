@@ -1,0 +1,49 @@
+// What the crons do for payments: poll the gateway for payments left pending (lost
+// webhooks, a crash between creating the session and recording it), and refund
+// succeeded payments that no order can use. Both are safe with two runners.
+import type { Deps } from '../deps.js';
+import { log } from '../log.js';
+import { encodeRow } from '../router/ids.js';
+import { applyGatewayEvent, refundPayment } from './service.js';
+import { SQL } from './sql.js';
+
+const EVENT_OF_STATUS: Record<string, string> = {
+  succeeded: 'payment.succeeded', declined: 'payment.declined', expired: 'payment.expired', refunded: 'payment.succeeded',
+};
+
+/** Pending payments older than PAYMENT_RECONCILE_AFTER_S are settled from the gateway's answer. */
+export async function reconcilePending(deps: Deps, shard: number, limit = 100): Promise<{ polled: number; applied: number }> {
+  const rows = (await deps.shards.get(shard).query(SQL.stalePending, [deps.cfg.reconcileAfterS, limit])).rows;
+  let applied = 0;
+  for (const p of rows) {
+    const id = encodeRow('payment', shard, p.id as number);
+    const session = p.gateway_session_id ? await deps.gateway.getSession(p.gateway_session_id as string) : null;
+    if (!session) {
+      // No session was recorded: never reached the gateway, or the answer was lost.
+      if (new Date(p.expires_at as Date) < new Date()) await deps.shards.get(shard).query(SQL.fail, [p.id, 'no_session']);
+      continue;
+    }
+    const type = EVENT_OF_STATUS[session.status];
+    if (!type) continue;
+    // A synthetic, stable event id: polling and a late webhook dedupe like duplicates.
+    const r = await applyGatewayEvent(deps, {
+      id: `poll:${session.id}:${session.status}`, type,
+      data: { session_id: session.id, merchant_ref: id, status: session.status, amount_cents: session.amount_cents, currency: session.currency },
+    });
+    if (!r.duplicate) applied++;
+  }
+  return { polled: rows.length, applied };
+}
+
+export async function refundUnclaimed(deps: Deps, shard: number, limit = 100): Promise<number> {
+  const rows = (await deps.shards.get(shard).query(SQL.unclaimed, [deps.cfg.unclaimedAfterS, limit])).rows;
+  let refunded = 0;
+  for (const r of rows) {
+    try {
+      if (await refundPayment(deps, shard, r.id as number, 'unclaimed')) refunded++;
+    } catch (err) {
+      log.warn('unclaimed refund failed; will retry', { payment: encodeRow('payment', shard, r.id as number), err });
+    }
+  }
+  return refunded;
+}

@@ -1,0 +1,132 @@
+// Named statements of payments. Every change is conditional on the current state;
+// together with the deduplicated event id that makes each webhook apply at most once.
+export const PAYMENT_COLS = `id, order_id, customer_id, status, method, amount_cents, currency, escrow, gateway_session_id,
+  redirect_url, qr_payload, expires_at, captured_at, refund_reason, failure_reason, created_at, updated_at`;
+
+export const SQL = {
+  insertPayment: {
+    name: 'pay_insert',
+    text: `INSERT INTO payments (order_id, customer_id, method, amount_cents, currency, expires_at)
+           SELECT id, customer_id, $2, total_cents, currency, hold_expires_at FROM orders
+           WHERE id = $1 AND status = 'awaiting_payment' AND hold_expires_at > now()
+           ON CONFLICT (order_id) WHERE status = 'pending' DO NOTHING
+           RETURNING ${PAYMENT_COLS}`,
+  },
+  pendingForOrder: { name: 'pay_pending_for_order', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE order_id = $1 AND status = 'pending'` },
+  byId: { name: 'pay_by_id', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE id = $1` },
+  forOrder: { name: 'pay_for_order', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE order_id = $1 ORDER BY id` },
+  attachSession: {
+    name: 'pay_attach_session',
+    text: `UPDATE payments SET gateway_session_id = $2, redirect_url = $3, qr_payload = $4, updated_at = now()
+           WHERE id = $1 AND status = 'pending' AND (gateway_session_id IS NULL OR gateway_session_id = $2) RETURNING ${PAYMENT_COLS}`,
+  },
+  fail: {
+    name: 'pay_fail',
+    text: `UPDATE payments SET status = 'failed', failure_reason = $2, updated_at = now()
+           WHERE id = $1 AND status = 'pending' RETURNING ${PAYMENT_COLS}`,
+  },
+  expire: {
+    name: 'pay_expire',
+    text: `UPDATE payments SET status = 'expired', updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING id`,
+  },
+  claimEvent: {
+    name: 'pay_claim_event',
+    text: 'INSERT INTO gateway_events (event_id, payment_id, type) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING RETURNING 1',
+  },
+  // Money arrived: recorded whatever we thought before (a late success is still money).
+  capture: {
+    name: 'pay_capture',
+    text: `UPDATE payments SET status = 'succeeded', escrow = 'held', captured_at = now(), updated_at = now(),
+             gateway_session_id = COALESCE(gateway_session_id, $2)
+           WHERE id = $1 AND status IN ('pending', 'failed', 'expired') RETURNING ${PAYMENT_COLS}`,
+  },
+  // Placing the order: only while it awaits payment and its holds are still valid.
+  // Holds become sales; the payment that placed it is recorded once.
+  placeOrder: {
+    name: 'pay_place_order',
+    text: `WITH prev AS (SELECT id FROM orders WHERE id = $1 AND status = 'awaiting_payment' AND hold_expires_at > now()
+                        AND payment_id IS NULL FOR UPDATE),
+           upd AS (UPDATE orders o SET status = 'paid', payment_id = $2, updated_at = now() FROM prev WHERE o.id = prev.id RETURNING o.id),
+           ev AS (INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
+                  SELECT id, 'awaiting_payment', 'paid', $3, 'payment_succeeded' FROM upd RETURNING 1),
+           cons AS (UPDATE holds h SET status = 'consumed', ended_at = now() FROM upd
+                    WHERE h.order_id = upd.id AND h.status = 'active' RETURNING h.item_id, h.quantity),
+           it AS (UPDATE items i SET held = i.held - c.q, sold = i.sold + c.q, updated_at = now()
+                  FROM (SELECT item_id, sum(quantity)::int AS q FROM cons GROUP BY item_id) c WHERE i.id = c.item_id RETURNING i.id)
+           SELECT (SELECT count(*)::int FROM upd) AS placed, (SELECT count(*)::int FROM it) AS items`,
+  },
+  markReleased: {
+    name: 'pay_mark_released',
+    text: `UPDATE payments SET escrow = 'released', updated_at = now()
+           WHERE id = $1 AND status = 'succeeded' AND escrow = 'held' RETURNING ${PAYMENT_COLS}`,
+  },
+  // An efficiency claim so two runners rarely call the gateway for the same refund;
+  // the gateway's refund is idempotent and markRefunded is the real fence.
+  claimRefund: {
+    name: 'pay_claim_refund',
+    text: `UPDATE payments SET refund_requested_at = now(), refund_reason = COALESCE(refund_reason, $2)
+           WHERE id = $1 AND status = 'succeeded' AND escrow = 'held'
+             AND (refund_requested_at IS NULL OR refund_requested_at < now() - interval '30 seconds')
+           RETURNING ${PAYMENT_COLS}`,
+  },
+  markRefunded: {
+    name: 'pay_mark_refunded',
+    text: `UPDATE payments SET status = 'refunded', escrow = 'refunded', updated_at = now()
+           WHERE id = $1 AND status = 'succeeded' AND escrow = 'held' RETURNING ${PAYMENT_COLS}`,
+  },
+  // Units sold to an order that is being unwound go back to stock and to the limits.
+  unsell: {
+    name: 'pay_unsell',
+    text: `WITH rel AS (UPDATE holds SET status = 'released', ended_at = now() WHERE order_id = $1 AND status = 'consumed'
+                        RETURNING item_id, quantity, customer_id),
+           it AS (UPDATE items i SET available = i.available + r.q, sold = i.sold - r.q, updated_at = now()
+                  FROM (SELECT item_id, sum(quantity)::int AS q FROM rel GROUP BY item_id) r WHERE i.id = r.item_id
+                  RETURNING i.id, i.available),
+           lim AS (UPDATE customer_limits c SET quantity = GREATEST(c.quantity - r.q, 0)
+                   FROM (SELECT customer_id, item_id, sum(quantity)::int AS q FROM rel GROUP BY customer_id, item_id) r
+                   WHERE c.customer_id = r.customer_id AND c.item_id = r.item_id RETURNING 1)
+           SELECT (SELECT coalesce(json_agg(json_build_object('id', id, 'available', available)), '[]'::json) FROM it) AS items`,
+  },
+  stalePending: {
+    name: 'pay_stale_pending',
+    text: `SELECT ${PAYMENT_COLS} FROM payments WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+           ORDER BY created_at LIMIT $2`,
+  },
+  // Succeeded money that no order holds on to: the order expired or was canceled
+  // before the money arrived, or another payment placed it first.
+  unclaimed: {
+    name: 'pay_unclaimed',
+    text: `SELECT p.id FROM payments p JOIN orders o ON o.id = p.order_id
+           WHERE p.status = 'succeeded' AND p.escrow = 'held' AND p.updated_at < now() - make_interval(secs => $1)
+             AND (p.refund_requested_at IS NULL OR p.refund_requested_at < now() - interval '30 seconds')
+             AND (o.payment_id IS DISTINCT FROM p.id OR o.status IN ('expired', 'canceled', 'failed'))
+           ORDER BY p.updated_at LIMIT $2`,
+  },
+  orderForPayment: {
+    name: 'pay_order',
+    text: `SELECT o.id, o.customer_id, o.status, o.total_cents, o.currency, o.payment_id, o.hold_expires_at,
+             (SELECT json_agg(json_build_object('item_id', l.item_id, 'quantity', l.quantity, 'price_cents', l.price_cents,
+                'fulfillment', l.fulfillment) ORDER BY l.item_id) FROM order_lines l WHERE l.order_id = o.id) AS lines
+           FROM orders o WHERE o.id = $1`,
+  },
+  ledgerEntry: {
+    name: 'ledger_entry',
+    text: `INSERT INTO ledger_entries (transfer_id, order_id, payment_id, account, amount_cents, currency, kind)
+           SELECT $1, $2, $3, leg.account, leg.amount, $6, $7 FROM unnest($4::text[], $5::bigint[]) AS leg(account, amount)`,
+  },
+  ledgerSums: {
+    name: 'ledger_sums',
+    text: 'SELECT currency, sum(amount_cents)::bigint AS sum, count(*)::int AS entries FROM ledger_entries GROUP BY currency',
+  },
+  // Orders that are done with money yet still have a non-zero escrow balance.
+  escrowLeft: {
+    name: 'ledger_escrow_left',
+    text: `SELECT o.id, o.status, sum(l.amount_cents)::bigint AS escrow FROM orders o JOIN ledger_entries l ON l.order_id = o.id
+           WHERE l.account = 'escrow' AND o.status IN ('completed', 'refunded', 'canceled', 'expired')
+           GROUP BY o.id, o.status HAVING sum(l.amount_cents) <> 0 LIMIT 100`,
+  },
+  escrowBalance: {
+    name: 'ledger_escrow_balance',
+    text: `SELECT coalesce(sum(amount_cents), 0)::bigint AS escrow FROM ledger_entries WHERE order_id = $1 AND account = 'escrow'`,
+  },
+} as const;

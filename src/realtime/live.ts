@@ -1,0 +1,107 @@
+// Wires one process's read side together: the hooks domains call after commit, the
+// cache and its refresher, the sold-out gate, the pub/sub bus and (in workers) the
+// stream hub.
+//
+//   hook itemChanged ──> gate (own state, at once) + refresher.mark
+//   refresher read ────> cache (versioned) + gate + hub + bus ──> every other process
+//   bus item event ────> gate + hub          bus order event ──> hub
+//   hook orderChanged ─> hub (at once) + bus
+import type { TemplatedApp } from 'uWebSockets.js';
+import { createCacheLayer, type ReadCache } from '../cache/index.js';
+import type { Gate } from '../cache/gate.js';
+import type { ItemLoader, ItemState, StockView } from '../cache/items.js';
+import type { RedisSet } from '../cache/redis.js';
+import type { Config } from '../config.js';
+import type { Hooks } from '../deps.js';
+import { log } from '../log.js';
+import { decodeRow, encodeRow } from '../router/ids.js';
+import { Bus, type BusEvent, type ItemEvent } from './bus.js';
+import { StreamHub } from './hub.js';
+
+export interface Live<T extends StockView> {
+  hooks: Hooks;
+  cache: ReadCache<T>;
+  gate: Gate | undefined;
+  hub: StreamHub;
+  attach(app: TemplatedApp): void;
+  close(): Promise<void>;
+}
+
+export interface LiveOptions<T> { cfg: Config; redis: RedisSet; shardCount: number; load: ItemLoader<T>; listen: boolean }
+
+/** Item topics re-read per batch after the bus was down. */
+const RESYNC_BATCH = 50;
+
+export function createLive<T extends StockView>(o: LiveOptions<T>): Live<T> {
+  const layer = createCacheLayer<T>(o.cfg, o.redis, o.shardCount, o.load);
+  const { cache, refresher, gate } = layer;
+  const hub = new StreamHub();
+  const bus = new Bus(o.redis);
+
+  const apply = (s: ItemState<T>) => {
+    gate?.noteState(s);
+    hub.item(encodeRow('item', s.shard, s.local), s.version, available(s));
+  };
+  cache.items.onState((s, source) => {
+    if (source === 'read') {
+      gate?.noteState(s);
+      return;
+    }
+    apply(s);
+    bus.publish({ k: 'i', s: s.shard, l: s.local, v: s.version, a: available(s), act: s.item?.active ?? false, r: s.item?.reclaimable ?? false });
+  });
+
+  const onBus = (ev: BusEvent) => {
+    if (ev.k === 'i') apply(stateOf<T>(ev));
+    else if (ev.k === 'o' && ev.o !== bus.origin) hub.order(ev.id, ev.st);
+  };
+  if (o.listen) bus.listen({ event: onBus, reconnected: () => void resync(cache, hub, o.shardCount) });
+
+  const hooks: Hooks = {
+    itemChanged: (c) => {
+      try {
+        const { shard, local } = decodeRow('item', c.id, o.shardCount);
+        gate?.noteHook(shard, local, c.available);
+        refresher.mark(shard, local);
+      } catch (err) {
+        log.error('itemChanged hook failed', { id: c.id, err });
+      }
+    },
+    orderChanged: (c) => {
+      hub.order(c.id, c.status);
+      bus.publish({ k: 'o', id: c.id, st: c.status, o: bus.origin });
+    },
+  };
+
+  return {
+    hooks, cache, gate: gate ?? undefined, hub,
+    attach: (app) => hub.attach(app),
+    close: async () => {
+      refresher.close();
+      await bus.close();
+    },
+  };
+}
+
+const available = (s: ItemState<StockView>) => (s.item ? s.item.available : -1);
+
+/** Bus events carry only what the gate and the stream need. */
+function stateOf<T extends StockView>(ev: ItemEvent): ItemState<T> {
+  const item = ev.a < 0 ? null : ({ available: ev.a, active: ev.act, reclaimable: ev.r } as T);
+  return { shard: ev.s, local: ev.l, version: ev.v, item };
+}
+
+/** After an outage of the bus: what this worker's subscribers watch is read again (and published). */
+async function resync<T extends StockView>(cache: ReadCache<T>, hub: StreamHub, shardCount: number): Promise<void> {
+  const ids = hub.listenedItems();
+  for (let i = 0; i < ids.length; i += RESYNC_BATCH) {
+    await Promise.all(ids.slice(i, i + RESYNC_BATCH).map(async (id) => {
+      try {
+        const { shard, local } = decodeRow('item', id, shardCount);
+        await cache.items.fresh(shard, local);
+      } catch {
+        /* the next change or resync brings it */
+      }
+    }));
+  }
+}

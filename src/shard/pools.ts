@@ -1,0 +1,218 @@
+// One pg-pool per shard per process. Every timeout is explicit, the wait queue is
+// bounded, and a shard that fails to connect is declared down for a cooldown so its
+// requests fail fast (503) instead of piling up behind connect timeouts.
+import pg from 'pg';
+import Pool from 'pg-pool';
+import { EngineError } from '../errors.js';
+import { log } from '../log.js';
+import { isRetryable, isServerError, toEngineError } from './pg-errors.js';
+
+// BIGINT (int8) and NUMERIC come back as strings by default; our bigints are ids and
+// cents well inside 2^53, so parse them as numbers once, here.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+export interface Statement { name?: string; text: string }
+export type Sql = Statement | string;
+
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: Sql, params?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+export interface ShardOptions {
+  url: string;
+  poolSize: number;
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  connectTimeoutMs: number;
+  idleTxTimeoutMs: number;
+  maxWaiting: number;
+  downCooldownMs: number;
+  appName: string;
+}
+
+export type ShardState = 'up' | 'down' | 'probing';
+
+export class Shard implements Queryable {
+  readonly pool: Pool<pg.Client>;
+  private downUntil = 0;
+  private probing = false;
+  private lastError: string | undefined;
+
+  constructor(readonly index: number, private readonly opts: ShardOptions) {
+    this.pool = new Pool({
+      Client: pg.Client,
+      connectionString: opts.url,
+      max: opts.poolSize,
+      idleTimeoutMillis: 30_000,
+      connectionTimeoutMillis: opts.connectTimeoutMs,
+      statement_timeout: opts.statementTimeoutMs,
+      lock_timeout: opts.lockTimeoutMs,
+      idle_in_transaction_session_timeout: opts.idleTxTimeoutMs,
+      // A client-side deadline too: a partitioned host never answers, so the server-side
+      // statement_timeout can never fire.
+      query_timeout: opts.statementTimeoutMs + 1000,
+      application_name: opts.appName,
+    } as Pool.Config<pg.Client>);
+    // An idle client losing its server must not crash the process; the next
+    // checkout notices and the shard is marked down there.
+    this.pool.on('error', (err) => this.markDown(err));
+  }
+
+  get state(): ShardState {
+    if (this.probing) return 'probing';
+    return Date.now() < this.downUntil || this.lastError !== undefined ? 'down' : 'up';
+  }
+
+  stats() {
+    return {
+      shard: this.index, state: this.state, total: this.pool.totalCount, idle: this.pool.idleCount,
+      waiting: this.pool.waitingCount, max: this.opts.poolSize, last_error: this.lastError ?? null,
+    };
+  }
+
+  private markDown(err: unknown): void {
+    const first = this.lastError === undefined;
+    this.lastError = err instanceof Error ? err.message : String(err);
+    this.downUntil = Date.now() + this.opts.downCooldownMs;
+    if (first) log.warn('shard down', { shard: this.index, err });
+  }
+
+  private markUp(): void {
+    if (this.lastError !== undefined) log.info('shard up', { shard: this.index });
+    this.lastError = undefined;
+    this.downUntil = 0;
+  }
+
+  private unavailable(): EngineError {
+    return new EngineError('shard_unavailable', `Shard ${this.index} is unavailable`, { retryAfterS: 1, details: { shard: this.index } });
+  }
+
+  /** Checkout with fail-fast: down shards answer at once, one probe at a time heals them. */
+  async connect(): Promise<pg.PoolClient> {
+    const isProbe = this.lastError !== undefined;
+    if (isProbe && (Date.now() < this.downUntil || this.probing)) throw this.unavailable();
+    if (this.pool.waitingCount >= this.opts.maxWaiting) {
+      throw new EngineError('overloaded', `Shard ${this.index} queue is full`, { retryAfterS: 1 });
+    }
+    if (isProbe) this.probing = true;
+    // Every connection busy: this checkout waits in the pool's queue, and running out of
+    // time there means the shard is busy, not down (declaring it down would turn an
+    // overload into an outage of every request to it for the cooldown).
+    const queued = this.pool.totalCount >= this.opts.poolSize && this.pool.idleCount === 0;
+    try {
+      // Not marked up here: a pooled idle client may be dead; a query that works says so.
+      return await this.pool.connect();
+    } catch (err) {
+      if (queued && isQueueTimeout(err)) {
+        throw new EngineError('overloaded', `Shard ${this.index} is busy`, { retryAfterS: 1, details: { shard: this.index } });
+      }
+      this.markDown(err);
+      throw this.unavailable();
+    } finally {
+      if (isProbe) this.probing = false;
+    }
+  }
+
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: Sql, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    const client = await this.connect();
+    try {
+      const res = await client.query<R>(toConfig(sql, params));
+      client.release();
+      this.markUp();
+      return res;
+    } catch (err) {
+      this.releaseAfterError(client, err);
+      throw toEngineError(err, this.index);
+    }
+  }
+
+  /**
+   * A transaction is a function: return commits, throw rolls back, the connection
+   * always goes home. Serialization failures and deadlocks are retried a bounded
+   * number of times; the function must therefore be safe to run again.
+   */
+  async transaction<T>(fn: (q: Queryable) => Promise<T>, attemptsMax = 3): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.transactionOnce(fn);
+      } catch (err) {
+        const cause = err instanceof EngineError ? err.cause : err;
+        if (attempt >= attemptsMax || !isRetryable(cause)) throw err;
+      }
+    }
+  }
+
+  private async transactionOnce<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.connect();
+    const q: Queryable = { query: (sql, params = []) => client.query(toConfig(sql, params)) };
+    try {
+      await client.query('BEGIN');
+      const result = await fn(q);
+      await client.query('COMMIT');
+      client.release();
+      this.markUp();
+      return result;
+    } catch (err) {
+      if (!(await this.rolledBack(client))) throw this.unavailable();
+      // The connection is healthy: a domain refusal or a bug (an invariant) keeps its
+      // own meaning; only SQL errors are translated.
+      throw isServerError(err) ? toEngineError(err, this.index) : err;
+    }
+  }
+
+  /** Whether ROLLBACK worked; if not the connection is broken and the pool drops it. */
+  private async rolledBack(client: pg.PoolClient): Promise<boolean> {
+    try {
+      await client.query('ROLLBACK');
+      client.release();
+      return true;
+    } catch (rbErr) {
+      this.releaseAfterError(client, rbErr);
+      return false;
+    }
+  }
+
+  /** A client that failed below SQL goes back with the error so the pool destroys it. */
+  private releaseAfterError(client: pg.PoolClient, err: unknown): void {
+    if (isServerError(err)) {
+      client.release();
+      return;
+    }
+    client.release(err instanceof Error ? err : new Error(String(err)));
+    this.markDown(err);
+  }
+
+  end(): Promise<void> { return this.pool.end(); }
+}
+
+/**
+ * pg-pool fails a queued checkout after connectionTimeoutMillis with a bare Error; a
+ * failed connect carries a socket code (ECONNREFUSED), a server error, or a cause.
+ */
+function isQueueTimeout(err: unknown): boolean {
+  return err instanceof Error && (err as { code?: unknown }).code === undefined && err.cause === undefined && !isServerError(err);
+}
+
+function toConfig(sql: Sql, values: unknown[]): pg.QueryConfig {
+  return typeof sql === 'string' ? { text: sql, values } : { name: sql.name, text: sql.text, values };
+}
+
+export class Shards {
+  readonly list: Shard[];
+
+  constructor(urls: string[], opts: Omit<ShardOptions, 'url'>) {
+    this.list = urls.map((url, i) => new Shard(i, { ...opts, url }));
+  }
+
+  get count(): number { return this.list.length; }
+
+  get(index: number): Shard {
+    const s = this.list[index];
+    if (!s) throw new EngineError('invalid_id', 'No such shard');
+    return s;
+  }
+
+  stats() { return this.list.map((s) => s.stats()); }
+
+  async end(): Promise<void> { await Promise.allSettled(this.list.map((s) => s.end())); }
+}

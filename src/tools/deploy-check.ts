@@ -1,0 +1,231 @@
+// `npm run deploy:check [-- <topology.json>] [--env <engine.env>]`
+// Refuses a topology whose fleet would exhaust a shard's connections (the formula is
+// src/config.ts connectionBudget/assertBudget, fed the environment the topology
+// implies), and checks that the files beside it say the same thing: the env template
+// (or a rendered env with --env), postgresql.conf, pg_hba.conf, redis.conf, sim.env
+// and the engine's systemd unit. Exit 0 = deployable, 78 = refused, 2 = usage.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ConfigError } from '../config.js';
+import {
+  capacity, configVariables, DEFAULT_TOPOLOGY, hbaAdmitted, judgeBudget, loadTopology, parseEnvFile, pgSetting,
+  PLACEHOLDER, topologyEnv, TopologyError, type BudgetVerdict, type Topology,
+} from './topology.js';
+
+export type Level = 'ok' | 'fail' | 'skip' | 'info';
+export interface Finding { level: Level; what: string }
+export interface Report { findings: Finding[]; verdict: BudgetVerdict | null; refused: boolean }
+
+const EX_CONFIG = 78;
+const EX_USAGE = 2;
+
+function readOrSkip(file: string | null, label: string, out: Finding[]): string | null {
+  if (file === null) {
+    out.push({ level: 'skip', what: `${label}: not named in the topology` });
+    return null;
+  }
+  if (!existsSync(file)) {
+    out.push({ level: 'skip', what: `${label}: ${file} not found` });
+    return null;
+  }
+  return readFileSync(file, 'utf8');
+}
+
+function check(out: Finding[], ok: boolean, what: string): void {
+  out.push({ level: ok ? 'ok' : 'fail', what });
+}
+
+function budgetFindings(t: Topology, out: Finding[]): BudgetVerdict {
+  const env = topologyEnv(t);
+  const v = judgeBudget(env);
+  if (v.ok) {
+    out.push({ level: 'ok', what: `budget per database: ${v.budget.formula} <= PG_MAX_CONNECTIONS(${v.budget.max}), headroom ${v.budget.max - v.budget.perDatabase}` });
+  } else {
+    out.push({ level: 'fail', what: `REFUSED: ${v.reason}` });
+  }
+  const c = capacity(env);
+  out.push({
+    level: 'info',
+    what: `what fits in ${v.budget.max} (one change at a time): PG_POOL_SIZE <= ${c.maxPoolSize} at WORKERS=${v.cfg.workers}; ` +
+      `WORKERS <= ${c.maxWorkers} at PG_POOL_SIZE=${v.cfg.pgPoolSize}; APP_SERVERS <= ${c.maxAppServers} as configured; ` +
+      `with ${v.cfg.appServers + 1} app servers PG_POOL_SIZE <= ${c.poolWithOneMoreServer} at WORKERS=${v.cfg.workers}`,
+  });
+  return v;
+}
+
+function pgConfFindings(t: Topology, out: Finding[]): void {
+  const conf = readOrSkip(t.files.pgConf, 'postgresql.conf', out);
+  if (conf === null) return;
+  const max = Number(pgSetting(conf, 'max_connections'));
+  const reserved = Number(pgSetting(conf, 'superuser_reserved_connections') ?? 3);
+  const fleet = t.postgres.max_connections_for_fleet;
+  check(out, max - reserved === fleet && reserved === t.postgres.superuser_reserved_connections,
+    `postgresql.conf: max_connections ${max} - superuser_reserved_connections ${reserved} = ${max - reserved} ordinary slots ` +
+    `(topology: ${fleet} for the fleet + ${t.postgres.superuser_reserved_connections} reserved)`);
+  check(out, Number(pgSetting(conf, 'port') ?? 5432) === t.postgres.port, `postgresql.conf: port ${pgSetting(conf, 'port') ?? 5432} (topology: ${t.postgres.port})`);
+}
+
+function hbaFindings(t: Topology, out: Finding[]): void {
+  const hba = readOrSkip(t.files.pgHba, 'pg_hba.conf', out);
+  if (hba === null) return;
+  const admitted = [...new Set(hbaAdmitted(hba))].sort();
+  const apps = t.apps.map((a) => a.address).sort();
+  check(out, admitted.join() === apps.join(), `pg_hba.conf admits ${admitted.join(', ') || 'nobody'} over TCP (the app hosts: ${apps.join(', ')})`);
+}
+
+/** `user@host:port/db` of each URL in a list, passwords left out. */
+export function endpoints(list: string | undefined): string[] {
+  return (list ?? '').split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
+    try {
+      const u = new URL(s);
+      return `${u.username}@${u.hostname}:${u.port}${u.pathname === '/' ? '' : u.pathname}`;
+    } catch {
+      return `invalid(${s})`;
+    }
+  });
+}
+
+function sameValues(t: Topology, vars: Record<string, string>, out: Finding[], label: string): void {
+  const want = topologyEnv(t);
+  for (const key of ['APP_SERVERS', 'WORKERS', 'PG_POOL_SIZE', 'CRON_POOL_SIZE', 'PG_RESERVED_CONNECTIONS', 'PG_MAX_CONNECTIONS', 'PORT']) {
+    if (vars[key] !== want[key]) out.push({ level: 'fail', what: `${label}: ${key}=${vars[key] ?? '(unset)'} but topology.json says ${want[key]}` });
+  }
+  for (const key of ['PG_SHARDS', 'REDIS_URLS'] as const) {
+    const have = endpoints(vars[key]).join(',');
+    const expect = endpoints(want[key]).join(',');
+    check(out, have === expect, `${label}: ${key} lists ${have || '(unset)'}${have === expect ? ' in topology order' : `, topology order is ${expect}`}`);
+  }
+  queryTimeoutFindings(vars, out, label);
+  const host = vars.HOST ?? '127.0.0.1';
+  check(out, !/^(127\.|localhost$|::1$)/.test(host), `${label}: HOST=${host} (must be reachable by the load balancer, e.g. 0.0.0.0)`);
+}
+
+/**
+ * A client-side deadline on every query (node-postgres reads query_timeout from the
+ * URL): without it a partitioned db host hangs requests on its pooled connections
+ * until TCP gives up. It must exceed the server-side statement timeout.
+ */
+function queryTimeoutFindings(vars: Record<string, string>, out: Finding[], label: string): void {
+  const statementMs = Number(vars.PG_STATEMENT_TIMEOUT_MS ?? 5000);
+  const urls = (vars.PG_SHARDS ?? '').split(',').filter(Boolean);
+  const timeouts = urls.map((u) => { try { return Number(new URL(u).searchParams.get('query_timeout') ?? NaN); } catch { return NaN; } });
+  check(out, urls.length > 0 && timeouts.every((t) => Number.isInteger(t) && t > statementMs),
+    `${label}: every PG_SHARDS URL has query_timeout > PG_STATEMENT_TIMEOUT_MS (${statementMs}) (got ${timeouts.join(', ')}): ` +
+    'the deadline that turns a network partition of a db host into a 503 instead of a hung request');
+}
+
+function envFindings(t: Topology, file: string | null, rendered: boolean, out: Finding[]): Record<string, string> | null {
+  const label = rendered ? `env ${file}` : 'engine.env.example';
+  const textIn = readOrSkip(file, label, out);
+  if (textIn === null) return null;
+  const { vars, badLines } = parseEnvFile(textIn);
+  check(out, badLines.length === 0, `${label}: KEY=value lines only${badLines.length ? `; not understood: ${badLines.slice(0, 3).join(' | ')}` : ''}`);
+  const missing = configVariables().filter((v) => !(v in vars));
+  check(out, missing.length === 0, `${label}: sets every variable src/config.ts reads${missing.length ? `; missing ${missing.join(', ')}` : ''}`);
+  const holes = Object.entries(vars).filter(([, v]) => PLACEHOLDER.test(v)).map(([k]) => k);
+  if (rendered) check(out, holes.length === 0, `${label}: no CHANGE_ME_ placeholders left${holes.length ? `; still in ${holes.join(', ')}` : ''}`);
+  else out.push({ level: 'info', what: `${label}: ${holes.length} variables to fill in per deployment (${holes.join(', ')})` });
+  sameValues(t, vars, out, label);
+  try {
+    const v = judgeBudget(vars);
+    check(out, v.ok, `${label}: the engine would ${v.ok ? 'accept' : 'refuse'} it: ${v.reason ?? `${v.budget.formula} <= ${v.budget.max}`}`);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    out.push({ level: 'fail', what: `${label}: the engine would refuse it: ${err.message}` });
+  }
+  return vars;
+}
+
+function redisFindings(t: Topology, out: Finding[]): void {
+  const conf = readOrSkip(t.files.redisConf, 'redis.conf', out);
+  if (conf === null) return;
+  const port = Number(/^port\s+(\d+)/m.exec(conf)?.[1] ?? 6379);
+  check(out, port === t.redis.port, `redis.conf: port ${port} (topology: ${t.redis.port})`);
+  check(out, /^requirepass\s+\S+/m.test(conf), 'redis.conf: requirepass is set (REDIS_URLS carry the password)');
+}
+
+function simFindings(t: Topology, out: Finding[]): void {
+  if (t.simulators === null) return;
+  const textIn = readOrSkip(t.files.simEnv, 'sim.env.example', out);
+  if (textIn === null) return;
+  const { vars } = parseEnvFile(textIn);
+  const host = t.apps.find((a) => a.name === t.simulators!.host)!;
+  const ok = vars.GATEWAY_HOST === host.address && vars.PROVIDER_HOST === host.address &&
+    vars.GATEWAY_PORT === String(t.simulators.gateway_port) && vars.PROVIDER_PORT === String(t.simulators.provider_port);
+  check(out, ok, `sim.env: gateway ${vars.GATEWAY_HOST}:${vars.GATEWAY_PORT}, provider ${vars.PROVIDER_HOST}:${vars.PROVIDER_PORT} (topology: ${host.name} ${host.address})`);
+}
+
+function unitFindings(t: Topology, vars: Record<string, string> | null, out: Finding[]): void {
+  const unit = readOrSkip(t.files.engineUnit, 'bf-engine.service', out);
+  if (unit === null) return;
+  const stopS = Number(/^TimeoutStopSec=(\d+)/m.exec(unit)?.[1] ?? 90);
+  const graceS = Number(vars?.SHUTDOWN_GRACE_MS ?? 10000) / 1000;
+  check(out, stopS > graceS + 3, `bf-engine.service: TimeoutStopSec=${stopS} > SHUTDOWN_GRACE_MS ${graceS} s + 3 s (the drain is not cut short)`);
+  check(out, /^KillMode=mixed/m.test(unit), 'bf-engine.service: KillMode=mixed (SIGTERM to the primary, which drains its workers)');
+}
+
+/** Everything `deploy:check` looks at; the CLI prints it, the tests read it. */
+export function checkDeploy(topologyFile: string, envFile?: string): Report {
+  const findings: Finding[] = [];
+  let t: Topology;
+  try {
+    t = loadTopology(topologyFile);
+  } catch (err) {
+    if (!(err instanceof TopologyError)) throw err;
+    return { findings: [{ level: 'fail', what: `REFUSED: ${err.message}` }], verdict: null, refused: true };
+  }
+  findings.push({ level: 'info', what: `hosts: ${t.apps.map((a) => `${a.name} ${a.address}`).join(', ')} (app); ${t.dbs.map((d) => `${d.name} ${d.address} = shard ${d.shard}`).join(', ')} (db)` });
+  let verdict: BudgetVerdict | null = null;
+  try {
+    verdict = budgetFindings(t, findings);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    findings.push({ level: 'fail', what: `REFUSED: ${err.message} (from ${path.basename(topologyFile)})` });
+  }
+  pgConfFindings(t, findings);
+  hbaFindings(t, findings);
+  const vars = envFindings(t, envFile ?? t.files.envTemplate, envFile !== undefined, findings);
+  redisFindings(t, findings);
+  simFindings(t, findings);
+  unitFindings(t, vars, findings);
+  return { findings, verdict, refused: findings.some((f) => f.level === 'fail') };
+}
+
+function parseArgs(argv: string[]): { topology: string; env?: string } {
+  const args = { topology: DEFAULT_TOPOLOGY } as { topology: string; env?: string };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--env') args.env = argv[++i];
+    else if (a === '-h' || a === '--help') throw new Error('usage');
+    else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
+    else args.topology = a;
+  }
+  if ('env' in args && !args.env) throw new Error('--env needs a file');
+  return args;
+}
+
+function main(): void {
+  let args: { topology: string; env?: string };
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\nusage: npm run deploy:check [-- <topology.json>] [--env <rendered engine.env>]\n`);
+    process.exit(EX_USAGE);
+  }
+  if (!existsSync(args.topology)) {
+    process.stderr.write(`deploy:check: ${args.topology} not found\n`);
+    process.exit(EX_USAGE);
+  }
+  const report = checkDeploy(path.resolve(args.topology), args.env ? path.resolve(args.env) : undefined);
+  const mark: Record<Level, string> = { ok: 'ok  ', fail: 'FAIL', skip: 'skip', info: '    ' };
+  process.stdout.write(`deploy:check ${path.relative(process.cwd(), args.topology) || args.topology}${args.env ? ` --env ${args.env}` : ''}\n`);
+  for (const f of report.findings) process.stdout.write(`  ${mark[f.level]} ${f.what}\n`);
+  if (report.refused) {
+    process.stdout.write('deploy:check: REFUSED (fix the lines marked FAIL)\n');
+    process.exit(EX_CONFIG);
+  }
+  process.stdout.write('deploy:check: OK\n');
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();

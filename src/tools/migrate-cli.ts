@@ -1,0 +1,122 @@
+// `node dist/src/tools/migrate-cli.js [--check] [--lock-timeout-ms N]`
+// Applies sql/NNN_*.sql to every shard in PG_SHARDS with src/shard/migrate.ts
+// migrateShard (the code the engine runs when MIGRATE_ON_START=true) and prints what
+// each shard got. An operator runs it before a release, from an app server, with the
+// engine's environment:
+//   node --env-file=/etc/bf-engine/engine.env dist/src/tools/migrate-cli.js
+// --check changes nothing: it lists what is pending and exits 1 if anything is.
+// Exit 0 = every shard is at the latest version, 1 = a shard failed or is behind,
+// 78 = the environment is invalid, 2 = usage.
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import pg from 'pg';
+import { ConfigError, loadConfig } from '../config.js';
+import { setLogLevel } from '../log.js';
+import { SQL_DIR } from '../paths.js';
+import { loadMigrations, migrateShard, type Migration } from '../shard/migrate.js';
+
+const say = (msg: string) => process.stdout.write(`migrate: ${msg}\n`);
+
+interface Args { check: boolean; lockTimeoutMs: number; verbose: boolean }
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { check: false, lockTimeoutMs: 5000, verbose: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--check') args.check = true;
+    else if (a === '--verbose') args.verbose = true;
+    else if (a === '--lock-timeout-ms') args.lockTimeoutMs = Number(argv[++i]);
+    else throw new Error(`unknown option ${a}`);
+  }
+  if (!Number.isInteger(args.lockTimeoutMs) || args.lockTimeoutMs < 100) throw new Error('--lock-timeout-ms must be an integer >= 100');
+  return args;
+}
+
+/**
+ * The migration session: no statement timeout (an index build may take long) but a
+ * short lock timeout, so DDL waiting behind a busy hot table gives up (rerun it)
+ * instead of queueing every request behind its lock. A client-side query_timeout
+ * from PG_SHARDS is dropped for the same reason.
+ */
+export function migrationUrl(url: string, lockTimeoutMs: number): string {
+  const u = new URL(url);
+  u.searchParams.delete('query_timeout');
+  const prior = u.searchParams.get('options');
+  u.searchParams.set('options', `${prior ? `${prior} ` : ''}-c statement_timeout=0 -c lock_timeout=${lockTimeoutMs}`);
+  return u.toString();
+}
+
+/** host:port/db of a shard URL, never its password. */
+export function where(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port || 5432}${u.pathname}`;
+}
+
+async function appliedVersions(url: string): Promise<Set<number>> {
+  const client = new pg.Client({ connectionString: url, application_name: 'engine-migrate-check', connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    const res = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
+    return new Set(res.rows.map((r) => r.version));
+  } catch (err) {
+    if ((err as { code?: string }).code === '42P01') return new Set(); // no table yet: nothing applied
+    throw err;
+  } finally {
+    await client.end();
+  }
+}
+
+const names = (ms: Migration[]) => ms.map((m) => m.name).join(', ');
+
+async function checkShard(url: string, shard: number, all: Migration[]): Promise<boolean> {
+  const done = await appliedVersions(url);
+  const pending = all.filter((m) => !done.has(m.version));
+  say(`shard ${shard} ${where(url)}  ${pending.length ? `PENDING ${names(pending)}` : `up to date (${all.length} of ${all.length})`}`);
+  return pending.length === 0;
+}
+
+async function migrateOne(url: string, shard: number, all: Migration[], lockTimeoutMs: number): Promise<number> {
+  const started = Date.now();
+  const ran = await migrateShard(migrationUrl(url, lockTimeoutMs), shard, all);
+  const applied = all.filter((m) => ran.includes(m.version));
+  const ms = Date.now() - started;
+  say(`shard ${shard} ${where(url)}  ${applied.length ? `applied ${names(applied)}` : `up to date (${all.length} of ${all.length})`} (${ms} ms)`);
+  return applied.length;
+}
+
+async function main(): Promise<void> {
+  let args: Args;
+  let shards: string[];
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`migrate: ${(err as Error).message}\nusage: migrate-cli [--check] [--lock-timeout-ms N] [--verbose]\n`);
+    process.exit(2);
+  }
+  try {
+    shards = loadConfig().pgShards;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`migrate: ${err.message}\n`);
+    process.exit(78);
+  }
+  if (!args.verbose) setLogLevel('warn');
+  const all = loadMigrations();
+  say(`${all.length} migrations in ${path.relative(process.cwd(), SQL_DIR) || SQL_DIR} (${all[0]?.name ?? '-'} .. ${all.at(-1)?.name ?? '-'}), ${shards.length} shards${args.check ? ', check only' : ''}`);
+  let failed = 0;
+  let applied = 0;
+  let behind = 0;
+  for (const [i, url] of shards.entries()) {
+    try {
+      if (args.check) behind += (await checkShard(url, i, all)) ? 0 : 1;
+      else applied += await migrateOne(url, i, all, args.lockTimeoutMs);
+    } catch (err) {
+      failed++;
+      say(`shard ${i} ${where(url)}  FAILED: ${(err as Error).message}`);
+    }
+  }
+  say(`done: ${shards.length} shards, ${args.check ? `${behind} behind` : `${applied} migrations applied`}, ${failed} failed`);
+  process.exit(failed > 0 || behind > 0 ? 1 : 0);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

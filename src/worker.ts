@@ -1,0 +1,62 @@
+// One HTTP worker: the uWS app on the shared port (SO_REUSEPORT), drained on shutdown.
+import uWS from 'uWebSockets.js';
+import type { Config } from './config.js';
+import { counterSamples } from './cache/counters.js';
+import { createEngine } from './engine.js';
+import { buildApp } from './http/app.js';
+import { setGauge, startMetricsShipping } from './http/metrics.js';
+import { closeConnectionsAfterReply } from './http/reply.js';
+import { idleMs, inflightCount } from './http/route.js';
+import { log, setLogContext } from './log.js';
+
+export async function runWorker(cfg: Config): Promise<void> {
+  setLogContext({ role: 'worker', pid: process.pid });
+  const engine = createEngine(cfg, 'worker');
+  const { app } = buildApp({ deps: engine.deps, redis: engine.redis, live: engine.live });
+  engine.live?.attach(app);
+  const socket = await listen(app, cfg.host, cfg.port);
+  process.send?.({ type: 'listening', port: cfg.port });
+  startMetricsShipping(() => {
+    for (const s of engine.deps.shards.stats()) {
+      const l = `{shard="${s.shard}",pid="${process.pid}"}`;
+      setGauge(`pg_pool_total${l}`, s.total);
+      setGauge(`pg_pool_idle${l}`, s.idle);
+      setGauge(`pg_pool_waiting${l}`, s.waiting);
+    }
+    setGauge(`http_inflight{pid="${process.pid}"}`, inflightCount());
+    for (const [name, v] of counterSamples(`pid="${process.pid}"`)) setGauge(name, v);
+  });
+
+  let stopping = false;
+  const drain = async () => {
+    if (stopping) return;
+    stopping = true;
+    closeConnectionsAfterReply();
+    uWS.us_listen_socket_close(socket);
+    await quiesce(Date.now() + cfg.shutdownGraceMs);
+    log.info('worker drained', { inflight: inflightCount() });
+    await engine.close();
+    process.exit(0);
+  };
+  // Ctrl-C reaches the whole process group; the primary orders the drain.
+  process.on('SIGINT', () => undefined);
+  process.on('SIGTERM', () => void drain());
+  process.on('message', (msg: { type?: string }) => { if (msg?.type === 'shutdown') void drain(); });
+}
+
+// One idle instant is not a drained worker: a request already sitting in an accepted
+// connection's buffer is dispatched a loop turn later, and exit would cut it off
+// (or it would find the pools closed). Wait for a quiet spell, bounded by the grace.
+const QUIET_MS = 100;
+
+async function quiesce(deadlineMs: number): Promise<void> {
+  const started = performance.now();
+  const quietMs = () => Math.min(idleMs(), performance.now() - started);
+  while (quietMs() < QUIET_MS && Date.now() < deadlineMs) await new Promise((r) => setTimeout(r, 10));
+}
+
+function listen(app: uWS.TemplatedApp, host: string, port: number): Promise<uWS.us_listen_socket> {
+  return new Promise((resolve, reject) => {
+    app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`))));
+  });
+}

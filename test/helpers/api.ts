@@ -1,0 +1,139 @@
+// The suite's client: real HTTP to the engine the setup started, plus helpers that
+// make fresh, uniquely named data so test files can run in parallel.
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { DEFAULT_PG_SHARDS } from '../../src/config.js';
+import { ADMIN_EMAIL, ADMIN_PASSWORD, ENGINE_URL, GATEWAY_URL, PROVIDER_URL } from '../setup/env.js';
+
+/**
+ * What this file's helpers talk to: the suite's shared engine, simulators and databases,
+ * unless a test file that needs its own (say, to turn simulator failure knobs, which are
+ * global) points them elsewhere with useWorld. Each test file runs in its own process.
+ */
+export const world = { engine: ENGINE_URL, gateway: GATEWAY_URL, provider: PROVIDER_URL, shards: process.env.PG_SHARDS ?? DEFAULT_PG_SHARDS };
+
+export function useWorld(w: Partial<typeof world>): void {
+  Object.assign(world, w);
+  adminToken = null;
+}
+
+export interface Res<T = any> { status: number; body: T; headers: Headers }
+
+export interface CallOpts { token?: string | null; body?: unknown; raw?: string; headers?: Record<string, string>; base?: string }
+
+export async function api<T = any>(method: string, path: string, opts: CallOpts = {}): Promise<Res<T>> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  let body: string | undefined = opts.raw;
+  if (opts.body !== undefined) {
+    body = JSON.stringify(opts.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(`${opts.base ?? world.engine}${path}`, { method, headers, body });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  return { status: res.status, body: parsed as T, headers: res.headers };
+}
+
+export const uniq = (p = 't') => `${p}-${randomUUID().slice(0, 8)}`;
+
+let adminToken: Promise<string> | null = null;
+export function admin(): Promise<string> {
+  adminToken ??= login(ADMIN_EMAIL, ADMIN_PASSWORD);
+  return adminToken;
+}
+
+export async function login(email: string, password: string): Promise<string> {
+  const res = await api('POST', '/v1/sessions', { body: { email, password } });
+  if (res.status !== 201) throw new Error(`login failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.token as string;
+}
+
+export interface Customer { id: string; email: string; password: string; token: string }
+
+export async function customer(): Promise<Customer> {
+  const email = `${uniq('c')}@example.com`;
+  const password = 'correct-horse-battery';
+  const reg = await api('POST', '/v1/users', { body: { email, password } });
+  if (reg.status !== 201) throw new Error(`register failed: ${reg.status} ${JSON.stringify(reg.body)}`);
+  return { id: reg.body.id, email, password, token: await login(email, password) };
+}
+
+export async function category(name = uniq('cat')): Promise<{ id: string; name: string; shard: number }> {
+  const res = await api('POST', '/v1/categories', { token: await admin(), body: { name } });
+  if (res.status !== 201) throw new Error(`category failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
+/** Categories until one lands on each wanted shard (creation fills the emptiest shard). */
+export async function categoryOnShard(shard: number): Promise<{ id: string; name: string; shard: number }> {
+  for (let i = 0; i < 12; i++) {
+    const c = await category();
+    if (c.shard === shard) return c;
+  }
+  throw new Error(`no category landed on shard ${shard}`);
+}
+
+export async function item(fields: Record<string, unknown> = {}): Promise<any> {
+  const categoryId = fields.category_id ?? (await category()).id;
+  const res = await api('POST', '/v1/items', {
+    token: await admin(),
+    body: { category_id: categoryId, name: uniq('item'), price_cents: 1000, currency: 'USD', stock: 10, ...fields },
+  });
+  if (res.status !== 201) throw new Error(`item failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
+/** Direct SQL on one shard, to check where data really is. */
+export async function onShard<T extends pg.QueryResultRow = any>(shard: number, sql: string, params: unknown[] = []): Promise<T[]> {
+  const url = world.shards.split(',')[shard]!;
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(sql, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+export const localId = (id: string) => parseInt(id.slice(4), 36);
+export const shardOf = (id: string) => parseInt(id[3]!, 36);
+
+/** Many customers at once, created with bounded concurrency (registration hashes passwords). */
+export async function customers(n: number, concurrency = 16): Promise<Customer[]> {
+  const out: Customer[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < n) {
+      next++;
+      out.push(await customer());
+    }
+  }));
+  return out.slice(0, n);
+}
+
+export async function order(token: string, items: { item_id: string; quantity: number }[], key?: string): Promise<Res> {
+  return api('POST', '/v1/orders', { token, body: { items }, headers: key ? { 'idempotency-key': key } : {} });
+}
+
+/** The row of an item straight from its shard. */
+export async function itemRow(id: string): Promise<{ available: number; held: number; sold: number; stocked: number }> {
+  const rows = await onShard(shardOf(id), 'SELECT available, held, sold, stocked FROM items WHERE id = $1', [localId(id)]);
+  return rows[0];
+}
+
+export async function sim(base: string, method: string, path: string, body?: unknown): Promise<Res> {
+  return api(method, path, { base, body });
+}
+
+/** Polls until fn returns a truthy value or the time is up; returns the last value. */
+export async function eventually<T>(fn: () => Promise<T>, timeoutMs = 15_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await fn();
+  while (!last && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, everyMs));
+    last = await fn();
+  }
+  return last;
+}

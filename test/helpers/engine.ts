@@ -1,0 +1,69 @@
+// Engine clusters a test starts for itself, next to the suite's shared one.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { DEFAULT_PG_SHARDS } from '../../src/config.js';
+import { DIST_DIR } from '../../src/paths.js';
+import { engineEnv } from '../setup/env.js';
+import { waitFor } from '../setup/procs.js';
+
+export interface Spawned { child: ChildProcess; url: string; out: () => string; exited: Promise<{ code: number | null; signal: string | null; atMs: number }> }
+
+/** Small pools by default: these clusters share the test Postgres with the suite's engine. */
+export const SMALL_POOLS = { PG_POOL_SIZE: '4', CRON_POOL_SIZE: '2' };
+
+export function startCluster(port: number, overrides: Record<string, string>, pools: Record<string, string> = SMALL_POOLS): Spawned {
+  // A cluster on databases of its own shares the suite's Redis, so it gets its own
+  // keys and channels: its ids repeat the shared databases' ids.
+  const own: Record<string, string> = overrides.PG_SHARDS ? { REDIS_NAMESPACE: `t${port}:` } : {};
+  const env = engineEnv(process.env, {
+    PG_SHARDS: process.env.PG_SHARDS ?? DEFAULT_PG_SHARDS,
+    REDIS_URLS: process.env.REDIS_URLS ?? 'redis://127.0.0.1:6391',
+    PORT: String(port), LOG_LEVEL: 'info', ...pools, ...own, ...overrides,
+  });
+  const child = spawn(process.execPath, [path.join(DIST_DIR, 'cluster.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<{ code: number | null; signal: string | null; atMs: number }>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal, atMs: Date.now() }));
+  });
+  return { child, url: `http://127.0.0.1:${port}`, out: () => out, exited };
+}
+
+export async function startReady(port: number, overrides: Record<string, string> = {}): Promise<Spawned> {
+  const s = startCluster(port, overrides);
+  await waitFor(`${s.url}/readyz`, 30_000);
+  return s;
+}
+
+/** Stops a cluster the test started, whatever state the test left it in. */
+export async function stop(s: Spawned): Promise<void> {
+  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
+  s.child.kill('SIGTERM');
+  const timer = setTimeout(() => s.child.kill('SIGKILL'), 8000);
+  await s.exited;
+  clearTimeout(timer);
+}
+
+/** Pids of the primary's children with a role, from /proc (shared with the chaos runner). */
+export { childrenWithRole } from '../../src/chaos/stack.js';
+
+/** Three fresh databases (one per shard cluster) for a test that must own its data alone. */
+export async function isolatedShards(name: string): Promise<string> {
+  const pg = (await import('pg')).default;
+  const urls = (process.env.PG_SHARDS ?? DEFAULT_PG_SHARDS).split(',');
+  const out: string[] = [];
+  for (const url of urls) {
+    const admin = new pg.Client({ connectionString: url.replace(/\/[^/]+$/, '/postgres') });
+    await admin.connect();
+    try {
+      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await admin.query(`CREATE DATABASE "${name}"`);
+    } finally {
+      await admin.end();
+    }
+    out.push(url.replace(/\/[^/]+$/, `/${name}`));
+  }
+  return out.join(',');
+}

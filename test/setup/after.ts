@@ -1,0 +1,3 @@
+import { stopRecorded } from './stop.js';
+
+await stopRecorded();

@@ -1,0 +1,37 @@
+import { ROOT } from '../../src/paths.js';
+// Where the suite's shared processes listen. Test files read these; before.ts starts them.
+export const TEST_PORT = Number(process.env.TEST_ENGINE_PORT ?? 18080);
+export const GATEWAY_PORT = Number(process.env.TEST_GATEWAY_PORT ?? 18090);
+export const PROVIDER_PORT = Number(process.env.TEST_PROVIDER_PORT ?? 18091);
+/**
+ * Ports of the engines and servers single test files start for themselves, in one
+ * table so that two files running at once never share one (uWS listens with
+ * SO_REUSEPORT: a second engine on a taken port silently splits the traffic).
+ */
+export const OWN_PORTS = {
+  cacheEngine: TEST_PORT + 3, redisDownEngine: TEST_PORT + 4, redisDownRedis: TEST_PORT + 5,
+  refusedEngine: TEST_PORT + 100, respawnEngine: TEST_PORT + 101, drainEngine: TEST_PORT + 102,
+  outboxEngine: TEST_PORT + 300, flagsEngine: TEST_PORT + 310, loginLimitsEngine: TEST_PORT + 320,
+  faultsEngine: TEST_PORT + 330, faultsGateway: TEST_PORT + 331, faultsProvider: TEST_PORT + 332,
+} as const;
+export const ENGINE_URL = `http://127.0.0.1:${TEST_PORT}`;
+export const GATEWAY_URL = `http://127.0.0.1:${GATEWAY_PORT}`;
+export const PROVIDER_URL = `http://127.0.0.1:${PROVIDER_PORT}`;
+export const NOTICES_FILE = `${ROOT}/.stack/notices-${TEST_PORT}.jsonl`;
+export const ADMIN_EMAIL = 'admin@example.com';
+export const ADMIN_PASSWORD = 'admin-password';
+
+export function engineEnv(base: NodeJS.ProcessEnv, overrides: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    ...base,
+    PORT: String(TEST_PORT), WORKERS: '2', ADMIN_EMAIL, ADMIN_PASSWORD, LOG_LEVEL: 'warn',
+    GATEWAY_URL: `http://127.0.0.1:${GATEWAY_PORT}`, GATEWAY_PORT: String(GATEWAY_PORT),
+    PROVIDER_URL: `http://127.0.0.1:${PROVIDER_PORT}`, PROVIDER_PORT: String(PROVIDER_PORT),
+    // Crons at test speed: lost webhooks are polled after 2 s, unclaimed money refunded after 1 s.
+    PAYMENT_RECONCILE_AFTER_S: '2', UNCLAIMED_REFUND_AFTER_S: '1', STUCK_ORDER_AFTER_S: '2', PAYMENTS_CRON_EVERY_MS: '500',
+    PROVIDER_VERIFY_BACKOFF_MS: '50', OUTBOX_EVERY_MS: '200', OUTBOX_LEASE_S: '2', NOTIFY_FILE: NOTICES_FILE,
+    // Every test logs in from 127.0.0.1; the address limit is proven on its own engine.
+    LOGIN_MAX_FAILS_ADDRESS: '1000000',
+    ...overrides,
+  };
+}
