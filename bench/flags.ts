@@ -16,6 +16,8 @@ export interface Flags {
   connections: number;
   duration: number;
   mix: { reads: number; writes: number };
+  /** Offered requests/s per side in black-friday (open loop); null: every connection as fast as it is answered. */
+  rate: { reads: number; writes: number } | null;
   readMix: ReadMix;
   items: number;
   categories: number;
@@ -51,6 +53,9 @@ export const HELP = `npm run bench [-- flags]   (or: node dist/bench/run.js [fla
   --connections N       black-friday concurrent connections, split by --mix (default 3000)
   --duration S          black-friday seconds (default 30)
   --mix R:W             reads : writes, as a split of the connections (default 5:1)
+  --rate R:W            black-friday offers R reads/s and W writes/s in all (over the same
+                        connections) instead of each connection asking as fast as it is
+                        answered: whether the engine *sustains* a load, e.g. 2500:500
   --read-mix a=n,..     weights of item, search, status reads (default item=3,search=1,status=1)
   --items N             catalog items (default 3000)
   --categories N        catalog categories, spread over all shards (default 30)
@@ -79,7 +84,7 @@ function defaults(): Flags {
   const cores = os.availableParallelism();
   return {
     scenarios: [...SCENARIOS], url: null, gateway: null, port: 8480, workers: cores, connections: 3000, duration: 30,
-    mix: { reads: 5, writes: 1 }, readMix: { item: 3, search: 1, status: 1 }, items: 3000, categories: 30, customers: 300,
+    mix: { reads: 5, writes: 1 }, rate: null, readMix: { item: 3, search: 1, status: 1 }, items: 3000, categories: 30, customers: 300,
     stock: 1_000_000, zipf: 1.1, payShare: 0.2, flashConnections: 2000, flashDuration: 10, flashStock: 100,
     flashHotShare: 0.5, ceilingDuration: 10, pgbenchClients: 0, timeout: 10, seed: 42, cache: true, cpuProf: false, strictInvariants: false,
     out: null, smoke: false,
@@ -113,6 +118,12 @@ function parseMix(raw: string): { reads: number; writes: number } {
   return { reads: Number(m[1]), writes: Number(m[2]) };
 }
 
+function parseRate(raw: string): { reads: number; writes: number } {
+  const m = /^(\d{1,6}):(\d{1,6})$/.exec(raw);
+  if (!m || Number(m[1]) + Number(m[2]) === 0) throw new FlagError(`--rate ${raw}: expected reads/s:writes/s, e.g. 2500:500`);
+  return { reads: Number(m[1]), writes: Number(m[2]) };
+}
+
 function parseReadMix(raw: string): ReadMix {
   const mix: ReadMix = { item: 0, search: 0, status: 0 };
   for (const part of raw.split(',')) {
@@ -142,6 +153,7 @@ const VALUED: Record<string, Setter> = {
   connections: (f, v) => { f.connections = num('connections', v, 2, 15000); },
   duration: (f, v) => { f.duration = num('duration', v, 1, 3600); },
   mix: (f, v) => { f.mix = parseMix(v ?? ''); },
+  rate: (f, v) => { f.rate = parseRate(v ?? ''); },
   'read-mix': (f, v) => { f.readMix = parseReadMix(v ?? ''); },
   items: (f, v) => { f.items = num('items', v, 10, 100_000); },
   categories: (f, v) => { f.categories = num('categories', v, 3, 1000); },

@@ -118,6 +118,8 @@ export function summarize(title: string, r: Result): InstanceSummary {
 export interface CannonSpec {
   title: string; url: string; connections: number; duration_s: number; timeout_s: number;
   requests: RequestSpec[]; defaultKind: string;
+  /** Requests per second over all connections (open loop); absent: as fast as answered. */
+  overall_rate?: number;
 }
 
 /**
@@ -128,7 +130,7 @@ export interface CannonSpec {
 export async function cannon(spec: CannonSpec, rec: Recorder): Promise<InstanceSummary> {
   const inst = autocannon({
     url: spec.url, title: spec.title, connections: spec.connections, duration: spec.duration_s, timeout: spec.timeout_s,
-    requests: spec.requests,
+    requests: spec.requests, ...(spec.overall_rate ? { overallRate: spec.overall_rate } : {}),
   });
   inst.on('response', (client: Client, status: number, _bytes: number, ms: number) => {
     const ctx = client.requestIterator.context;

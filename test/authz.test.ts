@@ -238,7 +238,15 @@ t.test('the stream refuses bad tokens and other customers\' orders', async (t) =
   const mine = await connect({ token: owner.token });
   t.teardown(() => mine.close());
   t.same((await mine.subscribe([`orders/${id}`])).refused, [], 'the owner may watch it');
+  const sizeBefore = mine.frames.length;
   t.equal((await api('DELETE', '/v1/sessions/current', { token: owner.token })).status, 204, 'the owner logs out');
+  // The logout may have been served by another worker: the news travels over Redis.
+  const ended = await mine.next((f) => f.op === 'unsubscribed', 5000, sizeBefore);
+  t.same(ended, { op: 'unsubscribed', topics: [`orders/${id}`], reason: 'session_ended' }, 'the open subscription ends with the session');
+  const afterEnd = mine.frames.length;
+  t.equal((await api('POST', `/v1/orders/${id}/cancel`, { token: await admin() })).status, 200, 'an admin cancels the order');
+  await new Promise((r) => setTimeout(r, 500));
+  t.same(mine.frames.slice(afterEnd).filter((f) => f.topic === `orders/${id}`), [], 'and its status change no longer reaches the socket');
   const later = (await order((await customer()).token, [{ item_id: it.id, quantity: 1 }])).body.orders[0].id as string;
   const second = (await order(other.token, [{ item_id: it.id, quantity: 1 }])).body.orders[0].id as string;
   t.same((await mine.subscribe([`orders/${later}`, `orders/${second}`])).refused, [`orders/${later}`, `orders/${second}`], 'others\' orders stay refused');

@@ -12,6 +12,8 @@ export interface Summary {
   black_friday: null | {
     reads_ok_per_s: number; writes_ok_per_s: number; orders_created_per_s: number; payments_per_s: number;
     reads_p99_ms: number; writes_p99_ms: number; errors: number; timeouts: number; server_errors: number; achieved_mix: string;
+    /** CPU milliseconds per answered request (all kinds), from the cores each group used: what a machine of N cores would serve. */
+    cpu_ms_per_request: { engine: number; postgres: number; redis: number } | null;
   };
   flash_sale: null | { holds_per_s: number; sold_out_per_s: number; p50_ms: number; p99_ms: number; hot_verified: boolean };
   ceiling: null | { pgbench_tps: number; uws_rps: number };
@@ -39,6 +41,12 @@ function noise(scenarios: ScenarioResult[]): Summary['noise'] {
 const r3 = (v: number) => Math.round(v * 1000) / 1000;
 const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? r3(a / b) : null);
 
+function cpuPerRequest(cores: Record<string, number> | null | undefined, rps: number): { engine: number; postgres: number; redis: number } | null {
+  if (!cores || rps <= 0) return null;
+  const ms = (c: number | undefined) => Math.round(((c ?? 0) * 1000 / rps) * 1000) / 1000;
+  return { engine: ms(cores.engine), postgres: ms(cores.postgres), redis: ms(cores.redis) };
+}
+
 function serverErrors(s: ScenarioResult): number {
   let n = 0;
   for (const k of Object.values(s.kinds)) for (const [code, c] of Object.entries(k.status)) if (Number(code) >= 500) n += c;
@@ -61,6 +69,7 @@ export function summarize(scenarios: Record<string, ScenarioResult>): Summary {
       errors: bf.instances.reduce((s, i) => s + i.errors, 0), timeouts: bf.instances.reduce((s, i) => s + i.timeouts, 0),
       server_errors: serverErrors(bf),
       achieved_mix: writes.requests ? `${(reads.requests / writes.requests).toFixed(2)}:1` : 'n/a',
+      cpu_ms_per_request: cpuPerRequest(bf.extra.cores_used as Record<string, number> | null | undefined, reads.rps + writes.rps),
     };
   }
   if (fs) {

@@ -55,6 +55,8 @@ export function table(scenarios: Record<string, ScenarioResult>, summary: Summar
     const pay = bf.extra.payments as Record<string, unknown>;
     out.push(`black-friday: achieved mix ${summary.black_friday?.achieved_mix} (reads:writes), orders created ${summary.black_friday?.orders_created_per_s}/s, ` +
       (pay.available === false ? `payments not exercised (${String(pay.reason)})` : `payments ${summary.black_friday?.payments_per_s}/s, gateway completed ${String(pay.completed)} (failed ${String(pay.failed)}, left ${String(pay.left)})`));
+    const cost = summary.black_friday?.cpu_ms_per_request;
+    if (cost) out.push(`black-friday: CPU per answered request: engine ${cost.engine} ms, postgres ${cost.postgres} ms, redis ${cost.redis} ms`);
   }
   const fs = scenarios['flash-sale'];
   if (fs) {

@@ -160,6 +160,7 @@ export async function blackFriday(ctx: RunCtx): Promise<ScenarioResult> {
   await warmOrders(ctx, shop, owned);
   const split = splitConnections(flags.connections, flags.mix.reads, flags.mix.writes);
   say(`black-friday: ${split.reads} read + ${split.writes} write connections for ${flags.duration} s` +
+    (flags.rate ? `, offering ${flags.rate.reads} reads/s + ${flags.rate.writes} writes/s` : '') +
     (ctx.payments.available ? `, paying ${flags.payShare * 100}% of orders` : ' (payments not available yet)'));
   const rec = new Recorder();
   const watch = new PgWatch(target.pgShards);
@@ -170,8 +171,8 @@ export async function blackFriday(ctx: RunCtx): Promise<ScenarioResult> {
   payer.start();
   const common = { url: target.engineUrl, duration_s: flags.duration, timeout_s: flags.timeout };
   const runs = [];
-  if (split.reads > 0) runs.push(cannon({ ...common, title: 'reads', connections: split.reads, requests: readRequests(ctx, shop, owned), defaultKind: 'read' }, rec));
-  if (split.writes > 0) runs.push(cannon({ ...common, title: 'writes', connections: split.writes, requests: writeRequests(ctx, shop, owned, payer), defaultKind: 'write' }, rec));
+  if (split.reads > 0) runs.push(cannon({ ...common, title: 'reads', connections: split.reads, requests: readRequests(ctx, shop, owned), defaultKind: 'read', overall_rate: flags.rate?.reads }, rec));
+  if (split.writes > 0) runs.push(cannon({ ...common, title: 'writes', connections: split.writes, requests: writeRequests(ctx, shop, owned, payer), defaultKind: 'write', overall_rate: flags.rate?.writes }, rec));
   const instances = await Promise.all(runs);
   rec.stop();
   const pgSamples = await watch.stop();
@@ -185,7 +186,7 @@ export async function blackFriday(ctx: RunCtx): Promise<ScenarioResult> {
     extra: {
       cores_used: cores,
       postgres: pgPeaks(pgSamples),
-      split, mix: flags.mix, read_mix: flags.readMix, zipf_s: flags.zipf, top_item_share: round4(shop.zipf.share(0)),
+      split, mix: flags.mix, offered_per_s: flags.rate, read_mix: flags.readMix, zipf_s: flags.zipf, top_item_share: round4(shop.zipf.share(0)),
       payments: ctx.payments.available ? { pay_share: flags.payShare, ...payments } : { available: false, reason: ctx.payments.reason },
       status_targets: owned.size,
     },

@@ -13,6 +13,7 @@ const MAX_ENTRIES = 50_000;
 export class AuthCache {
   private readonly byToken = new Map<string, { p: Principal; until: number }>();
   private readonly subscribers: Redis[] = [];
+  private readonly revokedListeners: ((uuid: string) => void)[] = [];
 
   constructor(private readonly ttlMs: number, private readonly redis: RedisSet | null) {}
 
@@ -31,8 +32,12 @@ export class AuthCache {
     this.byToken.set(tokenHash, { p, until: Math.min(Date.now() + this.ttlMs, sessionExpiresAtMs) });
   }
 
+  /** Called in this process whenever a user's sessions may have ended (here or elsewhere). */
+  onRevoked(fn: (uuid: string) => void): void { this.revokedListeners.push(fn); }
+
   private evictLocal(uuid: string): void {
     for (const [k, e] of this.byToken) if (e.p.uuid === uuid) this.byToken.delete(k);
+    for (const fn of this.revokedListeners) fn(uuid);
   }
 
   /** Forget every cached token of a user, here and (best effort) in every other process. */

@@ -44,6 +44,8 @@ interface Conn {
   principal: Principal | null;
   /** The session the principal came from, re-read before order topics are granted. */
   token: string | null;
+  /** The user this socket is filed under in UserSockets. */
+  listedAs: string | null;
   topics: Set<string>;
   queue: Promise<void>;
   pending: number;
@@ -62,8 +64,44 @@ const validators: Record<string, (v: unknown) => void> = {
   unsubscribe: compileBody(object({ op: { const: 'unsubscribe' }, topics: topicList }, ['op', 'topics'])),
 };
 
+/** The open sockets of each signed-in user, so a session that ends elsewhere ends here too. */
+class UserSockets {
+  private readonly byUser = new Map<string, Set<WebSocket<Conn>>>();
+
+  /** Files the socket under its current user (moving it from an earlier one). */
+  add(ws: WebSocket<Conn>): void {
+    this.remove(ws);
+    const conn = ws.getUserData();
+    const uuid = conn.principal?.uuid;
+    if (!uuid) return;
+    const set = this.byUser.get(uuid) ?? new Set();
+    set.add(ws);
+    this.byUser.set(uuid, set);
+    conn.listedAs = uuid;
+  }
+
+  remove(ws: WebSocket<Conn>): void {
+    const conn = ws.getUserData();
+    const set = conn.listedAs ? this.byUser.get(conn.listedAs) : undefined;
+    if (set) {
+      set.delete(ws);
+      if (set.size === 0) this.byUser.delete(conn.listedAs!);
+    }
+    conn.listedAs = null;
+  }
+
+  of(uuid: string): WebSocket<Conn>[] { return [...(this.byUser.get(uuid) ?? [])]; }
+}
+
 export function mountStream(app: TemplatedApp, env: StreamEnv): void {
   const cfg = env.deps.cfg;
+  const users = new UserSockets();
+  env.deps.authCache?.onRevoked((uuid) => {
+    for (const ws of users.of(uuid)) {
+      const conn = ws.getUserData();
+      conn.queue = conn.queue.then(() => endIfRevoked(env, users, ws, conn)).catch(() => undefined);
+    }
+  });
   let sockets = 0;
   app.ws<Conn>('/v1/stream', {
     maxPayloadLength: cfg.streamMaxMessageBytes,
@@ -73,10 +111,11 @@ export function mountStream(app: TemplatedApp, env: StreamEnv): void {
     sendPingsAutomatically: true,
     compression: uWS.DISABLED,
     upgrade: (res, req, context) => upgrade(env, res, req, context, () => sockets < cfg.streamMaxSockets),
-    open: () => { sockets++; },
-    message: (ws, message, isBinary) => onMessage(env, ws, message, isBinary),
+    open: (ws) => { sockets++; users.add(ws); },
+    message: (ws, message, isBinary) => onMessage(env, users, ws, message, isBinary),
     close: (ws) => {
       sockets--;
+      users.remove(ws);
       const conn = ws.getUserData();
       conn.closed = true;
       for (const t of conn.topics) env.live.hub.listen(t, -1);
@@ -101,7 +140,7 @@ function upgrade(env: StreamEnv, res: HttpResponse, req: HttpRequest, context: u
       const principal = query.token ? await env.authenticate(query.token) : null;
       if (query.token && !principal) throw new EngineError('unauthenticated');
       if (state.aborted) return;
-      const conn: Conn = { requestId, format: query.format ?? 'json', principal, token: principal ? query.token! : null, topics: new Set(), queue: Promise.resolve(), pending: 0, closed: false };
+      const conn: Conn = { requestId, format: query.format ?? 'json', principal, token: principal ? query.token! : null, listedAs: null, topics: new Set(), queue: Promise.resolve(), pending: 0, closed: false };
       res.cork(() => {
         res.writeStatus('101 Switching Protocols');
         res.writeHeader('x-request-id', requestId);
@@ -113,7 +152,7 @@ function upgrade(env: StreamEnv, res: HttpResponse, req: HttpRequest, context: u
   })();
 }
 
-function onMessage(env: StreamEnv, ws: WebSocket<Conn>, message: ArrayBuffer, isBinary: boolean): void {
+function onMessage(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, message: ArrayBuffer, isBinary: boolean): void {
   const conn = ws.getUserData();
   let msg: unknown;
   try {
@@ -129,17 +168,17 @@ function onMessage(env: StreamEnv, ws: WebSocket<Conn>, message: ArrayBuffer, is
   }
   conn.pending++;
   conn.queue = conn.queue
-    .then(() => handle(env, ws, conn, msg))
+    .then(() => handle(env, users, ws, conn, msg))
     .catch((err: unknown) => fail(ws, conn, err))
     .finally(() => { conn.pending--; });
 }
 
-async function handle(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, msg: unknown): Promise<void> {
+async function handle(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, conn: Conn, msg: unknown): Promise<void> {
   const op = typeof msg === 'object' && msg !== null ? (msg as { op?: unknown }).op : undefined;
   const validate = typeof op === 'string' ? validators[op] : undefined;
   if (!validate) throw new EngineError('validation_failed', 'Field \'op\' must be auth, subscribe or unsubscribe', { details: { field: 'op' } });
   validate(msg);
-  if (op === 'auth') return auth(env, ws, conn, (msg as { token: string }).token);
+  if (op === 'auth') return auth(env, users, ws, conn, (msg as { token: string }).token);
   const topics = [...new Set((msg as { topics: string[] }).topics)];
   if (op === 'subscribe') return subscribe(env, ws, conn, topics);
   for (const t of topics) {
@@ -150,15 +189,17 @@ async function handle(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, msg: unkn
   reply(ws, conn, { op: 'unsubscribed', topics });
 }
 
-async function auth(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, token: string): Promise<void> {
+async function auth(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, conn: Conn, token: string): Promise<void> {
   const principal = await env.authenticate(token);
   if (!principal) {
     fail(ws, conn, new EngineError('unauthenticated'));
     if (!conn.closed) ws.end(4401, 'unauthenticated');
     return;
   }
+  if (conn.closed) return;
   conn.principal = principal;
   conn.token = token;
+  users.add(ws);
   reply(ws, conn, { op: 'authenticated', user_id: principal.id, role: principal.role });
 }
 
@@ -174,6 +215,25 @@ async function recheck(env: StreamEnv, conn: Conn): Promise<void> {
   } catch {
     conn.principal = null;
   }
+}
+
+/**
+ * The user logged out, changed the password or was deleted, in any process: if this
+ * socket's session is among those that ended, it becomes anonymous at once and gives
+ * up its order topics, told by {"op":"unsubscribed","topics":[...],"reason":"session_ended"}.
+ */
+async function endIfRevoked(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, conn: Conn): Promise<void> {
+  if (!conn.principal || !conn.token || conn.closed) return;
+  await recheck(env, conn);
+  if (conn.principal || conn.closed) return;
+  users.remove(ws);
+  const dropped = [...conn.topics].filter((t) => t.startsWith('orders/'));
+  for (const t of dropped) {
+    conn.topics.delete(t);
+    env.live.hub.listen(t, -1);
+    ws.unsubscribe(wireTopic(conn.format, t));
+  }
+  reply(ws, conn, { op: 'unsubscribed', topics: dropped, reason: 'session_ended' });
 }
 
 /** What a topic shows right now; null refuses it. */
