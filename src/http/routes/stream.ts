@@ -181,12 +181,14 @@ async function handle(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, c
   if (op === 'auth') return auth(env, users, ws, conn, (msg as { token: string }).token);
   const topics = [...new Set((msg as { topics: string[] }).topics)];
   if (op === 'subscribe') return subscribe(env, ws, conn, topics);
-  for (const t of topics) {
-    if (!conn.topics.delete(t)) continue;
-    env.live.hub.listen(t, -1);
-    if (!conn.closed) ws.unsubscribe(wireTopic(conn.format, t));
-  }
+  for (const t of topics) drop(env, ws, conn, t);
   reply(ws, conn, { op: 'unsubscribed', topics });
+}
+
+function drop(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topic: string): void {
+  if (!conn.topics.delete(topic)) return;
+  env.live.hub.listen(topic, -1);
+  if (!conn.closed) ws.unsubscribe(wireTopic(conn.format, topic));
 }
 
 async function auth(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, conn: Conn, token: string): Promise<void> {
@@ -228,11 +230,7 @@ async function endIfRevoked(env: StreamEnv, users: UserSockets, ws: WebSocket<Co
   if (conn.principal || conn.closed) return;
   users.remove(ws);
   const dropped = [...conn.topics].filter((t) => t.startsWith('orders/'));
-  for (const t of dropped) {
-    conn.topics.delete(t);
-    env.live.hub.listen(t, -1);
-    ws.unsubscribe(wireTopic(conn.format, t));
-  }
+  for (const t of dropped) drop(env, ws, conn, t);
   reply(ws, conn, { op: 'unsubscribed', topics: dropped, reason: 'session_ended' });
 }
 
