@@ -53,9 +53,9 @@ export const HELP = `npm run bench [-- flags]   (or: node dist/bench/run.js [fla
   --connections N       black-friday concurrent connections, split by --mix (default 3000)
   --duration S          black-friday seconds (default 30)
   --mix R:W             reads : writes, as a split of the connections (default 5:1)
-  --rate R:W            black-friday offers R reads/s and W writes/s in all (over the same
-                        connections) instead of each connection asking as fast as it is
-                        answered: whether the engine *sustains* a load, e.g. 2500:500
+  --rate R:W            black-friday offers R reads/s and W writes/s in all (connections
+                        split R:W, replacing --mix) instead of each connection asking as
+                        fast as it is answered: whether the engine *sustains* a load, e.g. 2500:500
   --read-mix a=n,..     weights of item, search, status reads (default item=3,search=1,status=1)
   --items N             catalog items (default 3000)
   --categories N        catalog categories, spread over all shards (default 30)
@@ -112,15 +112,10 @@ function parseScenarios(raw: string): Scenario[] {
   return SCENARIOS.filter((s) => list.includes(s));
 }
 
-function parseMix(raw: string): { reads: number; writes: number } {
-  const m = /^(\d{1,4}):(\d{1,4})$/.exec(raw);
-  if (!m || Number(m[1]) + Number(m[2]) === 0) throw new FlagError(`--mix ${raw}: expected reads:writes, e.g. 5:1`);
-  return { reads: Number(m[1]), writes: Number(m[2]) };
-}
-
-function parseRate(raw: string): { reads: number; writes: number } {
+/** `R:W`, not both zero: --mix (a split) and --rate (requests per second). */
+function parseReadsWrites(flag: string, raw: string, shape: string): { reads: number; writes: number } {
   const m = /^(\d{1,6}):(\d{1,6})$/.exec(raw);
-  if (!m || Number(m[1]) + Number(m[2]) === 0) throw new FlagError(`--rate ${raw}: expected reads/s:writes/s, e.g. 2500:500`);
+  if (!m || Number(m[1]) + Number(m[2]) === 0) throw new FlagError(`--${flag} ${raw}: expected ${shape}`);
   return { reads: Number(m[1]), writes: Number(m[2]) };
 }
 
@@ -152,8 +147,8 @@ const VALUED: Record<string, Setter> = {
   workers: (f, v) => { f.workers = num('workers', v, 1, 64); },
   connections: (f, v) => { f.connections = num('connections', v, 2, 15000); },
   duration: (f, v) => { f.duration = num('duration', v, 1, 3600); },
-  mix: (f, v) => { f.mix = parseMix(v ?? ''); },
-  rate: (f, v) => { f.rate = parseRate(v ?? ''); },
+  mix: (f, v) => { f.mix = parseReadsWrites('mix', v ?? '', 'reads:writes, e.g. 5:1'); },
+  rate: (f, v) => { f.rate = parseReadsWrites('rate', v ?? '', 'reads/s:writes/s, e.g. 2500:500'); },
   'read-mix': (f, v) => { f.readMix = parseReadMix(v ?? ''); },
   items: (f, v) => { f.items = num('items', v, 10, 100_000); },
   categories: (f, v) => { f.categories = num('categories', v, 3, 1000); },

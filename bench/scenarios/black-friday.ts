@@ -158,7 +158,8 @@ export async function blackFriday(ctx: RunCtx): Promise<ScenarioResult> {
   const owned = new OwnedOrders(OWNED_MAX);
   const payer = new Payer(target.gatewayUrl);
   await warmOrders(ctx, shop, owned);
-  const split = splitConnections(flags.connections, flags.mix.reads, flags.mix.writes);
+  const ratio = flags.rate ?? flags.mix; // a rate of 0 on one side means no connections there
+  const split = splitConnections(flags.connections, ratio.reads, ratio.writes);
   say(`black-friday: ${split.reads} read + ${split.writes} write connections for ${flags.duration} s` +
     (flags.rate ? `, offering ${flags.rate.reads} reads/s + ${flags.rate.writes} writes/s` : '') +
     (ctx.payments.available ? `, paying ${flags.payShare * 100}% of orders` : ' (payments not available yet)'));
