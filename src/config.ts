@@ -105,6 +105,9 @@ export function loadConfig(env: Env = process.env) {
     logRequests: bool(env, 'LOG_REQUESTS', false),
     gatewayUrl: str(env, 'GATEWAY_URL', 'http://127.0.0.1:8090'),
     gatewayApiKey: str(env, 'GATEWAY_API_KEY', 'gw_test_key'),
+    // Idempotency keys sent to the gateway are payment ids, unique per database only: two
+    // environments on one gateway account need distinct prefixes or their keys collide.
+    gatewayKeyPrefix: namespace(env, 'GATEWAY_KEY_PREFIX'),
     gatewayWebhookSecret: str(env, 'GATEWAY_WEBHOOK_SECRET', 'whsec_test'),
     webhookToleranceS: int(env, 'WEBHOOK_TOLERANCE_S', 300, 1, 86400),
     providerUrl: str(env, 'PROVIDER_URL', 'http://127.0.0.1:8091'),

@@ -22,8 +22,10 @@ export interface Gateway {
 
 export class HttpGateway implements Gateway {
   private readonly client: JsonClient;
+  private readonly keyPrefix: string;
 
   constructor(cfg: Config) {
+    this.keyPrefix = cfg.gatewayKeyPrefix;
     this.client = new JsonClient({
       baseUrl: cfg.gatewayUrl, apiKey: cfg.gatewayApiKey, timeoutMs: cfg.remoteTimeoutMs, retries: cfg.remoteRetries,
       backoffMs: cfg.remoteBackoffMs, breaker: new Breaker('gateway', cfg.breakerThreshold, cfg.breakerOpenMs),
@@ -34,7 +36,7 @@ export class HttpGateway implements Gateway {
 
   async createSession(input: Parameters<Gateway['createSession']>[0], key: string): Promise<GatewaySession> {
     // Idempotent by key at the gateway, so a retry never opens a second session.
-    return expectOk(await this.client.call<GatewaySession>('POST', '/v1/sessions', input, { idempotent: true, key }), 'create session');
+    return expectOk(await this.client.call<GatewaySession>('POST', '/v1/sessions', input, { idempotent: true, key: this.keyPrefix + key }), 'create session');
   }
 
   async getSession(id: string): Promise<GatewaySession | null> {

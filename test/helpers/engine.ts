@@ -12,9 +12,9 @@ export interface Spawned { child: ChildProcess; url: string; out: () => string; 
 export const SMALL_POOLS = { PG_POOL_SIZE: '4', CRON_POOL_SIZE: '2' };
 
 export function startCluster(port: number, overrides: Record<string, string>, pools: Record<string, string> = SMALL_POOLS): Spawned {
-  // A cluster on databases of its own shares the suite's Redis, so it gets its own
-  // keys and channels: its ids repeat the shared databases' ids.
-  const own: Record<string, string> = overrides.PG_SHARDS ? { REDIS_NAMESPACE: `t${port}:` } : {};
+  // A cluster on databases of its own shares the suite's Redis and gateway, so it gets
+  // its own keys and channels there: its ids repeat the shared databases' ids.
+  const own: Record<string, string> = overrides.PG_SHARDS ? { REDIS_NAMESPACE: `t${port}:`, GATEWAY_KEY_PREFIX: `t${port}:` } : {};
   const env = engineEnv(process.env, {
     PG_SHARDS: process.env.PG_SHARDS ?? DEFAULT_PG_SHARDS,
     REDIS_URLS: process.env.REDIS_URLS ?? 'redis://127.0.0.1:6391',
