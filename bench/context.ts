@@ -16,6 +16,12 @@ export interface RunCtx {
   payments: PaymentsSupport;
   /** Items a scenario created beyond the fixture (the flash sale's hot item), by id. */
   touched: string[];
+  /**
+   * Changes a scenario made outside the run (a global feature flag switched) and must
+   * take back even when the run is interrupted: run.ts calls what is left in here on
+   * Ctrl-C or the watchdog. The scenario removes its entry once it took it back itself.
+   */
+  undo: Set<() => Promise<void>>;
 }
 
 export interface ScenarioResult {

@@ -2,7 +2,7 @@
 // run of DESIGN §7; --smoke shrinks everything to a few seconds for CI.
 import os from 'node:os';
 
-export const SCENARIOS = ['black-friday', 'flash-sale', 'ceiling'] as const;
+export const SCENARIOS = ['black-friday', 'flash-sale', 'reads', 'ceiling'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface ReadMix { item: number; search: number; status: number }
@@ -29,6 +29,14 @@ export interface Flags {
   flashDuration: number;
   flashStock: number;
   flashHotShare: number;
+  /** reads: seconds of each half (cache on, cache off). */
+  readsDuration: number;
+  gateConnections: number;
+  /** reads: seconds of each sold-out storm (gate on, gate off). */
+  gateDuration: number;
+  gateStock: number;
+  /** reads: switch the global sold_out_gate flag off for the gate-off half (false: that half is skipped). */
+  gateOff: boolean;
   ceilingDuration: number;
   pgbenchClients: number;
   timeout: number;
@@ -44,11 +52,12 @@ export class FlagError extends Error {}
 
 export const HELP = `npm run bench [-- flags]   (or: node dist/bench/run.js [flags])
 
-  --scenario S          all | black-friday | flash-sale | ceiling, or a comma list (default all)
+  --scenario S          all | black-friday | flash-sale | reads | ceiling, or a comma list (default all)
   --url URL             drive an engine that is already running (no own engine, no simulators)
   --gateway URL         gateway simulator of that engine, to complete payments (with --url;
                         default $GATEWAY_URL or http://127.0.0.1:8090)
-  --port N              port of the bench's own engine (default 8480)
+  --port N              port of the bench's own engine (default 8480); the reads scenario's
+                        cache-off engine listens on the next one
   --workers N           engine HTTP workers, and bare-uWS workers in the ceiling (default: cores)
   --connections N       black-friday concurrent connections, split by --mix (default 3000)
   --duration S          black-friday seconds (default 30)
@@ -67,6 +76,13 @@ export const HELP = `npm run bench [-- flags]   (or: node dist/bench/run.js [fla
   --flash-duration S    flash-sale seconds (default 10)
   --flash-stock N       stock of the hot item (default 100)
   --flash-hot-share F   share of flash-sale orders on the hot item; the rest hold uniform items (default 0.5)
+  --reads-duration S    reads: seconds of each half, cache on and cache off, with --connections
+                        split by --mix into item reads and holds (default 15)
+  --gate-connections N  reads: buyers in each sold-out storm (default 500)
+  --gate-duration S     reads: seconds of each sold-out storm, gate on and gate off (default 5)
+  --gate-stock N        reads: units of the hot item sold out before the storms (default 20, at most 1000)
+  --no-gate-off         reads: never switch the sold_out_gate flag (it is global to the databases:
+                        every engine on them follows it); the gate-off storm is skipped
   --ceiling-duration S  seconds of pgbench and of the bare uWS run (default 10)
   --pgbench-clients N   pgbench clients per shard (default: workers x 16, the engine's pool per shard)
   --timeout S           request timeout of the load generator (default 10)
@@ -76,7 +92,7 @@ export const HELP = `npm run bench [-- flags]   (or: node dist/bench/run.js [fla
   --strict-invariants   also fail on broken rows this run never touched (other clients' data on a
                         shared stack; by default those are reported as foreign, not failed)
   --out DIR             result directory (default bench/results/<timestamp>)
-  --smoke               a few-seconds run for CI: 50 connections, 3-4 s scenarios, 200 items, 20 customers
+  --smoke               a few-seconds run for CI: 50 connections, 2-4 s scenarios, 200 items, 20 customers
   --help
 `;
 
@@ -86,7 +102,8 @@ function defaults(): Flags {
     scenarios: [...SCENARIOS], url: null, gateway: null, port: 8480, workers: cores, connections: 3000, duration: 30,
     mix: { reads: 5, writes: 1 }, rate: null, readMix: { item: 3, search: 1, status: 1 }, items: 3000, categories: 30, customers: 300,
     stock: 1_000_000, zipf: 1.1, payShare: 0.2, flashConnections: 2000, flashDuration: 10, flashStock: 100,
-    flashHotShare: 0.5, ceilingDuration: 10, pgbenchClients: 0, timeout: 10, seed: 42, cache: true, cpuProf: false, strictInvariants: false,
+    flashHotShare: 0.5, readsDuration: 15, gateConnections: 500, gateDuration: 5, gateStock: 20, gateOff: true,
+    ceilingDuration: 10, pgbenchClients: 0, timeout: 10, seed: 42, cache: true, cpuProf: false, strictInvariants: false,
     out: null, smoke: false,
   };
 }
@@ -94,7 +111,7 @@ function defaults(): Flags {
 const SMOKE: Partial<Flags> = {
   connections: 50, duration: 3, items: 200, categories: 6, customers: 20, flashConnections: 50, flashDuration: 4,
   // Small stock, most buyers on it: sells out within the run even on a busy machine.
-  flashStock: 10, flashHotShare: 0.8, ceilingDuration: 2, pgbenchClients: 4,
+  flashStock: 10, flashHotShare: 0.8, readsDuration: 3, gateConnections: 50, gateDuration: 2, gateStock: 5, ceilingDuration: 2, pgbenchClients: 4,
 };
 
 function num(name: string, raw: string | undefined, min: number, max: number, integer = true): number {
@@ -143,7 +160,7 @@ const VALUED: Record<string, Setter> = {
   scenario: (f, v) => { f.scenarios = parseScenarios(v ?? ''); },
   url: (f, v) => { f.url = parseUrl('url', v); },
   gateway: (f, v) => { f.gateway = parseUrl('gateway', v); },
-  port: (f, v) => { f.port = num('port', v, 1, 65535); },
+  port: (f, v) => { f.port = num('port', v, 1, 65534); }, // port + 1: the cache-off engine
   workers: (f, v) => { f.workers = num('workers', v, 1, 64); },
   connections: (f, v) => { f.connections = num('connections', v, 2, 15000); },
   duration: (f, v) => { f.duration = num('duration', v, 1, 3600); },
@@ -160,6 +177,11 @@ const VALUED: Record<string, Setter> = {
   'flash-duration': (f, v) => { f.flashDuration = num('flash-duration', v, 1, 3600); },
   'flash-stock': (f, v) => { f.flashStock = num('flash-stock', v, 1, 1_000_000); },
   'flash-hot-share': (f, v) => { f.flashHotShare = num('flash-hot-share', v, 0, 1, false); },
+  'reads-duration': (f, v) => { f.readsDuration = num('reads-duration', v, 1, 3600); },
+  'gate-connections': (f, v) => { f.gateConnections = num('gate-connections', v, 1, 15000); },
+  'gate-duration': (f, v) => { f.gateDuration = num('gate-duration', v, 1, 600); },
+  // One order holds them all; an order line takes at most 1000 units (MAX_QUANTITY).
+  'gate-stock': (f, v) => { f.gateStock = num('gate-stock', v, 1, 1000); },
   'ceiling-duration': (f, v) => { f.ceilingDuration = num('ceiling-duration', v, 1, 600); },
   'pgbench-clients': (f, v) => { f.pgbenchClients = num('pgbench-clients', v, 1, 200); },
   timeout: (f, v) => { f.timeout = num('timeout', v, 1, 120); },
@@ -171,6 +193,7 @@ const BOOLEAN: Record<string, (f: Flags) => void> = {
   'no-cache': (f) => { f.cache = false; },
   'cpu-prof': (f) => { f.cpuProf = true; },
   'strict-invariants': (f) => { f.strictInvariants = true; },
+  'no-gate-off': (f) => { f.gateOff = false; },
   smoke: (f) => { f.smoke = true; },
 };
 

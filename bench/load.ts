@@ -99,6 +99,9 @@ export class Recorder {
 
 export const round = (v: number) => Math.round(v * 100) / 100;
 
+/** Answers with a 5xx status. */
+export const count5xx = (k: KindStats) => Object.entries(k.status).filter(([c]) => Number(c) >= 500).reduce((n, [, c]) => n + c, 0);
+
 export interface InstanceSummary {
   title: string; connections: number; duration_s: number; requests: number; rps: number;
   latency_ms: { mean: number; p50: number; p97_5: number; p99: number; max: number };
@@ -140,6 +143,9 @@ export async function cannon(spec: CannonSpec, rec: Recorder): Promise<InstanceS
   const result = await inst;
   return summarize(spec.title, result);
 }
+
+/** An `onResponse` that keeps the answer's error code for the recorder, and nothing else. */
+export const keepErrorCode = (status: number, body: string, ctx: Record<string, unknown>): void => { ctx.code = errorCode(status, body); };
 
 /** The `error.code` of an engine error body, for telling sold_out from other 409s. */
 export function errorCode(status: number, body: string): string | undefined {

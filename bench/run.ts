@@ -23,9 +23,10 @@ import { say } from './say.js';
 import { blackFriday } from './scenarios/black-friday.js';
 import { ceiling } from './scenarios/ceiling.js';
 import { flashSale } from './scenarios/flash-sale.js';
+import { reads, readsBudgetS } from './scenarios/reads.js';
 
 const RUNNERS: Record<Scenario, (ctx: RunCtx) => Promise<ScenarioResult>> = {
-  'black-friday': blackFriday, 'flash-sale': flashSale, ceiling,
+  'black-friday': blackFriday, 'flash-sale': flashSale, reads, ceiling,
 };
 const SETTLE_MS = 2000;
 
@@ -47,7 +48,7 @@ function readFlags(): Flags {
 /** Whole-run budget: setup, every scenario with slack, checks. Past it the run is killed. */
 function budgetMs(f: Flags): number {
   const load = (f.scenarios.includes('black-friday') ? f.duration + 60 : 0) + (f.scenarios.includes('flash-sale') ? f.flashDuration + 30 : 0) +
-    (f.scenarios.includes('ceiling') ? 2 * f.ceilingDuration + 90 : 0);
+    (f.scenarios.includes('reads') ? readsBudgetS(f) : 0) + (f.scenarios.includes('ceiling') ? 2 * f.ceilingDuration + 90 : 0);
   return (15 * 60 + load) * 1000;
 }
 
@@ -89,9 +90,11 @@ async function main(): Promise<number> {
   const outDir = path.resolve(flags.out ?? path.join(ROOT, 'bench', 'results', started.toISOString().replace(/[:.]/g, '-')));
   mkdirSync(outDir, { recursive: true });
   let target: Target | null = null;
+  let ctx: RunCtx | null = null;
   const abort = (why: string, code: number) => {
     say(why);
-    void (target?.stop() ?? Promise.resolve()).finally(() => process.exit(code));
+    const undo = Promise.allSettled([...(ctx?.undo ?? [])].map((fn) => fn()));
+    void undo.then(() => target?.stop()).finally(() => process.exit(code));
     setTimeout(() => process.exit(code), 20_000).unref();
   };
   setTimeout(() => abort('watchdog: the run exceeded its time budget; stopping', 3), budgetMs(flags)).unref();
@@ -101,13 +104,12 @@ async function main(): Promise<number> {
   const failures: string[] = [];
   let scenarios: Record<string, ScenarioResult> = {};
   let invariants: InvariantReport | null = null;
-  let ctx: RunCtx | null = null;
   target = await openTarget(flags, outDir);
   try {
     const { fx, adminToken } = await prepareFixture(flags, target.engineUrl, target.pgShards);
     const payments = await probePayments(target.engineUrl, fx.customers[0]!.token);
     say(`payments: ${payments.available ? 'available' : 'not available'} (${payments.reason})`);
-    ctx = { flags, target, fx, adminToken, outDir, payments, touched: [] };
+    ctx = { flags, target, fx, adminToken, outDir, payments, touched: [], undo: new Set() };
     scenarios = await runScenarios(ctx, failures);
     say('checking invariants on every shard');
     invariants = await checkInvariants(target.pgShards, scopeOf(ctx), flags.strictInvariants);

@@ -1,6 +1,9 @@
 // The load harness keeps working: a few-seconds `--smoke` run of every scenario
 // against the suite's engine ends with exit code 0, a complete result.json and not
 // one broken invariant. Timings are reported by the bench, never asserted here.
+// `--no-gate-off`: the sold_out_gate flag is global to the shared databases, and
+// test/cache.test.ts (which may run at the same time) counts the gate's refusals.
+// With --url the cache-off half cannot run either: both say so in the result.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -29,7 +32,7 @@ const isNum = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
 t.test('a smoke run of every scenario passes and reports every number', async (t) => {
   t.ok(existsSync(RUN_JS), 'the harness is built (npm run build)');
   const out = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
-  const { code, stdout, stderr } = await runBench(['--smoke', '--url', ENGINE_URL, '--gateway', `http://127.0.0.1:${GATEWAY_PORT}`, '--out', out]);
+  const { code, stdout, stderr } = await runBench(['--smoke', '--url', ENGINE_URL, '--gateway', `http://127.0.0.1:${GATEWAY_PORT}`, '--no-gate-off', '--out', out]);
   const file = path.join(out, 'result.json');
   t.equal(code, 0, 'exit code 0', { stdout: stdout.slice(-4000), stderr: stderr.slice(-4000) });
   t.ok(existsSync(file), 'result.json written');
@@ -58,6 +61,31 @@ t.test('a smoke run of every scenario passes and reports every number', async (t
   t.equal(hot.exactly_stock_held, true, 'live orders carry exactly the stock');
   t.ok(hot.answered_201 <= hot.stock, 'never more 201s than units');
   t.ok(r.scenarios['flash-sale'].kinds.hot.codes.sold_out > 0, 'the rest were told sold_out');
+
+  const rd = r.scenarios.reads;
+  for (const kind of ['item.cache_on', 'hold.cache_on', 'hot.gate_on']) {
+    t.ok(rd.kinds[kind]?.requests > 0, `reads made ${kind} requests`);
+    for (const f of ['p50_ms', 'p99_ms']) t.ok(isNum(rd.kinds[kind]?.latency[f]), `${kind} ${f}`);
+  }
+  const cacheOn = r.summary.reads.cache_on;
+  for (const f of ['reads_ok_per_s', 'reads_p50_ms', 'reads_p99_ms', 'holds_per_s', 'errors', 'timeouts']) t.ok(isNum(cacheOn[f]), `cache on ${f}`);
+  t.ok(cacheOn.reads_ok_per_s > 0 && cacheOn.holds_per_s > 0, 'item reads and holds succeeded with the cache on');
+  t.equal(r.summary.reads.cache_off, null, 'no cache-off half against an external engine');
+  t.match(r.summary.reads.cache_off_skipped, /--url/, 'and the result says why');
+  const gateOn = r.summary.reads.gate_on;
+  for (const f of ['sold_out_per_s', 'p50_ms', 'p99_ms', 'non_409', 'errors', 'timeouts']) t.ok(isNum(gateOn[f]), `gate on ${f}`);
+  t.ok(gateOn.sold_out_per_s > 0, 'the storm on the sold-out item was answered sold_out');
+  t.equal(r.summary.reads.gate_off, null, 'no gate-off storm with --no-gate-off');
+  t.match(r.summary.reads.gate_off_skipped, /--no-gate-off/);
+  t.type(rd.extra.gate.flag_at_start, 'boolean', 'the flag as found (not switched with --no-gate-off)');
+  const gateHot = rd.extra.gate.hot;
+  t.equal(gateHot.held + gateHot.sold, gateHot.stock, 'the gate storm\'s hot item holds exactly its stock');
+  t.equal(gateHot.storm_201, 0, 'no storm hold on the sold-out item answered 201');
+  t.equal(r.summary.reads.hot_not_oversold, true);
+  t.equal(r.summary.ratios.reads_cache_on_vs_off, null, 'no on/off ratios without the off halves');
+  t.equal(r.summary.ratios.sold_out_gate_on_vs_off, null);
+  t.match(stdout, /cache off NOT MEASURED/);
+  t.match(stdout, /gate off NOT MEASURED/);
 
   const ce = r.scenarios.ceiling;
   t.ok(ce.extra.pgbench.tps_sum > 0, 'pgbench measured the hold transaction');

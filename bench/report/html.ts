@@ -41,6 +41,24 @@ function charts(s: ScenarioResult): string {
   return `<div class="charts">${lineChart(`${s.name}: throughput`, 'responses/s', rps)}${lineChart(`${s.name}: latency (log scale)`, 'ms', lat, { log: true })}${pg}</div>`;
 }
 
+/** The reads scenario's halves side by side; a half not measured says why. */
+function readsTables(r: BenchResult): string {
+  const s = r.summary.reads;
+  if (!s) return '';
+  const skipped = (why: string | null, cols: number) => `<td colspan="${cols}">${esc(why ?? 'not measured')}</td>`;
+  const cache = (name: string, h: typeof s.cache_off, why: string | null) => `<tr><td>${name}</td>` + (h
+    ? `<td>${h.reads_ok_per_s}</td><td>${h.reads_p50_ms}</td><td>${h.reads_p99_ms}</td><td>${h.reads_non2xx}</td><td>${h.holds_per_s}</td><td>${h.holds_p99_ms}</td><td>${h.errors} / ${h.timeouts}</td>`
+    : skipped(why, 7)) + '</tr>';
+  const gate = (name: string, h: typeof s.gate_off, why: string | null) => `<tr><td>${name}</td>` + (h
+    ? `<td>${h.sold_out_per_s}</td><td>${h.p50_ms}</td><td>${h.p99_ms}</td><td>${h.non_409}</td><td>${h.errors} / ${h.timeouts}</td>`
+    : skipped(why, 5)) + '</tr>';
+  return `<h3>reads: item cache on vs off (on/off ${r.summary.ratios.reads_cache_on_vs_off ?? 'n/a'})</h3><table><tr><th></th><th>reads 2xx/s</th><th>p50 ms</th><th>p99 ms</th>` +
+    `<th>non-2xx reads</th><th>holds/s</th><th>holds p99 ms</th><th>errors / timeouts</th></tr>${cache('cache on', s.cache_on, null)}${cache('cache off', s.cache_off, s.cache_off_skipped)}</table>` +
+    `<h3>reads: sold-out gate on vs off (on/off ${r.summary.ratios.sold_out_gate_on_vs_off ?? 'n/a'})</h3><table><tr><th></th><th>sold_out/s</th><th>p50 ms</th><th>p99 ms</th>` +
+    `<th>non-409</th><th>errors / timeouts</th></tr>${gate('gate on', s.gate_on, null)}${gate('gate off', s.gate_off, s.gate_off_skipped)}</table>` +
+    `<p class="${s.hot_not_oversold ? 'good' : 'bad'}">hot item ${s.hot_not_oversold ? 'not oversold' : 'OVERSOLD'} (checked in SQL)</p>`;
+}
+
 function scenarioSection(s: ScenarioResult): string {
   const extra = `<details><summary>details</summary><pre>${esc(JSON.stringify(s.extra, null, 2))}</pre></details>`;
   const v = s.violations.length ? `<p class="bad">${s.violations.map(esc).join('<br>')}</p>` : '';
@@ -66,6 +84,7 @@ ${r.failures.length ? `<p class="bad">${r.failures.map(esc).join('<br>')}</p>` :
 ${r.summary.noise.other_cores_max >= 0.3 ? `<p class="bad">Other processes used up to ${r.summary.noise.other_cores_max} cores during this run: absolute numbers are not representative; compare the ratios, or rerun on a quiet machine.</p>` : ''}
 <h2>Summary</h2><table><tr><th>target</th><th>goal</th><th>this run</th><th></th></tr>${targets}</table>
 <table><tr><th>ratio (same run)</th><th>value</th></tr>${ratios}</table>
+${readsTables(r)}
 ${Object.values(r.scenarios).map(scenarioSection).join('\n')}
 <h2>Invariants</h2><table><tr><th>shard</th><th>check</th><th>result</th></tr>${inv}</table>
 ${r.invariants?.violations.length ? `<p class="bad">${r.invariants.violations.map(esc).join('<br>')}</p>` : ''}

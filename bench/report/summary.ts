@@ -1,7 +1,9 @@
 // The headline numbers of a run, as ratios against the ceiling measured in the same
 // run, and where they stand against the targets of the issue.
 import type { ScenarioResult } from '../context.js';
+import { count5xx } from '../load.js';
 import type { PgbenchResult } from '../pgbench.js';
+import type { CacheHalf, GateHalf } from '../scenarios/reads.js';
 
 export const TARGETS = {
   seed: { reads_per_s: 2500, writes_per_s: 500, connections: 3000 },
@@ -16,8 +18,17 @@ export interface Summary {
     cpu_ms_per_request: { engine: number; postgres: number; redis: number } | null;
   };
   flash_sale: null | { holds_per_s: number; sold_out_per_s: number; p50_ms: number; p99_ms: number; hot_verified: boolean };
+  /** The reads scenario: each half, and why a half was not measured (null: it was). */
+  reads: null | {
+    cache_on: CacheHalf; cache_off: CacheHalf | null; cache_off_skipped: string | null;
+    gate_on: GateHalf; gate_off: GateHalf | null; gate_off_skipped: string | null; hot_not_oversold: boolean;
+  };
   ceiling: null | { pgbench_tps: number; uws_rps: number };
-  ratios: { orders_vs_pgbench: number | null; flash_holds_vs_pgbench: number | null; reads_vs_uws: number | null };
+  ratios: {
+    orders_vs_pgbench: number | null; flash_holds_vs_pgbench: number | null; reads_vs_uws: number | null;
+    /** reads scenario: successful item reads/s with the cache on over off; sold_out answers/s with the gate on over off. */
+    reads_cache_on_vs_off: number | null; sold_out_gate_on_vs_off: number | null;
+  };
   targets: Record<string, { goal: string; actual: string; met: boolean | null }>;
   /** Cores other processes of the machine took during the scenarios (a shared machine is noisy). */
   noise: { other_cores_max: number; steal_cores_max: number };
@@ -26,12 +37,21 @@ export interface Summary {
 /** Above this many cores of foreign work the run is flagged as not representative. */
 export const NOISY_CORES = 0.3;
 
+type Cores = Record<string, number>;
+
+/**
+ * A scenario's `cores_used`: one set of groups, or one per part of it (the ceiling's
+ * pgbench and bare uWS runs, the reads scenario's halves), by part name.
+ */
+export function coreSamples(s: ScenarioResult): [string | null, Cores][] {
+  const c = s.extra.cores_used as Record<string, unknown> | null | undefined;
+  if (!c) return [];
+  if (Object.values(c).every((v) => typeof v === 'number')) return [[null, c as Cores]];
+  return Object.entries(c).filter((e): e is [string, Cores] => !!e[1] && typeof e[1] === 'object');
+}
+
 function noise(scenarios: ScenarioResult[]): Summary['noise'] {
-  const samples = scenarios.flatMap((s) => {
-    const c = s.extra.cores_used as Record<string, unknown> | null | undefined;
-    if (!c) return [];
-    return s.name === 'ceiling' ? [c.pgbench, c.bare_uws] : [c];
-  }).filter(Boolean) as Record<string, number>[];
+  const samples = scenarios.flatMap((s) => coreSamples(s).map(([, c]) => c));
   return {
     other_cores_max: Math.max(0, ...samples.map((c) => c.other ?? 0)),
     steal_cores_max: Math.max(0, ...samples.map((c) => c.machine_steal ?? 0)),
@@ -47,18 +67,17 @@ function cpuPerRequest(cores: Record<string, number> | null | undefined, rps: nu
   return { engine: ms(cores.engine), postgres: ms(cores.postgres), redis: ms(cores.redis) };
 }
 
-function serverErrors(s: ScenarioResult): number {
-  let n = 0;
-  for (const k of Object.values(s.kinds)) for (const [code, c] of Object.entries(k.status)) if (Number(code) >= 500) n += c;
-  return n;
-}
+const serverErrors = (s: ScenarioResult) => Object.values(s.kinds).reduce((n, k) => n + count5xx(k), 0);
 
 export function summarize(scenarios: Record<string, ScenarioResult>): Summary {
   const bf = scenarios['black-friday'];
   const fs = scenarios['flash-sale'];
   const ce = scenarios.ceiling;
   const per = (s: ScenarioResult, n: number) => Math.round(n / Math.max(s.duration_s, 0.001));
-  const out: Summary = { black_friday: null, flash_sale: null, ceiling: null, ratios: { orders_vs_pgbench: null, flash_holds_vs_pgbench: null, reads_vs_uws: null }, targets: {}, noise: noise(Object.values(scenarios)) };
+  const out: Summary = {
+    black_friday: null, flash_sale: null, reads: null, ceiling: null, targets: {}, noise: noise(Object.values(scenarios)),
+    ratios: { orders_vs_pgbench: null, flash_holds_vs_pgbench: null, reads_vs_uws: null, reads_cache_on_vs_off: null, sold_out_gate_on_vs_off: null },
+  };
   if (bf) {
     const reads = bf.groups.reads!, writes = bf.groups.writes!;
     out.black_friday = {
@@ -79,14 +98,29 @@ export function summarize(scenarios: Record<string, ScenarioResult>): Summary {
       p50_ms: fs.groups.holds!.latency.p50_ms, p99_ms: fs.groups.holds!.latency.p99_ms, hot_verified: hot.exactly_stock_held,
     };
   }
+  out.reads = readsSummary(scenarios.reads);
   if (ce) out.ceiling = { pgbench_tps: (ce.extra.pgbench as PgbenchResult).tps_sum, uws_rps: Math.round(ce.groups.uws!.ok_rps) };
   out.ratios = {
     orders_vs_pgbench: ratio(out.black_friday?.orders_created_per_s, out.ceiling?.pgbench_tps),
     flash_holds_vs_pgbench: ratio(out.flash_sale?.holds_per_s, out.ceiling?.pgbench_tps),
     reads_vs_uws: ratio(out.black_friday?.reads_ok_per_s, out.ceiling?.uws_rps),
+    reads_cache_on_vs_off: ratio(out.reads?.cache_on.reads_ok_per_s, out.reads?.cache_off?.reads_ok_per_s),
+    sold_out_gate_on_vs_off: ratio(out.reads?.gate_on.sold_out_per_s, out.reads?.gate_off?.sold_out_per_s),
   };
   out.targets = targets(out, bf);
   return out;
+}
+
+interface Halves<H> { on: H; off: H | null; off_skipped: string | null }
+
+function readsSummary(rd: ScenarioResult | undefined): Summary['reads'] {
+  if (!rd) return null;
+  const cache = rd.extra.cache as Halves<CacheHalf>;
+  const gate = rd.extra.gate as Halves<GateHalf> & { hot: { not_oversold: boolean } };
+  return {
+    cache_on: cache.on, cache_off: cache.off, cache_off_skipped: cache.off_skipped,
+    gate_on: gate.on, gate_off: gate.off, gate_off_skipped: gate.off_skipped, hot_not_oversold: gate.hot.not_oversold,
+  };
 }
 
 function targets(s: Summary, bf: ScenarioResult | undefined): Summary['targets'] {

@@ -4,7 +4,7 @@ import type { ScenarioResult } from '../context.js';
 import type { InvariantReport } from '../invariants.js';
 import type { KindStats } from '../load.js';
 import type { PgbenchResult } from '../pgbench.js';
-import { NOISY_CORES, type Summary } from './summary.js';
+import { coreSamples, NOISY_CORES, type Summary } from './summary.js';
 
 const HEAD = ['scenario', 'kind', 'req/s', '2xx/s', 'p50', 'p95', 'p99', 'max', 'non-2xx by status (code)'];
 
@@ -26,6 +26,21 @@ function render(rows: string[][]): string {
   return [line(HEAD), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
 }
 
+function readsLines(summary: Summary, rd: ScenarioResult | undefined): string[] {
+  const s = summary.reads;
+  if (!s || !rd) return [];
+  const cache = (h: NonNullable<typeof s.cache_off>) => `${h.reads_ok_per_s} reads/s (p50 ${ms(h.reads_p50_ms)}, p99 ${ms(h.reads_p99_ms)} ms), ${h.holds_per_s} holds/s`;
+  const gate = (h: NonNullable<typeof s.gate_off>) => `${h.sold_out_per_s} sold_out/s (p50 ${ms(h.p50_ms)}, p99 ${ms(h.p99_ms)} ms), ${h.non_409} non-409`;
+  const hot = (rd.extra.gate as { hot: Record<string, unknown> }).hot;
+  return [
+    `reads: cache on: ${cache(s.cache_on)}; cache off: ${s.cache_off ? cache(s.cache_off) : s.cache_off_skipped}`,
+    `reads: sold-out gate on: ${gate(s.gate_on)}; gate off: ${s.gate_off ? gate(s.gate_off) : s.gate_off_skipped}`,
+    `reads: hot item stock ${String(hot.stock)}: held ${String(hot.held)} + sold ${String(hot.sold)}, available ${String(hot.available)}, ` +
+      `live orders carry ${String(hot.order_units)}, ${String(hot.storm_201)} storm holds answered 201 -> ${hot.not_oversold ? 'not oversold' : 'OVERSOLD'}`,
+    ...((rd.extra.notes as string[]).filter((n) => n !== s.cache_off_skipped && n !== s.gate_off_skipped).map((n) => `reads: note: ${n}`)),
+  ];
+}
+
 export function table(scenarios: Record<string, ScenarioResult>, summary: Summary, inv: InvariantReport | null, failures: string[]): string {
   const rows: string[][] = [HEAD];
   for (const s of Object.values(scenarios)) {
@@ -42,10 +57,8 @@ export function table(scenarios: Record<string, ScenarioResult>, summary: Summar
   }
   const fmtCores = (c: unknown) => Object.entries((c ?? {}) as Record<string, number>).filter(([, v]) => v > 0).map(([g, v]) => `${g} ${v}`).join(', ');
   for (const s of Object.values(scenarios)) {
-    const c = s.extra.cores_used as Record<string, unknown> | null | undefined;
-    if (!c) continue;
-    if (s.name === 'ceiling') out.push(`cores used: ceiling pgbench: ${fmtCores(c.pgbench)}; ceiling bare uWS: ${fmtCores(c.bare_uws)}`);
-    else out.push(`cores used: ${s.name}: ${fmtCores(c)}`);
+    const parts = coreSamples(s);
+    if (parts.length) out.push(`cores used: ${parts.map(([part, c]) => `${s.name}${part ? ` ${part}` : ''}: ${fmtCores(c)}`).join('; ')}`);
   }
   if (summary.noise.other_cores_max >= NOISY_CORES) {
     out.push(`WARNING: other processes on this machine used up to ${summary.noise.other_cores_max} cores during the run; absolute numbers are not representative, compare ratios or rerun when it is quiet`);
@@ -66,6 +79,7 @@ export function table(scenarios: Record<string, ScenarioResult>, summary: Summar
       `${hot.exactly_stock_held ? 'exactly stock held' : 'NOT sold out exactly'}; ${String(hot.answered_201)} answered 201` +
       `${hot.every_unit_answered_201 ? '' : ` (${String(hot.answered_5xx_or_lost)} hot orders got 5xx or no answer: some of them took a unit)`}`);
   }
+  out.push(...readsLines(summary, scenarios.reads));
   const ce = scenarios.ceiling;
   if (ce) {
     const pg = ce.extra.pgbench as PgbenchResult;
@@ -73,7 +87,8 @@ export function table(scenarios: Record<string, ScenarioResult>, summary: Summar
       `(${pg.clients_per_shard} clients/shard); bare uWS ${summary.ceiling?.uws_rps} req/s`);
   }
   const r = summary.ratios;
-  out.push(`ratios: orders/pgbench ${r.orders_vs_pgbench ?? 'n/a'}, flash holds/pgbench ${r.flash_holds_vs_pgbench ?? 'n/a'}, reads/bare-uWS ${r.reads_vs_uws ?? 'n/a'}`);
+  out.push(`ratios: orders/pgbench ${r.orders_vs_pgbench ?? 'n/a'}, flash holds/pgbench ${r.flash_holds_vs_pgbench ?? 'n/a'}, reads/bare-uWS ${r.reads_vs_uws ?? 'n/a'}` +
+    (summary.reads ? `, item reads cache on/off ${r.reads_cache_on_vs_off ?? 'n/a'}, sold_out gate on/off ${r.sold_out_gate_on_vs_off ?? 'n/a'}` : ''));
   for (const [name, t] of Object.entries(summary.targets)) out.push(`target ${name}: ${t.goal} -> ${t.actual} [${t.met === null ? 'n/a' : t.met ? 'met' : 'not met'}]`);
   if (inv) {
     out.push(inv.ok ? `invariants: OK (${inv.checks.length} checks over ${new Set(inv.checks.map((c) => c.shard)).size} shards)` : 'invariants: VIOLATED');

@@ -7,7 +7,7 @@ import type { RequestData, RequestSpec, Context } from 'autocannon';
 import type { RunCtx, ScenarioResult } from '../context.js';
 import type { FixtureCustomer, FixtureItem } from '../fixture.js';
 import { call, pool } from '../http.js';
-import { cannon, errorCode, Recorder } from '../load.js';
+import { cannon, errorCode, keepErrorCode, Recorder } from '../load.js';
 import { Payer, sessionIdOf } from '../payments.js';
 import { coresUsed, cpuSnapshot } from '../cpu.js';
 import { PgWatch, pgPeaks } from '../pgwatch.js';
@@ -52,7 +52,7 @@ export function pickCustomer(shop: Shop): FixtureCustomer {
   return shop.customers[Math.floor(shop.random() * shop.customers.length)]!;
 }
 
-function orderLines(shop: Shop): { item_id: string; quantity: number }[] {
+export function orderLines(shop: Shop): { item_id: string; quantity: number }[] {
   const first = shop.byRank[shop.zipf.next()]!;
   if (shop.random() < 0.5) return [{ item_id: first.id, quantity: 1 }];
   const second = shop.byRank[shop.zipf.next()]!;
@@ -64,6 +64,14 @@ export function postOrder(req: RequestData, shop: Shop, token: string, lines: { 
   req.path = '/v1/orders';
   req.headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'idempotency-key': `${shop.keyPrefix}-${++shop.seq}` };
   req.body = JSON.stringify({ items: lines });
+  return req;
+}
+
+/** `GET /v1/items/:id` of a Zipf-chosen item, anonymous. */
+export function getItem(req: RequestData, shop: Shop): RequestData {
+  req.method = 'GET';
+  req.path = `/v1/items/${shop.byRank[shop.zipf.next()]!.id}`;
+  req.headers = {};
   return req;
 }
 
@@ -90,7 +98,7 @@ function readRequests(ctx: RunCtx, shop: Shop, owned: OwnedOrders): RequestSpec[
       }
       return req;
     },
-    onResponse: (status: number, body: string, c: Context) => { c.code = errorCode(status, body); },
+    onResponse: keepErrorCode,
   }];
 }
 

@@ -13,7 +13,7 @@ import { pgbenchCeiling } from '../pgbench.js';
 import { coresUsed, cpuSnapshot } from '../cpu.js';
 import { PgWatch, pgPeaks } from '../pgwatch.js';
 import { say } from '../say.js';
-import { makeShop } from './black-friday.js';
+import { getItem, makeShop } from './black-friday.js';
 
 const BARE_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bare-uws.js');
 const BARE_START_MS = 15_000;
@@ -62,10 +62,7 @@ export async function ceiling(ctx: RunCtx): Promise<ScenarioResult> {
   const requests: RequestSpec[] = [{
     setupRequest: (req: RequestData, c: Context) => {
       c.kind = 'bare';
-      req.method = 'GET';
-      req.path = `/v1/items/${shop.byRank[shop.zipf.next()]!.id}`;
-      req.headers = {};
-      return req;
+      return getItem(req, shop);
     },
   }];
   const rec = new Recorder();
