@@ -92,6 +92,24 @@ t.test('Idempotency-Key: replay, mismatch, and concurrent duplicates make one or
   t.same(await itemRow(it.id), { available: 97, held: 3, sold: 0, stocked: 100 }, 'stock taken once per key');
 });
 
+// Concurrent claims and stored replies of one shard travel as one statement
+// (src/shard/batch.ts): every request must still get back its own answer.
+t.test('200 concurrent keyed orders each replay their own answer, sold-out refusals too', async (t) => {
+  const it = await item({ stock: 60 });
+  const buyers = await customers(20, 10);
+  const sends = Array.from({ length: 200 }, (_, i) => ({ token: buyers[i % 20]!.token, key: uniq(`burst-${i}`), quantity: 1 + (i % 2) }));
+  const firsts = await Promise.all(sends.map((s) => order(s.token, [{ item_id: it.id, quantity: s.quantity }], s.key)));
+  t.ok(firsts.every((r) => r.status === 201 || (r.status === 409 && r.body.error.type === 'sold_out')), 'only 201 or 409 sold_out');
+  const units = firsts.reduce((n, r, i) => n + (r.status === 201 ? sends[i]!.quantity : 0), 0);
+  t.ok(units <= 60 && units >= 59, `the stock is sold (${units} of 60 units)`);
+  const replays = await Promise.all(sends.map((s) => order(s.token, [{ item_id: it.id, quantity: s.quantity }], s.key)));
+  t.same(replays.map((r) => [r.status, r.body]), firsts.map((r) => [r.status, r.body]), 'every replay is its own first answer');
+  t.ok(replays.every((r) => r.headers.get('idempotent-replayed') === 'true'), 'all replayed');
+  const ids = firsts.filter((r) => r.status === 201).map((r) => r.body.orders[0].id);
+  t.equal(new Set(ids).size, ids.length, 'one order per key');
+  t.same(await itemRow(it.id), { available: 60 - units, held: units, sold: 0, stocked: 60 }, 'replays took nothing');
+});
+
 t.test("another customer's order is 404, an admin sees it", async (t) => {
   const it = await item({ stock: 5 });
   const [a, b] = await customers(2);

@@ -6,15 +6,20 @@
 import { createHash } from 'node:crypto';
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
+import { perShard } from '../shard/batch.js';
 import type { Principal } from './service.js';
 
 export interface StoredReply { status: number; body?: unknown }
 
 const SQL = {
+  // Claims and completions of concurrent requests go to their shard as one statement each
+  // (shard/batch.ts); a row of the batch is {u: user id, k: key, ...}.
   claim: {
-    name: 'idem_claim',
+    name: 'idem_claim_batch',
     text: `INSERT INTO idempotency_keys (user_id, key, route, fingerprint, locked_until)
-           VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) ON CONFLICT (user_id, key) DO NOTHING RETURNING 1`,
+           SELECT t.u, t.k, t.r, t.f, now() + make_interval(secs => $2)
+             FROM jsonb_to_recordset($1::jsonb) AS t(u uuid, k text, r text, f text)
+           ON CONFLICT (user_id, key) DO NOTHING RETURNING user_id::text AS u, key AS k`,
   },
   get: {
     name: 'idem_get',
@@ -27,9 +32,10 @@ const SQL = {
            WHERE user_id = $1 AND key = $2 AND status = 'in_progress' AND locked_until <= now() RETURNING 1`,
   },
   complete: {
-    name: 'idem_complete',
-    text: `UPDATE idempotency_keys SET status = 'done', response_code = $3, response_body = $4
-           WHERE user_id = $1 AND key = $2`,
+    name: 'idem_complete_batch',
+    text: `UPDATE idempotency_keys k SET status = 'done', response_code = t.c, response_body = t.b
+             FROM jsonb_to_recordset($1::jsonb) AS t(u uuid, k text, c int, b jsonb)
+            WHERE k.user_id = t.u AND k.key = t.k`,
   },
   forget: { name: 'idem_forget', text: `DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status = 'in_progress'` },
 } as const;
@@ -38,10 +44,29 @@ export function fingerprint(route: string, params: unknown, body: unknown): stri
   return createHash('sha256').update(JSON.stringify([route, params, body])).digest('hex');
 }
 
+interface Claim { u: string; k: string; r: string; f: string; lockS: number }
+interface Completion { u: string; k: string; c: number; b: unknown }
+
+const claimKey = (u: string, k: string) => `${u.toLowerCase()}\u0000${k}`;
+
+/** Which claims of the batch won. Two of one key in a batch: the first may win, the other waits its turn. */
+const claims = perShard<Claim, boolean>(async (q, rows) => {
+  const seen = new Set<string>();
+  const unique = rows.filter((r) => !seen.has(claimKey(r.u, r.k)) && seen.add(claimKey(r.u, r.k)));
+  const res = await q.query<{ u: string; k: string }>(SQL.claim, [JSON.stringify(unique.map(({ u, k, r, f }) => ({ u, k, r, f }))), rows[0]!.lockS]);
+  const won = new Set(res.rows.map((r) => claimKey(r.u, r.k)));
+  return rows.map((r) => won.delete(claimKey(r.u, r.k)));
+});
+
+const completions = perShard<Completion, void>(async (q, rows) => {
+  await q.query(SQL.complete, [JSON.stringify(rows)]);
+  return rows.map(() => undefined);
+});
+
 async function claimOrReplay(deps: Deps, p: Principal, key: string, route: string, fp: string): Promise<StoredReply | null> {
   const shard = deps.shards.get(p.shard);
   const lockS = deps.cfg.idempotencyLockS;
-  if ((await shard.query(SQL.claim, [p.uuid, key, route, fp, lockS])).rowCount === 1) return null;
+  if (await claims(shard).submit({ u: p.uuid, k: key, r: route, f: fp, lockS })) return null;
   const row = (await shard.query(SQL.get, [p.uuid, key])).rows[0];
   if (!row) throw new EngineError('idempotency_in_progress', undefined, { retryAfterS: 1 });
   if (row.route !== route || row.fingerprint !== fp) throw new EngineError('idempotency_mismatch');
@@ -81,6 +106,6 @@ export async function withIdempotency(
     }
     reply = { status: err.status, body: { error: { type: err.type, code: err.code, message: err.message, ...err.details } } };
   }
-  await shard.query(SQL.complete, [p.uuid, key, reply.status, reply.body === undefined ? null : JSON.stringify(reply.body)]);
+  await completions(shard).submit({ u: p.uuid, k: key, c: reply.status, b: reply.body ?? null });
   return { ...reply, replayed: false };
 }

@@ -1,0 +1,60 @@
+// Group commit in the application: single-row statements of one kind that many
+// requests issue at the same moment (an idempotency claim, a stored reply) are
+// gathered for one event-loop turn and sent as one statement over arrays. Under
+// load that turns N commits, N pool checkouts and N round trips into one; with a
+// single request waiting it costs one `setImmediate`. A batch fails as a whole: every
+// member gets the statement's error, exactly as it would have got it alone.
+import type { Queryable } from './pools.js';
+
+interface Waiter<I, O> { input: I; resolve: (out: O) => void; reject: (err: unknown) => void }
+
+/** Runs one batch: answers come back in the order of the inputs. */
+export type BatchRun<I, O> = (q: Queryable, inputs: I[]) => Promise<O[]>;
+
+export class Batcher<I, O> {
+  private waiting: Waiter<I, O>[] = [];
+  private scheduled = false;
+
+  /** `maxBatch` bounds one statement's size; a full batch goes at once. */
+  constructor(private readonly q: Queryable, private readonly run: BatchRun<I, O>, private readonly maxBatch = 200) {}
+
+  submit(input: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.waiting.push({ input, resolve, reject });
+      if (this.waiting.length >= this.maxBatch) this.flush();
+      else if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.flush();
+        });
+      }
+    });
+  }
+
+  private flush(): void {
+    const batch = this.waiting;
+    if (batch.length === 0) return;
+    this.waiting = [];
+    this.run(this.q, batch.map((w) => w.input)).then(
+      (outs) => {
+        if (outs.length !== batch.length) throw new Error(`batch answered ${outs.length} of ${batch.length}`);
+        batch.forEach((w, i) => w.resolve(outs[i]!));
+      },
+      (err: unknown) => batch.forEach((w) => w.reject(err)),
+    ).catch((err: unknown) => batch.forEach((w) => w.reject(err)));
+  }
+}
+
+/** One batcher per shard and kind, made on first use (shards live as long as the process). */
+export function perShard<I, O>(run: BatchRun<I, O>, maxBatch?: number): (shard: Queryable) => Batcher<I, O> {
+  const made = new WeakMap<Queryable, Batcher<I, O>>();
+  return (shard) => {
+    let b = made.get(shard);
+    if (!b) {
+      b = new Batcher(shard, run, maxBatch);
+      made.set(shard, b);
+    }
+    return b;
+  };
+}
