@@ -90,19 +90,55 @@ export const redisDown: Scenario = {
   },
 };
 
+/** How long paid orders may take to reach their end after the load (webhook, fulfilment, or refund). */
+const PAID_SETTLE_MS = 20_000;
+
 /** Every order the clients were told about exists, with the state their actions imply. */
 async function checkAcknowledged(ctx: RunCtx, out: Outcome, confirmed: string[], canceled: string[], paid: Paid[]): Promise<void> {
-  const found = new Map<string, string>();
-  for (let s = 0; s < ctx.stack.shardUrls.length; s++) {
-    const locals = confirmed.filter((id) => parseInt(id[3]!, 36) === s).map((id) => parseInt(id.slice(4), 36));
-    for (const r of await ctx.stack.sql(s, 'SELECT id, status FROM orders WHERE id = ANY($1)', [locals])) found.set(encodeRow('order', s, r.id as number), r.status as string);
-  }
+  const found = await orderStates(ctx, confirmed);
   const missing = confirmed.filter((id) => !found.has(id)).length;
   const badCancel = canceled.filter((id) => found.get(id) !== 'canceled').length;
-  const badPaid = paid.filter((p) => found.get(p.orderId) !== 'completed').length;
-  out.lost += missing + badPaid;
+  const ends = await paidEnds(ctx, paid);
+  // Completed, or paid after its hold expired (the holds here last only seconds) and the
+  // money went back. Anything else kept or lost the money.
+  const refundedLate = ends.filter((r) => r.order_status === 'expired' && r.status === 'refunded').length;
+  const unsettled = ends.filter((r) => !settledPaid(r));
+  out.lost += missing + unsettled.length;
   out.expect(badCancel === 0, `${badCancel} acknowledged cancels are not canceled`);
-  Object.assign(out.figures, { orders_missing: missing, paid_not_completed: badPaid });
+  Object.assign(out.figures, { orders_missing: missing, paid_refunded_late: refundedLate, paid_not_settled: unsettled.length, unsettled: unsettled.slice(0, 5) });
+}
+
+async function orderStates(ctx: RunCtx, ids: string[]): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  for (let s = 0; s < ctx.stack.shardUrls.length; s++) {
+    const locals = ids.filter((id) => parseInt(id[3]!, 36) === s).map((id) => parseInt(id.slice(4), 36));
+    for (const r of await ctx.stack.sql(s, 'SELECT id, status FROM orders WHERE id = ANY($1)', [locals])) found.set(encodeRow('order', s, r.id as number), r.status as string);
+  }
+  return found;
+}
+
+type PaidEnd = Record<string, unknown>;
+const settledPaid = (r: PaidEnd) => (r.order_status === 'completed' && r.status === 'succeeded') || (r.order_status === 'expired' && r.status === 'refunded');
+
+/** Each paid order's payment and order state, once all have ended or PAID_SETTLE_MS passed. */
+async function paidEnds(ctx: RunCtx, paid: Paid[]): Promise<PaidEnd[]> {
+  const started = Date.now();
+  let ends = await paymentStates(ctx, paid);
+  while (ends.some((r) => !settledPaid(r)) && Date.now() - started < PAID_SETTLE_MS) {
+    await sleep(250);
+    ends = await paymentStates(ctx, paid);
+  }
+  return ends;
+}
+
+async function paymentStates(ctx: RunCtx, paid: Paid[]): Promise<PaidEnd[]> {
+  const rows: PaidEnd[] = [];
+  for (const p of paid) {
+    const [row] = await ctx.stack.sql(parseInt(p.paymentId[3]!, 36),
+      'SELECT p.id, p.status, p.escrow, o.status AS order_status FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1', [parseInt(p.paymentId.slice(4), 36)]);
+    rows.push(row ?? { id: p.paymentId, status: 'missing' });
+  }
+  return rows;
 }
 
 /** After Redis is back, a cached read of the flash item shows what Postgres holds. */
