@@ -455,7 +455,7 @@ fault_bound() { # link|stop
 
 run_fault() { # link|stop shard
   local kind=$1 shard=$2 t_cut t_restore ok=1
-  say "8.$kind fault: $DOWN (shard $shard) cut off by '$kind' for $(secs "$FAULT_WINDOW_MS"); probes on every app server x every shard every 250 ms; its requests must answer 503 within ${FAULT_BOUND_MS[$kind]} ms"
+  say "8.$kind fault: $DOWN (shard $shard) cut off by '$kind' for $(secs "$FAULT_WINDOW_MS"); probes on every app server x every shard every 250 ms; its requests must answer 503 within ${FAULT_BOUND_MS[$kind]} ms, or no slower than the healthy shards"
   t_cut=$(now_ms)
   cut_db "$kind"
   probe fault "$kind" --shard "$shard" --t0-ms "$t_cut" --window-ms "$FAULT_WINDOW_MS" --bound-ms "${FAULT_BOUND_MS[$kind]}" || ok=0
@@ -506,7 +506,7 @@ rolling_restart() {
 
 fault_summary() { # kind
   local f=$WORK/probe-fault-$1.out h=$WORK/probe-heal-$1.out
-  say "fault    $1: $DOWN (shard $(result_field "$f" fault shard)) cut: $(result_field "$f" fault cut_503)/$(result_field "$f" fault cut_probes) requests to its categories answered 503 unavailable within ${FAULT_BOUND_MS[$1]} ms (p50 $(result_field "$f" fault cut_p50_ms) ms, p95 $(result_field "$f" fault cut_p95_ms) ms, max $(result_field "$f" fault cut_max_ms) ms, first $(result_field "$f" fault first_503_after_cut_ms) ms after the cut); other shards $(result_field "$f" fault other_ok)/$(result_field "$f" fault other_probes) succeeded (p95 $(result_field "$f" fault other_p95_ms) ms)"
+  say "fault    $1: $DOWN (shard $(result_field "$f" fault shard)) cut: $(result_field "$f" fault cut_503)/$(result_field "$f" fault cut_probes) requests to its categories answered 503 unavailable within $(result_field "$f" fault limit_ms) ms (bound ${FAULT_BOUND_MS[$1]} ms or the healthy shards' slowest answer; p50 $(result_field "$f" fault cut_p50_ms) ms, p95 $(result_field "$f" fault cut_p95_ms) ms, max $(result_field "$f" fault cut_max_ms) ms, first $(result_field "$f" fault first_503_after_cut_ms) ms after the cut); other shards $(result_field "$f" fault other_ok)/$(result_field "$f" fault other_probes) succeeded (p95 $(result_field "$f" fault other_p95_ms) ms)"
   say "heal     $1: every app server x every shard ok $(result_field "$h" heal all_ok_after_ms) ms after the repair (first success per app server $(result_field "$h" heal per_engine_ms) ms); /readyz 200 everywhere at $(result_field "$h" heal readyz_ok_after_ms) ms"
 }
 
