@@ -3,7 +3,7 @@
 // (on databases and Redis keys of its own): turning a knob here cannot fail another
 // test file's payment on the suite's shared simulators.
 import t from 'tap';
-import { api, eventually, itemRow, localId, onShard, shardOf, sim, useWorld, world } from './helpers/api.js';
+import { api, customer, eventually, item, itemRow, localId, onShard, order, shardOf, sim, useWorld, world } from './helpers/api.js';
 import { isolatedShards, startReady, stop } from './helpers/engine.js';
 import { buy, complete, ledgerBalanced, ledgerOf, orderOf, pay, postEvent, statusBecomes } from './helpers/storefront.js';
 import { spawnSim } from '../src/sim/spawn.js';
@@ -63,6 +63,21 @@ t.test('provider activation failure refunds the order and returns the stock', as
   t.ok(done, 'order refunded');
   t.match(done.payments, [{ status: 'refunded', escrow: 'refunded' }]);
   t.same(await itemRow(it.id), { available: 10, held: 0, sold: 0, stocked: 10 });
+  await ledgerBalanced(t);
+});
+
+t.test('a failed credit line refunds an order of shipment and provider lines before it ships', async (t) => {
+  await sim(world.provider, 'PUT', '/_sim/knobs', { activation_fail_rate: 1 });
+  const box = await item({ stock: 10, price_cents: 2500, fulfillment: 'shipment' });
+  const c = await customer();
+  const credit = await item({ category_id: box.category_id, stock: 10, price_cents: 500, fulfillment: 'provider' });
+  const o = (await order(c.token, [{ item_id: box.id, quantity: 1 }, { item_id: credit.id, quantity: 1 }])).body.orders[0];
+  const p = await pay(c.token, o.id);
+  await complete(p.gateway_session_id, 'succeeded');
+  const done = await statusBecomes(c.token, o.id, 'refunded');
+  t.ok(done, 'order refunded');
+  t.match(done.payments, [{ status: 'refunded', escrow: 'refunded' }]);
+  for (const id of [box.id, credit.id]) t.same(await itemRow(id), { available: 10, held: 0, sold: 0, stocked: 10 }, `stock of ${id} returned`);
   await ledgerBalanced(t);
 });
 

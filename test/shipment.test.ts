@@ -1,6 +1,6 @@
 import t from 'tap';
 import { admin, api, customer, eventually, item, itemRow, localId, onShard, order, shardOf, uniq } from './helpers/api.js';
-import { ledgerOf, orderOf, payOrder, statusBecomes } from './helpers/storefront.js';
+import { ledgerBalanced, ledgerOf, orderOf, payOrder, statusBecomes } from './helpers/storefront.js';
 import { GATEWAY_URL } from './setup/env.js';
 
 const ship = async (id: string, body: unknown = { carrier: 'DHL', tracking: uniq('trk') }, token?: string) =>
@@ -105,4 +105,30 @@ t.test('only paid orders of shipment items ship, only shipped ones deliver', asy
   t.equal((await ship('or_0zzzzzz')).status, 404);
   t.equal((await ship('nope')).status, 404);
   t.equal((await deliver('or_0zzzzzz')).status, 404);
+});
+
+t.test('shipment and provider lines in one order: the credit is activated, then it ships; no cancel once activation began', async (t) => {
+  const box = await item({ stock: 10, price_cents: 3000, fulfillment: 'shipment' });
+  const credit = await item({ category_id: box.category_id, stock: 10, price_cents: 1500, fulfillment: 'provider' });
+  const c = await customer();
+  const made = (await order(c.token, [{ item_id: box.id, quantity: 1 }, { item_id: credit.id, quantity: 2 }])).body.orders;
+  t.equal(made.length, 1, 'one shard, one order');
+  const o = await payOrder(c.token, made[0].id);
+  t.equal(o.status, 'paid');
+  const lines = () => onShard(shardOf(o.id), 'SELECT item_id, status FROM fulfillments WHERE order_id = $1', [localId(o.id)]);
+  const active = await eventually(async () => ((await lines())[0]?.status === 'active' ? lines() : null));
+  t.same(active, [{ item_id: localId(credit.id), status: 'active' }], 'the credit line is activated while the order waits to ship');
+  t.equal((await orderOf(c.token, o.id)).status, 'paid', 'and the order still waits for its shipment');
+  const refused = await cancel(c.token, o.id);
+  t.equal(refused.status, 409, 'activated credit is not canceled with a refund');
+  t.equal(refused.body.error.code, 'invalid_state');
+  t.equal((await ship(o.id)).status, 200);
+  const delivered = await deliver(o.id);
+  t.match(delivered.body, { status: 'completed', payments: [{ status: 'succeeded', escrow: 'released' }] });
+  t.same((await ledgerOf(o.id)).filter((e) => e.kind === 'release').sort((a, b) => a.account.localeCompare(b.account)), [
+    { account: 'escrow', amount: -6000, kind: 'release' }, { account: 'merchant', amount: 3000, kind: 'release' },
+    { account: 'provider_payable', amount: 3000, kind: 'release' },
+  ], 'escrow released at delivery: the goods to the merchant, the credit to the provider');
+  t.same(await itemRow(credit.id), { available: 8, held: 0, sold: 2, stocked: 10 });
+  await ledgerBalanced(t);
 });

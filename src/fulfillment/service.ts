@@ -5,6 +5,9 @@
 //   paid + provider lines       -> fulfilling -> activate, verify (bounded, backoff)
 //                                  -> completed, or refunded when any line fails
 //   paid + shipment lines       -> waits for an admin to ship and deliver
+//   paid + shipment and provider lines -> the credit is activated first (the order stays
+//                                  paid, no longer cancelable), then it ships; any
+//                                  line failing refunds the whole order before it ships
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { log } from '../log.js';
@@ -21,7 +24,8 @@ export async function advanceOrder(deps: Deps, shard: number, orderLocal: number
   if (!order) return 'missing';
   const lines = (order.lines as LineRow[]) ?? [];
   if (order.status === 'paid') {
-    if (lines.some((l) => l.fulfillment === 'shipment')) return 'awaiting_shipment';
+    const hasProvider = lines.some((l) => l.fulfillment === 'provider');
+    if (lines.some((l) => l.fulfillment === 'shipment')) return hasProvider ? activateBeforeShipping(deps, shard, order) : 'awaiting_shipment';
     if (!lines.some((l) => l.fulfillment === 'provider')) return releaseAndComplete(deps, shard, order, lines, { from: ['paid'], reason: 'instant', actor: 'system' });
     await s.query(SQL.startFulfilling, [orderLocal]);
     notify(deps, shard, orderLocal, 'fulfilling');
@@ -32,6 +36,15 @@ export async function advanceOrder(deps: Deps, shard: number, orderLocal: number
   if (outcome === 'active') return releaseAndComplete(deps, shard, order, lines, { from: ['fulfilling'], reason: 'provider_verified', actor: 'system' });
   if (outcome === 'failed') return failAndRefund(deps, shard, order);
   return 'fulfilling';
+}
+
+async function activateBeforeShipping(deps: Deps, shard: number, order: Record<string, unknown>): Promise<string> {
+  const orderLocal = order.id as number;
+  const prepared = (await deps.shards.get(shard).query(SQL.prepareMixed, [orderLocal])).rows[0]!;
+  if (prepared.paid !== 1) return 'unchanged'; // canceled first: nothing is activated
+  const outcome = await runProviderLines(deps, shard, orderLocal, order.customer_id as string);
+  if (outcome === 'failed') return failAndRefund(deps, shard, order);
+  return outcome === 'active' ? 'awaiting_shipment' : 'activating';
 }
 
 function notify(deps: Deps, shard: number, orderLocal: number, status: string): void {

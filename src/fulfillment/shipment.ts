@@ -20,7 +20,8 @@ export interface ShipmentInput { carrier: string; tracking: string }
 async function refusal(deps: Deps, p: Principal, orderId: string, verb: 'shipped' | 'delivered'): Promise<EngineError> {
   const order = await getOrder(deps, p, orderId);
   if (verb === 'shipped' && order.status === 'paid') {
-    return new EngineError('invalid_state', 'Order has no shipment lines to ship', { details: { status: order.status } });
+    const ships = order.lines.some((l) => l.fulfillment === 'shipment');
+    return new EngineError('invalid_state', ships ? 'The order\'s credit lines are not active yet' : 'Order has no shipment lines to ship', { details: { status: order.status } });
   }
   return new EngineError('invalid_state', `Order is ${order.status} and cannot be ${verb}`, { details: { status: order.status } });
 }

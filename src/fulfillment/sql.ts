@@ -1,3 +1,8 @@
+// A provider line of the order aliased o whose credit is not active (yet): such an order
+// cannot ship, and the stuck-order cron resumes it.
+const PROVIDER_LINE_NOT_ACTIVE = `SELECT 1 FROM order_lines pl WHERE pl.order_id = o.id AND pl.fulfillment = 'provider'
+  AND NOT EXISTS (SELECT 1 FROM fulfillments pf WHERE pf.order_id = pl.order_id AND pf.item_id = pl.item_id AND pf.status = 'active')`;
+
 export const SQL = {
   startFulfilling: {
     name: 'ful_start',
@@ -9,6 +14,19 @@ export const SQL = {
                  SELECT l.order_id, l.item_id, l.quantity FROM order_lines l JOIN upd ON upd.id = l.order_id
                  WHERE l.fulfillment = 'provider' ON CONFLICT DO NOTHING RETURNING 1)
            SELECT (SELECT count(*)::int FROM upd) AS started`,
+  },
+  // A paid order of shipment and provider lines activates its credit before it ships.
+  // Its fulfilment rows are written under the order's row lock while it is still paid,
+  // so a cancel (which takes the same lock, then looks for them) either comes first and
+  // stops the activation, or comes after and is refused: credit is never both activated
+  // and refunded by a cancel.
+  prepareMixed: {
+    name: 'ful_prepare_mixed',
+    text: `WITH o AS (SELECT id FROM orders WHERE id = $1 AND status = 'paid' FOR UPDATE),
+           f AS (INSERT INTO fulfillments (order_id, item_id, quantity)
+                 SELECT l.order_id, l.item_id, l.quantity FROM order_lines l JOIN o ON o.id = l.order_id
+                 WHERE l.fulfillment = 'provider' ON CONFLICT DO NOTHING RETURNING 1)
+           SELECT (SELECT count(*)::int FROM o) AS paid`,
   },
   lines: { name: 'ful_lines', text: 'SELECT item_id, quantity, status, activation_id, verify_attempts FROM fulfillments WHERE order_id = $1 ORDER BY item_id' },
   setActivation: {
@@ -30,7 +48,8 @@ export const SQL = {
   ship: {
     name: 'ful_ship',
     text: `WITH prev AS (SELECT o.id FROM orders o WHERE o.id = $1 AND o.status = 'paid'
-                          AND EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id AND l.fulfillment = 'shipment') FOR UPDATE),
+                          AND EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id AND l.fulfillment = 'shipment')
+                          AND NOT EXISTS (${PROVIDER_LINE_NOT_ACTIVE}) FOR UPDATE),
            upd AS (UPDATE orders o SET status = 'shipped', updated_at = now() FROM prev WHERE o.id = prev.id RETURNING o.id, o.customer_id),
            ev AS (INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
                   SELECT id, 'paid', 'shipped', $4, 'shipped' FROM upd RETURNING 1),
@@ -48,7 +67,8 @@ export const SQL = {
   stuck: {
     name: 'ful_stuck',
     text: `SELECT o.id FROM orders o WHERE o.status IN ('paid', 'fulfilling') AND o.updated_at < now() - make_interval(secs => $1)
-             AND NOT EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id AND l.fulfillment = 'shipment')
+             AND (NOT EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id AND l.fulfillment = 'shipment')
+                  OR EXISTS (${PROVIDER_LINE_NOT_ACTIVE}))
            ORDER BY o.updated_at LIMIT $2`,
   },
 } as const;

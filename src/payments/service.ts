@@ -153,6 +153,10 @@ async function cancelPaidOrder(deps: Deps, p: Principal, shard: number, orderLoc
   const actor = p.role === 'admin' ? `admin:${p.id}` : `customer:${p.id}`;
   let items: StockChange[] = [];
   const paymentLocal = await deps.shards.get(shard).transaction(async (q) => {
+    // Under the order's lock, with a snapshot taken after it: credit whose activation has
+    // begun (an order of shipment and provider lines) is not refunded by a cancel.
+    if ((await q.query(LOCK_PAID, [orderLocal])).rowCount === 0) return null;
+    if ((await q.query(ACTIVATION_BEGUN, [orderLocal])).rowCount !== 0) return null;
     const t = await q.query(CANCEL_PAID, [orderLocal, actor]);
     if (t.rowCount === 0) return null;
     items = (await q.query(SQL.unsell, [orderLocal])).rows[0]!.items as StockChange[];
@@ -164,6 +168,9 @@ async function cancelPaidOrder(deps: Deps, p: Principal, shard: number, orderLoc
   await refundPayment(deps, shard, paymentLocal, 'canceled').catch((err: unknown) => log.warn('refund deferred to cron', { err }));
   return true;
 }
+
+const LOCK_PAID = { name: 'pay_lock_paid', text: `SELECT id FROM orders WHERE id = $1 AND status = 'paid' FOR UPDATE` };
+const ACTIVATION_BEGUN = { name: 'pay_activation_begun', text: 'SELECT 1 FROM fulfillments WHERE order_id = $1 LIMIT 1' };
 
 const CANCEL_PAID = {
   name: 'pay_cancel_paid',
