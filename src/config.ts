@@ -125,6 +125,10 @@ export function loadConfig(env: Env = process.env) {
     paymentsEveryMs: int(env, 'PAYMENTS_CRON_EVERY_MS', 2000, 50, 600000),
     outboxLeaseS: int(env, 'OUTBOX_LEASE_S', 30, 1, 3600),
     outboxEveryMs: int(env, 'OUTBOX_EVERY_MS', 500, 20, 600000),
+    // Retention (cron): delivered notices and idempotency keys are deleted after these windows.
+    retentionEveryMs: int(env, 'RETENTION_EVERY_MS', 60_000, 100, 86_400_000),
+    outboxRetentionS: int(env, 'OUTBOX_RETENTION_S', 7 * 86400, 1, 365 * 86400),
+    idempotencyRetentionS: int(env, 'IDEMPOTENCY_RETENTION_S', 86400, 60, 365 * 86400),
     notifyFile: str(env, 'NOTIFY_FILE', ''),
     notifyWebhookUrl: str(env, 'NOTIFY_WEBHOOK_URL', ''),
     maxInflight: int(env, 'MAX_INFLIGHT', 5000, 1, 1_000_000),

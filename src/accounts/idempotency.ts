@@ -37,6 +37,13 @@ const SQL = {
              FROM jsonb_to_recordset($1::jsonb) AS t(u uuid, k text, c int, b jsonb)
             WHERE k.user_id = t.u AND k.key = t.k`,
   },
+  // Keys older than the window, a bounded batch at a time. A retry after that runs again;
+  // an order it would have replayed is found by its request key (place_order).
+  prune: {
+    name: 'idem_prune',
+    text: `DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys
+             WHERE created_at < now() - make_interval(secs => $1) AND (status = 'done' OR locked_until < now()) LIMIT $2)`,
+  },
   forget: { name: 'idem_forget', text: `DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status = 'in_progress'` },
 } as const;
 
@@ -108,4 +115,9 @@ export async function withIdempotency(
   }
   await completions(shard).submit({ u: p.uuid, k: key, c: reply.status, b: reply.body ?? null });
   return { ...reply, replayed: false };
+}
+
+/** Deletes one batch of keys past IDEMPOTENCY_RETENTION_S on a shard; how many went. */
+export async function pruneIdempotencyKeys(deps: Deps, shard: number, batch: number): Promise<number> {
+  return (await deps.shards.get(shard).query(SQL.prune, [deps.cfg.idempotencyRetentionS, batch])).rowCount ?? 0;
 }

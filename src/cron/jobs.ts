@@ -1,12 +1,13 @@
 // The jobs of the cron process, one leader-elected run per shard per tick. Every job
 // is fenced in SQL, so a second runner (or no Redis at all) never doubles an effect.
+import { pruneIdempotencyKeys } from '../accounts/idempotency.js';
 import type { Deps } from '../deps.js';
 import { advanceStuck } from '../fulfillment/service.js';
 import { log } from '../log.js';
 import { expireDueBatch } from '../orders/holds.js';
 import { reconcilePending, refundUnclaimed } from '../payments/reconcile.js';
 import type { Leader } from './leader.js';
-import { dispatchOnce, sinksFromConfig } from './outbox.js';
+import { dispatchOnce, pruneOutbox, sinksFromConfig } from './outbox.js';
 import type { Job } from './scheduler.js';
 
 /**
@@ -42,6 +43,23 @@ async function drainExpired(deps: Deps, shard: number, actor: string): Promise<n
   return total;
 }
 
+const PRUNE_BATCH = 1000;
+const PRUNE_BATCHES_MAX = 20;
+
+/** Deletes what is past its retention window, in bounded batches; the rest waits for the next run. */
+async function prune(deps: Deps, shard: number): Promise<number> {
+  let total = 0;
+  for (const one of [pruneOutbox, pruneIdempotencyKeys]) {
+    for (let batch = 0; batch < PRUNE_BATCHES_MAX; batch++) {
+      const n = await one(deps, shard, PRUNE_BATCH);
+      total += n;
+      if (n < PRUNE_BATCH) break;
+    }
+  }
+  if (total > 0) log.info('retention pruned rows', { shard, rows: total });
+  return total;
+}
+
 export function allJobs(deps: Deps, leader: Leader): Job[] {
   const actor = `cron:${process.pid}`;
   const sinks = sinksFromConfig(deps);
@@ -51,5 +69,6 @@ export function allJobs(deps: Deps, leader: Leader): Job[] {
     perShard(deps, leader, 'unclaimed-refunds', deps.cfg.paymentsEveryMs, (s) => refundUnclaimed(deps, s)),
     perShard(deps, leader, 'order-advance', deps.cfg.paymentsEveryMs, (s) => advanceStuck(deps, s)),
     perShard(deps, leader, 'outbox', deps.cfg.outboxEveryMs, (s) => dispatchOnce(deps, s, sinks)),
+    perShard(deps, leader, 'retention', deps.cfg.retentionEveryMs, (s) => prune(deps, s)),
   ];
 }

@@ -52,6 +52,17 @@ const RETRY_LATER = {
            next_attempt_at = now() + make_interval(secs => LEAST(300, power(2, attempts)::int)) WHERE id = ANY($1::bigint[])`,
 };
 
+const PRUNE = {
+  name: 'outbox_prune',
+  text: `DELETE FROM outbox WHERE ctid IN (SELECT ctid FROM outbox
+           WHERE delivered_at IS NOT NULL AND delivered_at < now() - make_interval(secs => $1) LIMIT $2)`,
+};
+
+/** Deletes one batch of notices delivered more than OUTBOX_RETENTION_S ago; how many went. */
+export async function pruneOutbox(deps: Deps, shard: number, batch: number): Promise<number> {
+  return (await deps.shards.get(shard).query(PRUNE, [deps.cfg.outboxRetentionS, batch])).rowCount ?? 0;
+}
+
 function toNotice(deps: Deps, shard: number, r: Record<string, unknown>): Notice {
   const p = r.payload as Record<string, unknown>;
   const payload = { ...p, order_id: encodeRow('order', shard, p.order_id as number), customer_id: publicUserId(deps, p.customer_id as string) };

@@ -29,7 +29,7 @@ export function engineEnv(base: NodeJS.ProcessEnv, overrides: Record<string, str
     PROVIDER_URL: `http://127.0.0.1:${PROVIDER_PORT}`, PROVIDER_PORT: String(PROVIDER_PORT),
     // Crons at test speed: lost webhooks are polled after 2 s, unclaimed money refunded after 1 s.
     PAYMENT_RECONCILE_AFTER_S: '2', UNCLAIMED_REFUND_AFTER_S: '1', STUCK_ORDER_AFTER_S: '2', PAYMENTS_CRON_EVERY_MS: '500',
-    PROVIDER_VERIFY_BACKOFF_MS: '50', OUTBOX_EVERY_MS: '200', OUTBOX_LEASE_S: '2', NOTIFY_FILE: NOTICES_FILE,
+    PROVIDER_VERIFY_BACKOFF_MS: '50', OUTBOX_EVERY_MS: '200', OUTBOX_LEASE_S: '2', NOTIFY_FILE: NOTICES_FILE, RETENTION_EVERY_MS: '500',
     // Every test logs in from 127.0.0.1; the address limit is proven on its own engine.
     LOGIN_MAX_FAILS_ADDRESS: '1000000',
     ...overrides,
