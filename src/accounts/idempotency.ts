@@ -17,8 +17,8 @@ const SQL = {
   claim: {
     name: 'idem_claim_batch',
     text: `INSERT INTO idempotency_keys (user_id, key, route, fingerprint, locked_until)
-           SELECT t.u, t.k, t.r, t.f, now() + make_interval(secs => $2)
-             FROM jsonb_to_recordset($1::jsonb) AS t(u uuid, k text, r text, f text)
+           SELECT t.u, t.k, t.r, t.f, now() + make_interval(secs => t.s)
+             FROM jsonb_to_recordset($1::jsonb) AS t(u uuid, k text, r text, f text, s int)
            ON CONFLICT (user_id, key) DO NOTHING RETURNING user_id::text AS u, key AS k`,
   },
   get: {
@@ -51,16 +51,17 @@ export function fingerprint(route: string, params: unknown, body: unknown): stri
   return createHash('sha256').update(JSON.stringify([route, params, body])).digest('hex');
 }
 
-interface Claim { u: string; k: string; r: string; f: string; lockS: number }
+/** A claim row: user, key, route, fingerprint, lock seconds. */
+interface Claim { u: string; k: string; r: string; f: string; s: number }
 interface Completion { u: string; k: string; c: number; b: unknown }
 
 const claimKey = (u: string, k: string) => `${u.toLowerCase()}\u0000${k}`;
 
 /** Which claims of the batch won. Two of one key in a batch: the first may win, the other waits its turn. */
 const claims = perShard<Claim, boolean>(async (q, rows) => {
-  const seen = new Set<string>();
-  const unique = rows.filter((r) => !seen.has(claimKey(r.u, r.k)) && seen.add(claimKey(r.u, r.k)));
-  const res = await q.query<{ u: string; k: string }>(SQL.claim, [JSON.stringify(unique.map(({ u, k, r, f }) => ({ u, k, r, f }))), rows[0]!.lockS]);
+  const first = new Map<string, Claim>(); // the row (and fingerprint) the winner was sent with
+  for (const r of rows) if (!first.has(claimKey(r.u, r.k))) first.set(claimKey(r.u, r.k), r);
+  const res = await q.query<{ u: string; k: string }>(SQL.claim, [JSON.stringify([...first.values()])]);
   const won = new Set(res.rows.map((r) => claimKey(r.u, r.k)));
   return rows.map((r) => won.delete(claimKey(r.u, r.k)));
 });
@@ -73,7 +74,7 @@ const completions = perShard<Completion, void>(async (q, rows) => {
 async function claimOrReplay(deps: Deps, p: Principal, key: string, route: string, fp: string): Promise<StoredReply | null> {
   const shard = deps.shards.get(p.shard);
   const lockS = deps.cfg.idempotencyLockS;
-  if (await claims(shard).submit({ u: p.uuid, k: key, r: route, f: fp, lockS })) return null;
+  if (await claims(shard).submit({ u: p.uuid, k: key, r: route, f: fp, s: lockS })) return null;
   const row = (await shard.query(SQL.get, [p.uuid, key])).rows[0];
   if (!row) throw new EngineError('idempotency_in_progress', undefined, { retryAfterS: 1 });
   if (row.route !== route || row.fingerprint !== fp) throw new EngineError('idempotency_mismatch');

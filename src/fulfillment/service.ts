@@ -26,7 +26,7 @@ export async function advanceOrder(deps: Deps, shard: number, orderLocal: number
   if (order.status === 'paid') {
     const hasProvider = lines.some((l) => l.fulfillment === 'provider');
     if (lines.some((l) => l.fulfillment === 'shipment')) return hasProvider ? activateBeforeShipping(deps, shard, order) : 'awaiting_shipment';
-    if (!lines.some((l) => l.fulfillment === 'provider')) return releaseAndComplete(deps, shard, order, lines, { from: ['paid'], reason: 'instant', actor: 'system' });
+    if (!hasProvider) return releaseAndComplete(deps, shard, order, lines, { from: ['paid'], reason: 'instant', actor: 'system' });
     await s.query(SQL.startFulfilling, [orderLocal]);
     notify(deps, shard, orderLocal, 'fulfilling');
   } else if (order.status !== 'fulfilling') {

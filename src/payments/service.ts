@@ -153,10 +153,9 @@ async function cancelPaidOrder(deps: Deps, p: Principal, shard: number, orderLoc
   const actor = p.role === 'admin' ? `admin:${p.id}` : `customer:${p.id}`;
   let items: StockChange[] = [];
   const paymentLocal = await deps.shards.get(shard).transaction(async (q) => {
-    // Under the order's lock, with a snapshot taken after it: credit whose activation has
-    // begun (an order of shipment and provider lines) is not refunded by a cancel.
+    // The lock first, so CANCEL_PAID's snapshot is taken after it and sees fulfilment rows
+    // an activation wrote under the same lock (src/fulfillment/sql.ts prepareMixed).
     if ((await q.query(LOCK_PAID, [orderLocal])).rowCount === 0) return null;
-    if ((await q.query(ACTIVATION_BEGUN, [orderLocal])).rowCount !== 0) return null;
     const t = await q.query(CANCEL_PAID, [orderLocal, actor]);
     if (t.rowCount === 0) return null;
     items = (await q.query(SQL.unsell, [orderLocal])).rows[0]!.items as StockChange[];
@@ -170,11 +169,12 @@ async function cancelPaidOrder(deps: Deps, p: Principal, shard: number, orderLoc
 }
 
 const LOCK_PAID = { name: 'pay_lock_paid', text: `SELECT id FROM orders WHERE id = $1 AND status = 'paid' FOR UPDATE` };
-const ACTIVATION_BEGUN = { name: 'pay_activation_begun', text: 'SELECT 1 FROM fulfillments WHERE order_id = $1 LIMIT 1' };
 
 const CANCEL_PAID = {
   name: 'pay_cancel_paid',
-  text: `WITH prev AS (SELECT id, payment_id FROM orders WHERE id = $1 AND status = 'paid' FOR UPDATE),
+  // Credit whose activation has begun (an order of shipment and provider lines) is not refunded by a cancel.
+  text: `WITH prev AS (SELECT id, payment_id FROM orders WHERE id = $1 AND status = 'paid'
+                     AND NOT EXISTS (SELECT 1 FROM fulfillments f WHERE f.order_id = $1) FOR UPDATE),
          upd AS (UPDATE orders o SET status = 'canceled', updated_at = now() FROM prev WHERE o.id = prev.id RETURNING o.id, prev.payment_id),
          ev AS (INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
                 SELECT id, 'paid', 'canceled', $2, 'requested_refund' FROM upd RETURNING 1)

@@ -21,28 +21,28 @@ export class Batcher<I, O> {
   submit(input: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       this.waiting.push({ input, resolve, reject });
-      if (this.waiting.length >= this.maxBatch) this.flush();
+      if (this.waiting.length >= this.maxBatch) void this.flush();
       else if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
           this.scheduled = false;
-          this.flush();
+          void this.flush();
         });
       }
     });
   }
 
-  private flush(): void {
+  private async flush(): Promise<void> {
     const batch = this.waiting;
     if (batch.length === 0) return;
     this.waiting = [];
-    this.run(this.q, batch.map((w) => w.input)).then(
-      (outs) => {
-        if (outs.length !== batch.length) throw new Error(`batch answered ${outs.length} of ${batch.length}`);
-        batch.forEach((w, i) => w.resolve(outs[i]!));
-      },
-      (err: unknown) => batch.forEach((w) => w.reject(err)),
-    ).catch((err: unknown) => batch.forEach((w) => w.reject(err)));
+    try {
+      const outs = await this.run(this.q, batch.map((w) => w.input));
+      if (outs.length !== batch.length) throw new Error(`batch answered ${outs.length} of ${batch.length}`);
+      batch.forEach((w, i) => w.resolve(outs[i]!));
+    } catch (err) {
+      batch.forEach((w) => w.reject(err));
+    }
   }
 }
 

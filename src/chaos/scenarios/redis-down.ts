@@ -131,14 +131,15 @@ async function paidEnds(ctx: RunCtx, paid: Paid[]): Promise<PaidEnd[]> {
   return ends;
 }
 
+/** One statement per shard; a payment that is not there comes back as status 'missing'. */
 async function paymentStates(ctx: RunCtx, paid: Paid[]): Promise<PaidEnd[]> {
-  const rows: PaidEnd[] = [];
-  for (const p of paid) {
-    const [row] = await ctx.stack.sql(parseInt(p.paymentId[3]!, 36),
-      'SELECT p.id, p.status, p.escrow, o.status AS order_status FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1', [parseInt(p.paymentId.slice(4), 36)]);
-    rows.push(row ?? { id: p.paymentId, status: 'missing' });
+  const found = new Map<string, PaidEnd>();
+  for (let s = 0; s < ctx.stack.shardUrls.length; s++) {
+    const locals = paid.filter((p) => parseInt(p.paymentId[3]!, 36) === s).map((p) => parseInt(p.paymentId.slice(4), 36));
+    const rows = await ctx.stack.sql(s, 'SELECT p.id, p.status, p.escrow, o.status AS order_status FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = ANY($1)', [locals]);
+    for (const r of rows) found.set(encodeRow('payment', s, r.id as number), r);
   }
-  return rows;
+  return paid.map((p) => found.get(p.paymentId) ?? { id: p.paymentId, status: 'missing' });
 }
 
 /** After Redis is back, a cached read of the flash item shows what Postgres holds. */
