@@ -17,13 +17,17 @@ export interface OrderChange { id: string; shard: number; status: string; custom
 
 /** Called after commit; implementations must never throw or block (Redis may be down). */
 export interface Hooks {
-  /** An item row changed (price, stock, hold, release, sale). */
-  itemChanged(change: ItemChange): void;
+  /**
+   * An item row changed (price, stock, hold, release, sale). The promise settles (never
+   * rejects) once the read cache holds a read taken after the change, or gave up; a
+   * writer awaits it before answering so its client reads its own write.
+   */
+  itemChanged(change: ItemChange): Promise<void>;
   /** An order moved to a new status. */
   orderChanged(change: OrderChange): void;
 }
 
-export const NO_HOOKS: Hooks = { itemChanged: () => undefined, orderChanged: () => undefined };
+export const NO_HOOKS: Hooks = { itemChanged: () => Promise.resolve(), orderChanged: () => undefined };
 
 export interface Deps {
   cfg: Config;

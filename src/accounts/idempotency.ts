@@ -85,17 +85,18 @@ async function claimOrReplay(deps: Deps, p: Principal, key: string, route: strin
   return null;
 }
 
-/** The stored answer for this key, if the request ran to completion before (a read only). */
-export async function storedReply(deps: Deps, p: Principal, key: string, route: string, fp: string): Promise<StoredReply | null> {
-  const row = (await deps.shards.get(p.shard).query(SQL.get, [p.uuid, key])).rows[0];
-  if (!row || row.status !== 'done') return null;
-  if (row.route !== route || row.fingerprint !== fp) throw new EngineError('idempotency_mismatch');
-  return { status: row.response_code as number, body: row.response_body ?? undefined };
+/**
+ * An answer that tells the client to come back later (a 5xx, or any error with
+ * Retry-After: a deadlock retried to its end, a rate limit) is not what the key means:
+ * the key is released so the retry runs again. Every other answer is final.
+ */
+function isFinal(err: unknown): err is EngineError {
+  return err instanceof EngineError && err.status < 500 && err.retryAfterS === undefined;
 }
 
 /**
- * Runs `work` once per (user, key). Answers and client errors (4xx) are stored and
- * replayed; server errors release the key so a retry can run again.
+ * Runs `work` once per (user, key). Answers and final client errors (4xx) are stored
+ * and replayed; retryable errors release the key so a retry can run again.
  */
 export async function withIdempotency(
   deps: Deps, p: Principal, key: string | null, route: string, fp: string, work: () => Promise<StoredReply>,
@@ -108,7 +109,7 @@ export async function withIdempotency(
   try {
     reply = await work();
   } catch (err) {
-    if (!(err instanceof EngineError) || err.status >= 500) {
+    if (!isFinal(err)) {
       await shard.query(SQL.forget, [p.uuid, key]).catch(() => undefined);
       throw err;
     }

@@ -126,15 +126,43 @@ export class Refresher<T extends StockView> {
   private readonly nextStartMs = new Map<number, number>();
   /** Items whose refresh Redis did not take: written again when Redis is back. */
   private readonly missedWrites = new Map<number, Set<number>>();
+  /** Writers waiting for the next refresh of an item (per shard, per item). */
+  private readonly waiters = new Map<number, Map<number, (() => void)[]>>();
   private lastWarnMs = 0;
   private closed = false;
 
   constructor(private readonly cache: ItemCache<T>) {}
 
-  mark(shard: number, local: number): void {
-    if (this.closed) return;
-    if (!add(this.dirty, shard, local)) this.warn('refresh queue full; the item is left to its cache TTL', { shard });
+  /**
+   * Queues a re-read of the item; the promise settles after the refresh that took it
+   * from the queue wrote (or failed), never before: a refresh already running may have
+   * read before the caller's commit, so a mark made meanwhile waits for the next one.
+   */
+  mark(shard: number, local: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (!add(this.dirty, shard, local)) {
+      this.warn('refresh queue full; the item is left to its cache TTL', { shard });
+      return Promise.resolve();
+    }
     this.schedule(shard);
+    return new Promise((resolve) => {
+      let byItem = this.waiters.get(shard);
+      if (!byItem) this.waiters.set(shard, (byItem = new Map()));
+      byItem.get(local)?.push(resolve) ?? byItem.set(local, [resolve]);
+    });
+  }
+
+  /** The waiters of the items a refresh is about to read, taken with them. */
+  private takeWaiters(shard: number, locals: number[]): (() => void)[] {
+    const byItem = this.waiters.get(shard);
+    if (!byItem) return [];
+    const taken: (() => void)[] = [];
+    for (const local of locals) {
+      const w = byItem.get(local);
+      if (w) taken.push(...w);
+      byItem.delete(local);
+    }
+    return taken;
   }
 
   /** Redis came back: what it missed is read and written again. */
@@ -150,6 +178,8 @@ export class Refresher<T extends StockView> {
     this.closed = true;
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
+    for (const byItem of this.waiters.values()) for (const w of byItem.values()) for (const settle of w) settle();
+    this.waiters.clear();
   }
 
   private schedule(shard: number): void {
@@ -172,6 +202,7 @@ export class Refresher<T extends StockView> {
     }
     this.running.add(shard);
     this.nextStartMs.set(shard, Date.now() + this.cache.opts.refreshMinMs);
+    const waiting = this.takeWaiters(shard, locals);
     try {
       counters.cache_loads_total.refresh++;
       const { version, items } = await this.cache.load(shard, locals);
@@ -183,6 +214,8 @@ export class Refresher<T extends StockView> {
       this.nextStartMs.set(shard, Date.now() + RETRY_PAUSE_MS);
       this.warn('cache refresh failed; retrying', { shard, err });
     } finally {
+      // Settled after a failure too: the answer must not wait on a down shard or Redis.
+      for (const settle of waiting) settle();
       this.running.delete(shard);
       if ((this.dirty.get(shard)?.size ?? 0) > 0) this.schedule(shard);
     }

@@ -14,6 +14,7 @@ import { log } from '../log.js';
 import { refundPayment, PAYMENT_SQL } from '../payments/service.js';
 import { encodeRow } from '../router/ids.js';
 import { releaseAndComplete, type LineRow } from './release.js';
+import { completeDelivery } from './shipment.js';
 import { SQL } from './sql.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -29,6 +30,8 @@ export async function advanceOrder(deps: Deps, shard: number, orderLocal: number
     if (!hasProvider) return releaseAndComplete(deps, shard, order, lines, { from: ['paid'], reason: 'instant', actor: 'system' });
     await s.query(SQL.startFulfilling, [orderLocal]);
     notify(deps, shard, orderLocal, 'fulfilling');
+  } else if (order.status === 'shipped') {
+    return completeDelivery(deps, shard, order, 'system'); // only a claimed release is picked (SQL.stuck)
   } else if (order.status !== 'fulfilling') {
     return order.status as string;
   }

@@ -40,17 +40,20 @@ export async function shipOrder(deps: Deps, p: Principal, orderId: string, input
 /** shipped -> completed (admin): delivered, escrow released through the ledger. */
 export async function deliverOrder(deps: Deps, p: Principal, orderId: string): Promise<Order> {
   const { shard, local } = decodeRow('order', orderId, deps.shards.count);
-  const actor = `admin:${p.id}`;
   const order = (await deps.shards.get(shard).query(PAYMENT_SQL.orderForPayment, [local])).rows[0];
   if (!order || order.status !== 'shipped') throw await refusal(deps, p, orderId, 'delivered');
+  if ((await completeDelivery(deps, shard, order, `admin:${p.id}`)) !== 'completed') throw await refusal(deps, p, orderId, 'delivered');
+  return getOrder(deps, p, encodeRow('order', shard, local));
+}
+
+/** The delivery of a shipped order (an admin's, or the cron finishing one whose runner died). */
+export function completeDelivery(deps: Deps, shard: number, order: Record<string, unknown>, actor: string): Promise<'completed' | 'unchanged'> {
   const lines = (order.lines as LineRow[] | null) ?? [];
-  const outcome = await releaseAndComplete(deps, shard, order, lines, {
+  return releaseAndComplete(deps, shard, order, lines, {
     from: ['shipped'], reason: 'delivered', actor,
     also: async (q, orderLocal) => {
       const res = await q.query(SQL.deliver, [orderLocal, actor]);
       invariant(res.rowCount === 1, 'a shipped order has one undelivered shipment');
     },
   });
-  if (outcome !== 'completed') throw await refusal(deps, p, orderId, 'delivered');
-  return getOrder(deps, p, encodeRow('order', shard, local));
 }

@@ -35,6 +35,16 @@ export const SQL = {
            WHERE order_id = $1 AND item_id = $2 AND status IN ('pending', 'activating')`,
   },
   countVerify: { name: 'ful_count_verify', text: 'UPDATE fulfillments SET verify_attempts = verify_attempts + 1 WHERE order_id = $1 AND item_id = $2' },
+  // The release claim (release.ts): under the order's row lock, fenced on its status
+  // ($2), the payment that placed it moves held -> releasing. A claim already taken
+  // (its holder died) may be taken again: the gateway's release is idempotent.
+  claimRelease: {
+    name: 'ful_claim_release',
+    text: `WITH o AS (SELECT id, payment_id FROM orders WHERE id = $1 AND status = ANY($2::text[]) AND payment_id IS NOT NULL FOR UPDATE)
+           UPDATE payments p SET escrow = 'releasing', updated_at = now() FROM o
+            WHERE p.id = o.payment_id AND p.status = 'succeeded' AND p.escrow IN ('held', 'releasing')
+           RETURNING p.id, p.gateway_session_id, p.amount_cents, p.currency`,
+  },
   // Completion: the order closed by $4 (an actor), fenced on its current status ($2).
   complete: {
     name: 'ful_complete',

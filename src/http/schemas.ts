@@ -16,6 +16,9 @@ export const S = {
   name: { type: 'string', minLength: 1, maxLength: 200 },
   text: { type: 'string', maxLength: 5000 },
   cents: { type: 'integer', minimum: 0, maximum: 100_000_000_000 },
+  // A price is at least one cent: a gateway takes no payment of 0, so a free item
+  // could be held but never paid.
+  price: { type: 'integer', minimum: 1, maximum: 100_000_000_000 },
   currency: { type: 'string', pattern: '^[A-Z]{3}$' },
   categoryId: { type: ['string', 'integer'], pattern: '^[1-9][0-9]{0,14}$', minimum: 1, maximum: 999_999_999_999_999 },
   stock: { type: 'integer', minimum: 0, maximum: 100_000_000 },

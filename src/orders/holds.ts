@@ -20,6 +20,7 @@ const REFUSALS: Record<string, (item_id: string, hint: string) => EngineError> =
   BFSO1: (item_id, hint) => new EngineError('sold_out', `Item ${item_id} is sold out`, { details: { item_id, available: Number(hint) } }),
   BFLM1: (item_id, hint) => new EngineError('purchase_limit', `At most ${hint} of item ${item_id} per customer`, { details: { item_id, max_per_customer: Number(hint) } }),
   BFCU1: () => new EngineError('mixed_currency'),
+  BFRK1: () => new EngineError('idempotency_mismatch', 'This request key placed an order for other items'),
 };
 
 /** place_order's refusals (SQLSTATE class BF, item id in DETAIL) as the errors clients see. */
@@ -32,8 +33,9 @@ export function refusal(err: unknown, shard: number): EngineError | null {
 
 export interface StockChange { id: number; available: number }
 
-export function announce(deps: Deps, shard: number, items: StockChange[], reason: string): void {
-  for (const i of items) deps.hooks.itemChanged({ id: encodeRow('item', shard, i.id), shard, available: i.available, reason });
+/** Tells the cache and the stream; a writer awaits it so its client reads its own write. */
+export async function announce(deps: Deps, shard: number, items: StockChange[], reason: string): Promise<void> {
+  await Promise.all(items.map((i) => deps.hooks.itemChanged({ id: encodeRow('item', shard, i.id), shard, available: i.available, reason })));
 }
 
 // Subscribers of an expired order learn it by id; the customer id is not needed to route it.
@@ -45,7 +47,7 @@ function announceExpired(deps: Deps, shard: number, orders: number[]): void {
 export async function reclaimExpired(deps: Deps, shard: number, itemLocals: number[], actor: string): Promise<number> {
   const res = await deps.shards.get(shard).query(SQL.reclaimItems, [deps.cfg.expiryBatchSize, actor, itemLocals]);
   const row = res.rows[0]!;
-  announce(deps, shard, row.items as StockChange[], 'expired');
+  void announce(deps, shard, row.items as StockChange[], 'expired');
   announceExpired(deps, shard, row.orders as number[]);
   return row.expired as number;
 }
@@ -54,7 +56,7 @@ export async function reclaimExpired(deps: Deps, shard: number, itemLocals: numb
 export async function expireDueBatch(deps: Deps, shard: number, actor: string): Promise<{ expired: number; orders: number[] }> {
   const res = await deps.shards.get(shard).query(SQL.expireDue, [deps.cfg.expiryBatchSize, actor]);
   const row = res.rows[0]!;
-  announce(deps, shard, row.items as StockChange[], 'expired');
+  void announce(deps, shard, row.items as StockChange[], 'expired');
   announceExpired(deps, shard, row.orders as number[]);
   return { expired: row.expired as number, orders: row.orders as number[] };
 }

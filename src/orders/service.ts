@@ -1,7 +1,7 @@
 // Orders: a cart of items is split by shard; each part becomes one order whose holds
 // are taken in one transaction (all lines or none). If any part fails, the parts
 // already held elsewhere are released again (compensation) before the error is told.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { publicUserId, type Principal } from '../accounts/service.js';
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
@@ -38,11 +38,24 @@ export async function admit(deps: Deps, lines: LineInput[]): Promise<void> {
   for (const [shard, wanted] of groupByShard(deps, lines)) await deps.gate.admit(shard, wanted.map((l) => l.local));
 }
 
+/**
+ * What a checkout asked for, whatever the order of its lines: an order found by its
+ * request key answers a retry only when it was made for the same request.
+ */
+export function requestHash(lines: LineInput[]): string {
+  const byItem = new Map<string, number>();
+  for (const l of lines) byItem.set(l.item_id, (byItem.get(l.item_id) ?? 0) + l.quantity);
+  const canonical = [...byItem.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
+}
+
+interface Checkout { requestKey: string | null; requestHash: string | null; checkoutId: string }
+
 export async function createOrders(deps: Deps, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
   await admit(deps, lines);
   const groups = [...groupByShard(deps, lines).entries()];
-  const checkoutId = randomUUID();
-  const results = await Promise.allSettled(groups.map(([shard, wanted]) => createShardOrder(deps, p, shard, wanted, requestKey, checkoutId)));
+  const checkout: Checkout = { requestKey, requestHash: requestKey ? requestHash(lines) : null, checkoutId: randomUUID() };
+  const results = await Promise.allSettled(groups.map(([shard, wanted]) => createShardOrder(deps, p, shard, wanted, checkout)));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (!failed) return results.map((r) => (r as PromiseFulfilledResult<Order>).value);
   const made = results.filter((r): r is PromiseFulfilledResult<Order> => r.status === 'fulfilled').map((r) => r.value);
@@ -65,23 +78,23 @@ async function compensate(deps: Deps, order: Order): Promise<void> {
   }
 }
 
-async function createShardOrder(deps: Deps, p: Principal, shard: number, wanted: WantedLine[], requestKey: string | null, checkoutId: string): Promise<Order> {
+async function createShardOrder(deps: Deps, p: Principal, shard: number, wanted: WantedLine[], c: Checkout): Promise<Order> {
   const lines = sumLines(wanted);
   try {
-    return await holdInTransaction(deps, p, shard, lines, requestKey, checkoutId);
+    return await holdInTransaction(deps, p, shard, lines, c);
   } catch (err) {
     if (!(err instanceof EngineError && err.code === 'sold_out')) throw err;
     // Expired holds must not block sales while they wait for the sweeper.
     const reclaimed = await reclaimExpired(deps, shard, lines.map((l) => l.local), 'hold_path');
     if (reclaimed === 0) throw err;
-    return holdInTransaction(deps, p, shard, lines, requestKey, checkoutId);
+    return holdInTransaction(deps, p, shard, lines, c);
   }
 }
 
-async function holdInTransaction(deps: Deps, p: Principal, shard: number, lines: WantedLine[], requestKey: string | null, checkoutId: string): Promise<Order> {
-  const params = [p.uuid, lines.map((l) => l.local), lines.map((l) => l.quantity), deps.cfg.holdTtlS, requestKey, checkoutId, `customer:${p.id}`];
+async function holdInTransaction(deps: Deps, p: Principal, shard: number, lines: WantedLine[], c: Checkout): Promise<Order> {
+  const params = [p.uuid, lines.map((l) => l.local), lines.map((l) => l.quantity), deps.cfg.holdTtlS, c.requestKey, c.checkoutId, `customer:${p.id}`, c.requestHash];
   const placed = await placeWithRetry(deps, shard, params);
-  if (!placed.existing) announce(deps, shard, placed.items as StockChange[], 'held');
+  if (!placed.existing) await announce(deps, shard, placed.items as StockChange[], 'held');
   const order = toOrder(shard, placed, publicUserId(deps, p.uuid));
   if (!placed.existing) deps.hooks.orderChanged({ id: order.id, shard, status: order.status, customer_id: order.customer_id });
   return order;
@@ -133,7 +146,7 @@ async function cancelInShard(deps: Deps, shard: number, local: number, actor: st
     items = (await q.query(SQL.releaseHolds, [local, 'released'])).rows[0]!.items as StockChange[];
     return true;
   });
-  announce(deps, shard, items, 'released');
+  await announce(deps, shard, items, 'released');
   if (moved) deps.hooks.orderChanged({ id: encodeRow('order', shard, local), shard, status: 'canceled', customer_id: '' });
   return moved;
 }

@@ -43,14 +43,25 @@ export function adminListStatement(f: AdminFilter, bound: { createdUs: string; l
   return { statement: { name: `ord_admin_list_${variant || 'all'}`, text }, params };
 }
 
+/**
+ * The units per item of a CTE named `rel` of (item_id, quantity), after the item rows
+ * are locked in ascending id order: the order place_order takes them in, so a sweep,
+ * a cancel and a checkout that share items never lock them crosswise (a deadlock).
+ * The aggregate reads the whole locked set before any UPDATE above it runs.
+ */
+export const REL_PER_ITEM_LOCKED = `(SELECT r.item_id, sum(r.quantity)::int AS q FROM rel r
+  JOIN (SELECT i.id FROM items i WHERE i.id IN (SELECT item_id FROM rel) ORDER BY i.id FOR UPDATE) lk ON lk.id = r.item_id
+  GROUP BY r.item_id)`;
+
 // Gives the units of released holds back: to stock, and to the customers' limits.
 // Expects a CTE named `rel` of (item_id, quantity, customer_id).
 const RETURN_STOCK = `
   it AS (UPDATE items i SET available = i.available + r.q, held = i.held - r.q, updated_at = now()
-         FROM (SELECT item_id, sum(quantity)::int AS q FROM rel GROUP BY item_id) r
+         FROM ${REL_PER_ITEM_LOCKED} r
          WHERE i.id = r.item_id RETURNING i.id, i.available),
   lim AS (UPDATE customer_limits c SET quantity = GREATEST(c.quantity - r.q, 0)
-          FROM (SELECT customer_id, item_id, sum(quantity)::int AS q FROM rel GROUP BY customer_id, item_id) r
+          FROM (SELECT customer_id, item_id, sum(quantity)::int AS q FROM rel
+                WHERE item_id IN (SELECT id FROM it) GROUP BY customer_id, item_id) r -- items first, as place_order
           WHERE c.customer_id = r.customer_id AND c.item_id = r.item_id RETURNING 1)`;
 
 const ITEMS_JSON = `(SELECT coalesce(json_agg(json_build_object('id', id, 'available', available)), '[]'::json) FROM it) AS items`;
@@ -68,11 +79,11 @@ const EXPIRE_DUE = `
   SELECT (SELECT count(*)::int FROM exp) AS expired, (SELECT coalesce(json_agg(id), '[]'::json) FROM exp) AS orders, ${ITEMS_JSON}`;
 
 export const SQL = {
-  // One shard's part of a checkout, all of it in one statement (sql/005_place_order_function.sql).
+  // One shard's part of a checkout, all of it in one statement (sql/008_retries_and_payment_states.sql).
   placeOrder: {
-    name: 'ord_place',
+    name: 'ord_place8',
     text: `SELECT order_id AS id, existing, items, status, currency, total_cents, hold_expires_at, created_at, updated_at, lines
-           FROM place_order($1::uuid, $2::bigint[], $3::int[], $4::int, $5::text, $6::uuid, $7::text)`,
+           FROM place_order($1::uuid, $2::bigint[], $3::int[], $4::int, $5::text, $6::uuid, $7::text, $8::text)`,
   },
   orderById: { name: 'ord_by_id', text: `SELECT ${ORDER_COLS} FROM orders o WHERE o.id = $1` },
   listByCustomer: {

@@ -11,28 +11,46 @@ const EVENT_OF_STATUS: Record<string, string> = {
   succeeded: 'payment.succeeded', declined: 'payment.declined', expired: 'payment.expired', refunded: 'payment.succeeded',
 };
 
-/** Pending payments older than PAYMENT_RECONCILE_AFTER_S are settled from the gateway's answer. */
-export async function reconcilePending(deps: Deps, shard: number, limit = 100): Promise<{ polled: number; applied: number }> {
-  const rows = (await deps.shards.get(shard).query(SQL.stalePending, [deps.cfg.reconcileAfterS, limit])).rows;
+/** The longest a pending payment waits between two polls of the gateway. */
+const POLL_BACKOFF_MAX_S = 60;
+
+/**
+ * Pending payments older than PAYMENT_RECONCILE_AFTER_S are settled from the gateway's
+ * answer, each in turn (SQL.duePending rotates them), each on its own: one payment
+ * whose poll fails is logged and retried later, never the end of the batch.
+ */
+export async function reconcilePending(deps: Deps, shard: number, limit = 100): Promise<{ polled: number; applied: number; failed: number }> {
+  const base = deps.cfg.reconcileAfterS;
+  const rows = (await deps.shards.get(shard).query(SQL.duePending, [base, limit, base, Math.max(base, POLL_BACKOFF_MAX_S)])).rows;
   let applied = 0;
+  let failed = 0;
   for (const p of rows) {
-    const id = encodeRow('payment', shard, p.id as number);
-    const session = p.gateway_session_id ? await deps.gateway.getSession(p.gateway_session_id as string) : null;
-    if (!session) {
-      // No session was recorded: never reached the gateway, or the answer was lost.
-      if (new Date(p.expires_at as Date) < new Date()) await deps.shards.get(shard).query(SQL.fail, [p.id, 'no_session']);
-      continue;
+    try {
+      if (await settleFromGateway(deps, shard, p)) applied++;
+    } catch (err) {
+      failed++;
+      log.warn('payment poll failed; retried later', { payment: encodeRow('payment', shard, p.id as number), err });
     }
-    const type = EVENT_OF_STATUS[session.status];
-    if (!type) continue;
-    // A synthetic, stable event id: polling and a late webhook dedupe like duplicates.
-    const r = await applyGatewayEvent(deps, {
-      id: `poll:${session.id}:${session.status}`, type,
-      data: { session_id: session.id, merchant_ref: id, status: session.status, amount_cents: session.amount_cents, currency: session.currency },
-    });
-    if (!r.duplicate) applied++;
   }
-  return { polled: rows.length, applied };
+  return { polled: rows.length, applied, failed };
+}
+
+/** One pending payment against the gateway's session; true when an event was applied. */
+async function settleFromGateway(deps: Deps, shard: number, p: Record<string, unknown>): Promise<boolean> {
+  const session = p.gateway_session_id ? await deps.gateway.getSession(p.gateway_session_id as string) : null;
+  if (!session) {
+    // No session was recorded: never reached the gateway, or the answer was lost.
+    if (new Date(p.expires_at as Date) < new Date()) await deps.shards.get(shard).query(SQL.fail, [p.id, 'no_session']);
+    return false;
+  }
+  const type = EVENT_OF_STATUS[session.status];
+  if (!type) return false;
+  // A synthetic, stable event id: polling and a late webhook dedupe like duplicates.
+  const r = await applyGatewayEvent(deps, {
+    id: `poll:${session.id}:${session.status}`, type,
+    data: { session_id: session.id, merchant_ref: encodeRow('payment', shard, p.id as number), status: session.status, amount_cents: session.amount_cents, currency: session.currency },
+  });
+  return !r.duplicate;
 }
 
 export async function refundUnclaimed(deps: Deps, shard: number, limit = 100): Promise<number> {

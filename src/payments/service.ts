@@ -162,7 +162,7 @@ async function cancelPaidOrder(deps: Deps, p: Principal, shard: number, orderLoc
     return t.rows[0]!.payment_id as number;
   });
   if (paymentLocal === null) return false;
-  announce(deps, shard, items, 'released');
+  await announce(deps, shard, items, 'released');
   deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status: 'canceled', customer_id: '' });
   await refundPayment(deps, shard, paymentLocal, 'canceled').catch((err: unknown) => log.warn('refund deferred to cron', { err }));
   return true;
@@ -172,9 +172,11 @@ const LOCK_PAID = { name: 'pay_lock_paid', text: `SELECT id FROM orders WHERE id
 
 const CANCEL_PAID = {
   name: 'pay_cancel_paid',
-  // Credit whose activation has begun (an order of shipment and provider lines) is not refunded by a cancel.
+  // Credit whose activation has begun (an order of shipment and provider lines) is not
+  // refunded by a cancel, nor is escrow whose release was claimed (fulfillment/release.ts).
   text: `WITH prev AS (SELECT id, payment_id FROM orders WHERE id = $1 AND status = 'paid'
-                     AND NOT EXISTS (SELECT 1 FROM fulfillments f WHERE f.order_id = $1) FOR UPDATE),
+                     AND NOT EXISTS (SELECT 1 FROM fulfillments f WHERE f.order_id = $1)
+                     AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = $1 AND p.escrow = 'releasing') FOR UPDATE),
          upd AS (UPDATE orders o SET status = 'canceled', updated_at = now() FROM prev WHERE o.id = prev.id RETURNING o.id, prev.payment_id),
          ev AS (INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
                 SELECT id, 'paid', 'canceled', $2, 'requested_refund' FROM upd RETURNING 1)

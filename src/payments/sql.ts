@@ -1,5 +1,7 @@
 // Named statements of payments. Every change is conditional on the current state;
 // together with the deduplicated event id that makes each webhook apply at most once.
+import { REL_PER_ITEM_LOCKED } from '../orders/sql.js';
+
 export const PAYMENT_COLS = `id, order_id, customer_id, status, method, amount_cents, currency, escrow, gateway_session_id,
   redirect_url, qr_payload, expires_at, captured_at, refund_reason, failure_reason, created_at, updated_at`;
 
@@ -49,16 +51,16 @@ export const SQL = {
            upd AS (UPDATE orders o SET status = 'paid', payment_id = $2, updated_at = now() FROM prev WHERE o.id = prev.id RETURNING o.id),
            ev AS (INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
                   SELECT id, 'awaiting_payment', 'paid', $3, 'payment_succeeded' FROM upd RETURNING 1),
-           cons AS (UPDATE holds h SET status = 'consumed', ended_at = now() FROM upd
+           rel AS (UPDATE holds h SET status = 'consumed', ended_at = now() FROM upd
                     WHERE h.order_id = upd.id AND h.status = 'active' RETURNING h.item_id, h.quantity),
            it AS (UPDATE items i SET held = i.held - c.q, sold = i.sold + c.q, updated_at = now()
-                  FROM (SELECT item_id, sum(quantity)::int AS q FROM cons GROUP BY item_id) c WHERE i.id = c.item_id RETURNING i.id)
+                  FROM ${REL_PER_ITEM_LOCKED} c WHERE i.id = c.item_id RETURNING i.id)
            SELECT (SELECT count(*)::int FROM upd) AS placed, (SELECT count(*)::int FROM it) AS items`,
   },
   markReleased: {
     name: 'pay_mark_released',
     text: `UPDATE payments SET escrow = 'released', updated_at = now()
-           WHERE id = $1 AND status = 'succeeded' AND escrow = 'held' RETURNING ${PAYMENT_COLS}`,
+           WHERE id = $1 AND status = 'succeeded' AND escrow IN ('held', 'releasing') RETURNING ${PAYMENT_COLS}`,
   },
   // An efficiency claim so two runners rarely call the gateway for the same refund;
   // the gateway's refund is idempotent and markRefunded is the real fence.
@@ -80,17 +82,26 @@ export const SQL = {
     text: `WITH rel AS (UPDATE holds SET status = 'released', ended_at = now() WHERE order_id = $1 AND status = 'consumed'
                         RETURNING item_id, quantity, customer_id),
            it AS (UPDATE items i SET available = i.available + r.q, sold = i.sold - r.q, updated_at = now()
-                  FROM (SELECT item_id, sum(quantity)::int AS q FROM rel GROUP BY item_id) r WHERE i.id = r.item_id
+                  FROM ${REL_PER_ITEM_LOCKED} r WHERE i.id = r.item_id
                   RETURNING i.id, i.available),
            lim AS (UPDATE customer_limits c SET quantity = GREATEST(c.quantity - r.q, 0)
-                   FROM (SELECT customer_id, item_id, sum(quantity)::int AS q FROM rel GROUP BY customer_id, item_id) r
+                   FROM (SELECT customer_id, item_id, sum(quantity)::int AS q FROM rel
+                         WHERE item_id IN (SELECT id FROM it) GROUP BY customer_id, item_id) r
                    WHERE c.customer_id = r.customer_id AND c.item_id = r.item_id RETURNING 1)
            SELECT (SELECT coalesce(json_agg(json_build_object('id', id, 'available', available)), '[]'::json) FROM it) AS items`,
   },
-  stalePending: {
-    name: 'pay_stale_pending',
-    text: `SELECT ${PAYMENT_COLS} FROM payments WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
-           ORDER BY created_at LIMIT $2`,
+  // Pending payments due for a poll of the gateway, oldest check first; picking one moves
+  // its next check back with backoff ($3 s doubling, at most $4 s), so each poll is also
+  // the rotation: the same batch is never picked twice in a row, and a payment whose
+  // poll throws still goes to the back. SKIP LOCKED: two runners split the batch.
+  duePending: {
+    name: 'pay_due_pending',
+    text: `UPDATE payments p SET next_check_at = now() + make_interval(secs => LEAST($4::float8, $3::float8 * power(2, LEAST(p.checks, 16)))),
+             checks = p.checks + 1
+           WHERE p.id IN (SELECT id FROM payments WHERE status = 'pending' AND next_check_at <= now()
+                            AND created_at < now() - make_interval(secs => $1)
+                          ORDER BY next_check_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+           RETURNING ${PAYMENT_COLS.split(',').map((c) => `p.${c.trim()}`).join(', ')}`,
   },
   // Succeeded money that no order holds on to: the order expired or was canceled
   // before the money arrived, or another payment placed it first.

@@ -29,6 +29,19 @@ export interface Live<T extends StockView> {
 
 export interface LiveOptions<T> { cfg: Config; redis: RedisSet; shardCount: number; load: ItemLoader<T>; listen: boolean }
 
+/**
+ * The longest a writer waits for the cache to take its change before answering. The
+ * refresh normally lands within CACHE_REFRESH_MIN_MS plus one read; past this bound
+ * (a backed-up shard) the answer goes out and the refresh still follows.
+ */
+const SETTLE_WAIT_MS = 1000;
+
+function bounded(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); timer.unref(); });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 /** Item topics re-read per batch after the bus was down. */
 const RESYNC_BATCH = 50;
 
@@ -62,9 +75,12 @@ export function createLive<T extends StockView>(o: LiveOptions<T>): Live<T> {
       try {
         const { shard, local } = decodeRow('item', c.id, o.shardCount);
         gate?.noteHook(shard, local, c.available);
-        refresher.mark(shard, local);
+        const cached = refresher.mark(shard, local);
+        // Without the cache, reads go to Postgres: nothing to wait for.
+        return o.cfg.cacheEnabled ? bounded(cached, SETTLE_WAIT_MS) : Promise.resolve();
       } catch (err) {
         log.error('itemChanged hook failed', { id: c.id, err });
+        return Promise.resolve();
       }
     },
     orderChanged: (c) => {

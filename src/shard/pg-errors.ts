@@ -28,7 +28,7 @@ export function toEngineError(err: unknown, shard: number): EngineError {
   if (code === '57014' || code === '55P03') {
     return new EngineError('overloaded', 'The database did not answer in time', { retryAfterS: 1, cause: err, details: { shard } });
   }
-  if (isRetryable(err)) return new EngineError('conflict', 'Concurrent update, retry', { cause: err });
+  if (isRetryable(err)) return new EngineError('conflict', 'Concurrent update, retry', { retryAfterS: 1, cause: err });
   if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') {
     return new EngineError('shard_unavailable', `Shard ${shard} is unavailable`, { retryAfterS: 1, cause: err, details: { shard } });
   }

@@ -30,7 +30,7 @@ export function catalogRoutes(deps: Deps): RouteDef[] {
     {
       method: 'post', path: '/v1/items', name: 'create_item', summary: 'Create an item in a category', auth: 'admin',
       body: object({
-        category_id: S.categoryId, name: S.name, description: S.text, price_cents: S.cents, currency: S.currency,
+        category_id: S.categoryId, name: S.name, description: S.text, price_cents: S.price, currency: S.currency,
         stock: S.stock, fulfillment: S.fulfillment, max_per_customer: maxPerCustomer,
       }, ['category_id', 'name', 'price_cents', 'currency', 'stock']),
       response: { status: 201, schema: ItemSchema },
@@ -57,7 +57,7 @@ export function catalogRoutes(deps: Deps): RouteDef[] {
     },
     {
       method: 'patch', path: '/v1/items/:id', name: 'update_item', summary: 'Change name, description, price, active, purchase limit', auth: 'admin',
-      body: object({ name: S.name, description: S.text, price_cents: S.cents, active: { type: 'boolean' }, max_per_customer: maxPerCustomer }),
+      body: object({ name: S.name, description: S.text, price_cents: S.price, active: { type: 'boolean' }, max_per_customer: maxPerCustomer }),
       response: { status: 200, schema: ItemSchema },
       handler: async (ctx) => ({ status: 200, body: await catalog.updateItem(deps, ctx.params.id!, ctx.body) }),
     },

@@ -1,4 +1,4 @@
-import { fingerprint, storedReply, withIdempotency } from '../../accounts/idempotency.js';
+import { fingerprint, withIdempotency } from '../../accounts/idempotency.js';
 import type { Deps } from '../../deps.js';
 import * as orders from '../../orders/service.js';
 import type { Ctx, RouteDef } from '../route.js';
@@ -32,19 +32,11 @@ export function orderRoutes(deps: Deps): RouteDef[] {
     {
       method: 'post', path: '/v1/orders', name: 'create_order', summary: 'Hold stock and create one order per shard', auth: 'user',
       body: object({ items: LinesSchema }, ['items']), response: { status: 201, schema: object({ orders: { type: 'array', items: OrderSchema } }) },
-      handler: async (ctx) => {
-        // A storm on a sold-out item is answered before the idempotency claim costs a write;
-        // a retry of a request that already succeeded still gets its original answer.
-        const refused = await orders.admit(deps, ctx.body.items).then(() => null, (err: unknown) => err);
-        if (refused) {
-          const stored = ctx.idempotencyKey ? await storedReply(deps, ctx.principal!, ctx.idempotencyKey, 'create_order', fingerprint('create_order', ctx.params, ctx.body)) : null;
-          if (!stored) throw refused;
-          return { status: stored.status, body: stored.body, headers: { 'idempotent-replayed': 'true' } };
-        }
-        return idempotent(deps, ctx, 'create_order', async () => ({
-          status: 201, body: { orders: await orders.createOrders(deps, ctx.principal!, ctx.body.items, ctx.idempotencyKey) },
-        }));
-      },
+      // The sold-out gate runs inside (createOrders): without a key a storm on a sold-out
+      // item costs no write; with one, the refusal is that key's answer like any other.
+      handler: (ctx) => idempotent(deps, ctx, 'create_order', async () => ({
+        status: 201, body: { orders: await orders.createOrders(deps, ctx.principal!, ctx.body.items, ctx.idempotencyKey) },
+      })),
     },
     {
       method: 'get', path: '/v1/orders/:id', name: 'get_order', summary: 'One order (owner or admin)', auth: 'user',
