@@ -107,3 +107,45 @@ t.test('while the gateway is failing, payment creation answers 503 quickly and h
   t.ok(ok, 'payments work again once the gateway recovers');
 });
 
+
+/** The gateway's own view of a session (merchant API). */
+async function gatewaySession(id: string): Promise<any> {
+  return (await api('GET', `/v1/sessions/${id}`, { base: world.gateway, headers: { authorization: 'Bearer gw_test_key' } })).body;
+}
+
+t.test('a cancel racing the release of escrow is refused: a payment is never both released and refunded', async (t) => {
+  const { c, o } = await buy();
+  const p = await pay(c.token, o.id);
+  // Every merchant call to the gateway now takes 1.5 s: the release is a wide window.
+  await sim(world.gateway, 'PUT', '/_sim/knobs', { latency_ms: 1500 });
+  await complete(p.gateway_session_id, 'succeeded');
+  t.ok(await eventually(async () => (await orderOf(c.token, o.id)).status === 'paid', 10_000, 20), 'the order is paid, its release under way');
+  const cancel = await api('POST', `/v1/orders/${o.id}/cancel`, { token: c.token, body: {} });
+  t.equal(cancel.status, 409, 'the cancel is refused once the release is claimed');
+  t.equal(cancel.body.error?.code, 'invalid_state');
+  const done = await statusBecomes(c.token, o.id, 'completed');
+  t.match(done, { status: 'completed', payments: [{ status: 'succeeded', escrow: 'released' }] });
+  const s = await gatewaySession(p.gateway_session_id);
+  t.match(s, { status: 'succeeded', escrow: 'released' }, 'the gateway released and did not refund');
+  await ledgerBalanced(t);
+});
+
+t.test('a lost webhook behind a hundred unpaid checkouts and a failing poll is still recovered in time', async (t) => {
+  const it = await item({ stock: 200, price_cents: 300 });
+  const c = await customer();
+  // 100 unpaid checkouts, each with an open payment, all older than the paid one.
+  const unpaid = [];
+  for (let i = 0; i < 100; i++) unpaid.push((await order(c.token, [{ item_id: it.id, quantity: 1 }])).body.orders[0]);
+  const opened = await Promise.all(unpaid.map((o) => pay(c.token, o.id)));
+  // One of them the engine cannot settle (its recorded amount no longer matches the
+  // gateway's): its poll throws every time.
+  await sim(world.gateway, 'PUT', '/_sim/knobs', { lost_webhooks: 1 });
+  const broken = opened[0];
+  await complete(broken.gateway_session_id, 'succeeded');
+  await onShard(shardOf(broken.id), 'UPDATE payments SET amount_cents = amount_cents + 1 WHERE id = $1', [localId(broken.id)]);
+  const o = (await order(c.token, [{ item_id: it.id, quantity: 1 }])).body.orders[0];
+  const p = await pay(c.token, o.id);
+  await complete(p.gateway_session_id, 'succeeded');
+  t.ok(await eventually(async () => (await orderOf(c.token, o.id)).status === 'completed', 20_000, 200), 'the reconciler reached the paid one');
+  await onShard(shardOf(broken.id), 'UPDATE payments SET amount_cents = amount_cents - 1 WHERE id = $1', [localId(broken.id)]);
+});
