@@ -52,6 +52,19 @@ t.test('a price change and a restock show on the very next read (the writer wait
   }
 });
 
+t.test('a checkout and a cancel show on the buyer\'s very next read of the item', async (t) => {
+  const it = await item({ stock: 50 });
+  const c = await customer();
+  await api('GET', `/v1/items/${it.id}`); // cached before the writes
+  for (let i = 0; i < 10; i++) {
+    const made = await order(c.token, [{ item_id: it.id, quantity: 1 }]);
+    t.equal(made.status, 201);
+    t.equal((await api('GET', `/v1/items/${it.id}`)).body.available, 49, `after the hold, round ${i}`);
+    t.equal((await api('POST', `/v1/orders/${made.body.orders[0].id}/cancel`, { token: c.token, body: {} })).status, 200);
+    t.equal((await api('GET', `/v1/items/${it.id}`)).body.available, 50, `after the cancel, round ${i}`);
+  }
+});
+
 t.test('holds and cancels on two workers: the cached count meets Postgres within the stated bound', async (t) => {
   const it = await item({ stock: 200 });
   const buyers = await customers(24, 12);

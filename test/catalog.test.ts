@@ -92,6 +92,19 @@ t.test('an item in a category that does not exist is 404 and writes nothing', as
   t.equal(await itemRowsNamed(name), 0);
 });
 
+t.test('a price of 0 is refused at creation and by a change: a gateway takes no payment of 0', async (t) => {
+  const cat = await category();
+  const name = uniq('free');
+  const res = await api('POST', '/v1/items', { token: await admin(), body: { category_id: cat.id, name, price_cents: 0, currency: 'USD', stock: 1 } });
+  t.equal(res.status, 400);
+  t.equal(res.body.error.field, 'price_cents');
+  t.equal(await itemRowsNamed(name), 0, 'nothing written');
+  const it = await item({ price_cents: 100 });
+  const patch = await api('PATCH', `/v1/items/${it.id}`, { token: await admin(), body: { price_cents: 0 } });
+  t.equal(patch.status, 400);
+  t.equal((await api('GET', `/v1/items/${it.id}`)).body.price_cents, 100, 'the price is unchanged');
+});
+
 t.test('public GET hides held/sold/stocked; admin GET shows them', async (t) => {
   const it = await item({ stock: 4 });
   const pub = await api('GET', `/v1/items/${it.id}`);
