@@ -1,6 +1,8 @@
 // What must hold after any fault, checked in SQL on every shard of the runner's own
 // database (so every row is the run's own: the checks are strict). Each check names
 // the promise it keeps and counts toward one of the table's columns.
+import { checkGatewayAgrees } from './gateway-ledger.js';
+import type { Client } from './http.js';
 import type { ChaosStack } from './stack.js';
 
 export type Kind = 'oversold' | 'lost' | 'double_charged' | 'half_made' | 'leaked' | 'duplicated' | 'unsettled';
@@ -51,7 +53,7 @@ const RULES: Rule[] = [
   },
   {
     name: 'every captured payment is in the ledger', kind: 'lost',
-    sql: `SELECT p.id, p.status FROM payments p WHERE (p.status = 'refunded' OR p.escrow IN ('held', 'released'))
+    sql: `SELECT p.id, p.status FROM payments p WHERE (p.status = 'refunded' OR p.escrow IN ('held', 'releasing', 'released'))
           AND NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.payment_id = p.id AND l.kind = 'capture')`,
   },
   {
@@ -72,6 +74,7 @@ const SETTLED: Rule[] = [
     sql: `SELECT p.id, o.status FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.status = 'succeeded' AND p.escrow = 'held'
           AND (o.payment_id IS DISTINCT FROM p.id OR o.status IN ('expired', 'canceled', 'failed'))`,
   },
+  { name: 'no escrow release left half-way', kind: 'unsettled', sql: `SELECT id, order_id FROM payments WHERE escrow = 'releasing'` },
   { name: 'expired holds swept', kind: 'unsettled', sql: `SELECT id FROM orders WHERE status = 'awaiting_payment' AND hold_expires_at < now() - interval '10 seconds'` },
   {
     name: 'paid instant orders completed', kind: 'unsettled',
@@ -105,13 +108,17 @@ export function broken(checks: Check[]): string[] {
   return checks.filter((c) => c.bad > 0).map((c) => `shard ${c.shard}: ${c.name}: ${c.bad} bad, e.g. ${JSON.stringify(c.sample)}`);
 }
 
-/** Polls the settled checks until they pass or the time is up; returns the last result. */
-export async function waitSettled(stack: ChaosStack, timeoutMs: number): Promise<{ checks: Check[]; ms: number }> {
+/**
+ * Polls the settled checks (with a gateway: also that its books and ours agree) until
+ * they pass or the time is up; returns the last result.
+ */
+export async function waitSettled(stack: ChaosStack, timeoutMs: number, gateway?: Client): Promise<{ checks: Check[]; ms: number }> {
   const started = Date.now();
-  let checks = await checkSettled(stack);
+  const once = async () => [...(await checkSettled(stack)), ...(gateway ? await checkGatewayAgrees(stack, gateway, true) : [])];
+  let checks = await once();
   while (checks.some((c) => c.bad > 0) && Date.now() - started < timeoutMs) {
     await new Promise((r) => setTimeout(r, 500));
-    checks = await checkSettled(stack);
+    checks = await once();
   }
   return { checks, ms: Date.now() - started };
 }

@@ -93,11 +93,14 @@ export const SQL = {
   // Pending payments due for a poll of the gateway, oldest check first; picking one moves
   // its next check back with backoff ($3 s doubling, at most $4 s), so each poll is also
   // the rotation: the same batch is never picked twice in a row, and a payment whose
-  // poll throws still goes to the back. SKIP LOCKED: two runners split the batch.
+  // poll throws still goes to the back. A payment is always polled again just after its
+  // expiry (its order's hold), so money that arrived with a lost webhook is found then at
+  // the latest. SKIP LOCKED: two runners split the batch.
   duePending: {
     name: 'pay_due_pending',
-    text: `UPDATE payments p SET next_check_at = now() + make_interval(secs => LEAST($4::float8, $3::float8 * power(2, LEAST(p.checks, 16)))),
-             checks = p.checks + 1
+    text: `UPDATE payments p SET checks = p.checks + 1,
+             next_check_at = LEAST(now() + make_interval(secs => LEAST($4::float8, $3::float8 * power(2, LEAST(p.checks, 16)))),
+                                   CASE WHEN p.expires_at > now() THEN p.expires_at + interval '1 second' ELSE 'infinity' END)
            WHERE p.id IN (SELECT id FROM payments WHERE status = 'pending' AND next_check_at <= now()
                             AND created_at < now() - make_interval(secs => $1)
                           ORDER BY next_check_at LIMIT $2 FOR UPDATE SKIP LOCKED)

@@ -40,6 +40,8 @@ export interface Session {
   expires_at: string;
   escrow: EscrowState;
   refunded_cents: number;
+  /** When escrow was released to the merchant; kept through a later refund, so a payment paid out both ways shows. */
+  released_at?: string;
   created_at: string;
   /** Not part of the public view: where this session's events go. */
   webhook_url: string;
@@ -233,6 +235,7 @@ export class Gateway {
       throw new HttpError(409, 'escrow_not_held', `cannot release: session is ${s.status}, escrow ${s.escrow}`, { status: s.status, escrow: s.escrow });
     }
     s.escrow = 'released';
+    s.released_at = new Date().toISOString();
     this.stats.releases++;
     this.transitioned(s, 'payment.released');
     return s;

@@ -7,6 +7,7 @@ import { pick } from '../fixture.js';
 import { placeOrder, randomLines } from '../flows.js';
 import { sleep } from '../http.js';
 import { checkInvariants } from '../invariants.js';
+import { checkGatewayAgrees } from '../gateway-ledger.js';
 import { Outcome, pct, type RunCtx, type Scenario } from '../scenario.js';
 import { killQuietly } from '../stack.js';
 import { forEachBounded, Recorder, runClients } from '../stats.js';
@@ -62,6 +63,7 @@ export const cronCrash: Scenario = {
 
     await checkExactlyOnce(ctx, out, made);
     out.addChecks(await checkInvariants(ctx.stack));
+    out.addChecks(await checkGatewayAgrees(ctx.stack, ctx.gateway, false));
     const orders = rec.summary((l) => l === 'order');
     Object.assign(out.figures, { backlog_orders: made.length, made_due: due, kills: killed, drain_ms_after_kills: finished.ms, batch: BATCH });
     out.latencies.order_during_sweep = orders;

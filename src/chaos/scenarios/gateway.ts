@@ -79,7 +79,7 @@ async function run(ctx: RunCtx, v: Variant) {
   ctx.say(`load done: ${attempts.length} orders; faults off, waiting for every order to settle`);
 
   const settled = await waitFinal(ctx, attempts, 60_000);
-  const settledChecks = await waitSettled(ctx.stack, 30_000);
+  const settledChecks = await waitSettled(ctx.stack, 30_000, ctx.gateway);
   out.addChecks(settledChecks.checks);
   await crossCheck(ctx, out, attempts);
   const ledger = await ctx.api.call('GET', '/v1/admin/ledger', { token: await ctx.fixture.admin() });

@@ -6,6 +6,7 @@
 import { pick, type Customer } from '../fixture.js';
 import { Client, sleep } from '../http.js';
 import { checkInvariants } from '../invariants.js';
+import { checkGatewayAgrees } from '../gateway-ledger.js';
 import { Outcome, pct, type RunCtx, type Scenario } from '../scenario.js';
 import { rssMiB } from '../stack.js';
 import { Recorder, runClients } from '../stats.js';
@@ -102,6 +103,7 @@ async function run(ctx: RunCtx, v: Variant) {
   await sampler;
   peaks.rssAfterMiB = Math.max(0, ...rss());
   out.addChecks(await checkInvariants(ctx.stack));
+  out.addChecks(await checkGatewayAgrees(ctx.stack, ctx.gateway, false));
 
   const s = (l: string, secs: number) => rec.summary((x) => x === l, secs);
   const base = s('admitted/light', lightS);

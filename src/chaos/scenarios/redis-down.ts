@@ -66,7 +66,7 @@ export const redisDown: Scenario = {
     ctx.say('redis restarted');
     await runClients(CLIENTS, phaseS * 1000, 1_000_000, step);
 
-    const settled = await waitSettled(ctx.stack, 45_000);
+    const settled = await waitSettled(ctx.stack, 45_000, ctx.gateway);
     out.addChecks(settled.checks);
     await checkAcknowledged(ctx, out, confirmed, canceled, paid);
     await checkCacheHealed(ctx, out, flash);

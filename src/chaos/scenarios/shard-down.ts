@@ -80,7 +80,7 @@ export const shardDown: Scenario = {
     done = true;
     await healthLoop;
 
-    const settled = await waitSettled(ctx.stack, 45_000);
+    const settled = await waitSettled(ctx.stack, 45_000, ctx.gateway);
     out.addChecks(settled.checks);
     await checkLate(ctx, out, late);
     out.addChecks(await checkInvariants(ctx.stack));

@@ -45,7 +45,7 @@ export const workerKill: Scenario = {
     const confirmed = placed.filter((p) => p.ids);
     await replay(ctx, out, confirmed);
     await compareWithDatabase(ctx, out, confirmed);
-    const settled = await waitSettled(ctx.stack, 30_000);
+    const settled = await waitSettled(ctx.stack, 30_000, ctx.gateway);
     out.addChecks(settled.checks);
     await checkPayments(ctx, out, paid);
     out.addChecks(await checkInvariants(ctx.stack));
