@@ -92,6 +92,8 @@ export function loadConfig(env: Env = process.env) {
     loginWindowS: int(env, 'LOGIN_WINDOW_S', 900, 1, 86400),
     loginMaxFailsAccount: int(env, 'LOGIN_MAX_FAILS_ACCOUNT', 10, 1, 100000),
     loginMaxFailsAddress: int(env, 'LOGIN_MAX_FAILS_ADDRESS', 100, 1, 1000000),
+    // Registrations per client address per LOGIN_WINDOW_S: each one costs an scrypt call.
+    registerMaxAddress: int(env, 'REGISTER_MAX_ADDRESS', 100, 1, 1000000),
     trustProxy: bool(env, 'TRUST_PROXY', false),
     authCacheMs: int(env, 'AUTH_CACHE_MS', 1000, 0, 60_000),
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 65536, 1024, 16 * 1024 * 1024),

@@ -49,21 +49,27 @@ async function findByEmail(deps: Deps, email: string) {
   return res.rows[0] ?? null;
 }
 
-async function refuse(deps: Deps, email: string, ip: string): Promise<never> {
-  await deps.loginLimits?.failed(email, ip);
-  throw new EngineError('invalid_credentials');
+/** Registration through the API: limited per client address (each one costs an scrypt call). */
+export async function signUp(deps: Deps, input: { email: string; password: string; name?: string }, ip = ''): Promise<PublicUser> {
+  await deps.loginLimits?.registering(ip);
+  return register(deps, input);
+}
+
+/** The user an email and password name, or null; unknown and deleted users cost the same time. */
+async function checkCredentials(deps: Deps, email: string, password: string) {
+  const user = await findByEmail(deps, email);
+  if (!user || user.deleted_at) {
+    await burnPasswordCheck(password);
+    return null;
+  }
+  return (await verifyPassword(password, user.password_hash as string)) ? user : null;
 }
 
 export async function login(deps: Deps, input: { email: string; password: string }, ip = '') {
   const email = input.email.toLowerCase();
-  await deps.loginLimits?.check(email, ip);
-  const user = await findByEmail(deps, email);
-  if (!user || user.deleted_at) {
-    await burnPasswordCheck(input.password);
-    return refuse(deps, email, ip);
-  }
-  if (!(await verifyPassword(input.password, user.password_hash as string))) return refuse(deps, email, ip);
-  await deps.loginLimits?.succeeded(email, ip);
+  const check = () => checkCredentials(deps, email, input.password);
+  const user = deps.loginLimits ? await deps.loginLimits.attempt(email, ip, check) : await check();
+  if (!user) throw new EngineError('invalid_credentials');
   const shard = userShard(deps, user.id as string);
   const { token, hash } = newToken(shard);
   const res = await deps.shards.get(shard).query<{ expires_at: Date }>(SQL.insertSession, [hash, user.id, deps.cfg.sessionTtlS]);
