@@ -100,14 +100,27 @@ export async function logout(deps: Deps, p: Principal, token: string): Promise<v
   await deps.authCache?.revoked(p.uuid);
 }
 
-/** The first admin comes from config at start: created if missing, promoted if not admin. */
+/** ensureAdmin refuses an ADMIN_EMAIL that an account holds without being admin. */
+export class AdminEmailTaken extends EngineError {
+  constructor(email: string) {
+    super('conflict', `ADMIN_EMAIL=${email} belongs to an account that is not an admin (registered by someone, ` +
+      'with a password of their choosing); it is never promoted. Set ADMIN_EMAIL to an address no account holds.');
+  }
+}
+
+/**
+ * The first admin comes from config at start: created as admin with ADMIN_PASSWORD if
+ * no account holds the email. Only an account the engine created as admin is admin: one
+ * that holds the email already (anyone may register any address) is refused, never promoted.
+ */
 export async function ensureAdmin(deps: Deps, email: string, password: string): Promise<void> {
-  const existing = await findByEmail(deps, email);
+  let existing = await findByEmail(deps, email);
   if (!existing) {
     await register(deps, { email, password, name: 'Administrator' }, 'admin').catch((err: unknown) => {
       if (!(err instanceof EngineError && err.code === 'email_taken')) throw err;
     });
-    return;
+    // Taken meanwhile: by another app server creating the admin, or by a registration.
+    existing = await findByEmail(deps, email);
   }
-  if (existing.role !== 'admin') await deps.shards.get(userShard(deps, existing.id as string)).query(SQL.promoteAdmin, [existing.id]);
+  if (existing && existing.role !== 'admin') throw new AdminEmailTaken(email);
 }
