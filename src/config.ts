@@ -59,6 +59,17 @@ function shardOverrides(env: Env, shardCount: number): Map<number, number> {
   return map;
 }
 
+/** scrypt's N (OWASP: 2^17 with r=8, p=1; ~128 MiB and a few hundred ms per hash). */
+export const SCRYPT_N_DEFAULT = 2 ** 17;
+/** Below this, production refuses to start: cheaper hashes are for test runs only. */
+export const SCRYPT_N_PRODUCTION_MIN = 2 ** 17;
+
+function scryptN(env: Env): number {
+  const n = int(env, 'PASSWORD_SCRYPT_N', SCRYPT_N_DEFAULT, 2 ** 10, 2 ** 20);
+  if ((n & (n - 1)) !== 0) throw new ConfigError(`PASSWORD_SCRYPT_N=${n} is invalid: expected a power of two (2^10..2^20), e.g. 131072 = 2^17`);
+  return n;
+}
+
 export const DEFAULT_PG_SHARDS =
   'postgres://postgres@127.0.0.1:55431/engine,postgres://postgres@127.0.0.1:55432/engine,postgres://postgres@127.0.0.1:55433/engine';
 
@@ -89,6 +100,8 @@ export function loadConfig(env: Env = process.env) {
     directoryVersion: int(env, 'DIRECTORY_VERSION', 1, 1, 1_000_000),
     adminEmail: str(env, 'ADMIN_EMAIL', 'admin@example.com').toLowerCase(),
     adminPassword: str(env, 'ADMIN_PASSWORD', 'admin-password'),
+    // Stored hashes of a lower cost are rehashed at this one on the user's next login.
+    passwordScryptN: scryptN(env),
     loginWindowS: int(env, 'LOGIN_WINDOW_S', 900, 1, 86400),
     loginMaxFailsAccount: int(env, 'LOGIN_MAX_FAILS_ACCOUNT', 10, 1, 100000),
     loginMaxFailsAddress: int(env, 'LOGIN_MAX_FAILS_ADDRESS', 100, 1, 1000000),

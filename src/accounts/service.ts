@@ -6,7 +6,7 @@ import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { log } from '../log.js';
 import { encodeUser, uuidToHex } from '../router/ids.js';
-import { burnPasswordCheck, hashPassword, verifyPassword } from './password.js';
+import { burnPasswordCheck, hashPassword, needsRehash, verifyPassword } from './password.js';
 import { SQL } from './sql.js';
 import { newToken, parseToken } from './tokens.js';
 
@@ -28,7 +28,7 @@ export async function register(deps: Deps, input: { email: string; password: str
   const email = input.email.toLowerCase();
   const uuid = randomUUID();
   const emailShard = deps.shards.get(deps.dir.shardOfUserKey(email));
-  const hash = await hashPassword(input.password);
+  const hash = await hashPassword(input.password, deps.cfg.passwordScryptN);
   const claimed = await emailShard.query(SQL.claimEmail, [email, uuid]);
   if (claimed.rowCount === 0) throw new EngineError('email_taken');
   try {
@@ -59,7 +59,7 @@ export async function signUp(deps: Deps, input: { email: string; password: strin
 async function checkCredentials(deps: Deps, email: string, password: string) {
   const user = await findByEmail(deps, email);
   if (!user || user.deleted_at) {
-    await burnPasswordCheck(password);
+    await burnPasswordCheck(password, deps.cfg.passwordScryptN);
     return null;
   }
   return (await verifyPassword(password, user.password_hash as string)) ? user : null;
@@ -70,6 +70,7 @@ export async function login(deps: Deps, input: { email: string; password: string
   const check = () => checkCredentials(deps, email, input.password);
   const user = deps.loginLimits ? await deps.loginLimits.attempt(email, ip, check) : await check();
   if (!user) throw new EngineError('invalid_credentials');
+  await upgradeHash(deps, user.id as string, user.password_hash as string, input.password);
   const shard = userShard(deps, user.id as string);
   const { token, hash } = newToken(shard);
   const res = await deps.shards.get(shard).query<{ expires_at: Date }>(SQL.insertSession, [hash, user.id, deps.cfg.sessionTtlS]);
@@ -77,6 +78,21 @@ export async function login(deps: Deps, input: { email: string; password: string
     token, user_id: publicUserId(deps, user.id as string), role: user.role as Role,
     expires_at: res.rows[0]!.expires_at.toISOString(),
   };
+}
+
+/**
+ * A password stored at a lower scrypt cost than configured is hashed again at the
+ * current one, now that the login has the plain password. Best effort: a failure
+ * leaves the old hash, which still verifies, for the next login to replace.
+ */
+async function upgradeHash(deps: Deps, uuid: string, stored: string, password: string): Promise<void> {
+  if (!needsRehash(stored, deps.cfg.passwordScryptN)) return;
+  try {
+    const hash = await hashPassword(password, deps.cfg.passwordScryptN);
+    await deps.shards.get(userShard(deps, uuid)).query(SQL.rehashPassword, [uuid, stored, hash]);
+  } catch (err) {
+    log.warn('password rehash failed; the next login tries again', { err });
+  }
 }
 
 /** Resolves a bearer token to its user, or null when unknown, expired or revoked. */

@@ -35,6 +35,10 @@ export function engineEnv(base: NodeJS.ProcessEnv, overrides: Record<string, str
     // Every test logs in and registers from 127.0.0.1; the address limits are proven on
     // their own engine (login-limits.test.ts).
     LOGIN_MAX_FAILS_ADDRESS: '1000000', REGISTER_MAX_ADDRESS: '1000000',
+    // The suite registers hundreds of customers on two shared cores: scrypt at the
+    // production cost (2^17, ~128 MiB and a third of a second each) would dominate its
+    // run time. The production cost itself is proven in passwords.test.ts.
+    PASSWORD_SCRYPT_N: '16384',
     ...overrides,
   };
 }
