@@ -2,7 +2,7 @@
 // budget, migrates the shards, ensures the first admin, then forks WORKERS HTTP
 // workers and one cron process, respawns any that die, and drains all on SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
-import { ensureAdmin } from './accounts/service.js';
+import { AdminEmailTaken, ensureAdmin } from './accounts/service.js';
 import { assertBudget, ConfigError, loadConfig, type Config } from './config.js';
 import { runCron } from './cron/main.js';
 import { createEngine } from './engine.js';
@@ -13,6 +13,13 @@ import { runWorker } from './worker.js';
 
 type Role = 'worker' | 'cron';
 
+/** A start that restarting cannot fix: say why on stderr and exit EX_CONFIG (systemd does not retry it). */
+function refuse(reason: string): never {
+  log.error('refusing to start', { reason });
+  process.stderr.write(`engine: ${reason}\n`);
+  process.exit(78); // EX_CONFIG
+}
+
 function loadOrExit(): Config {
   try {
     const cfg = loadConfig();
@@ -20,9 +27,7 @@ function loadOrExit(): Config {
     return cfg;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    log.error('refusing to start', { reason: err.message });
-    process.stderr.write(`engine: ${err.message}\n`);
-    process.exit(78); // EX_CONFIG
+    return refuse(err.message);
   }
 }
 
@@ -30,9 +35,12 @@ async function prepare(cfg: Config): Promise<void> {
   if (cfg.migrateOnStart) await migrateReachable(cfg.pgShards);
   const tool = createEngine(cfg, 'tool');
   try {
-    // The admin's shard may be the one that is down: serve anyway, the admin exists already
-    // on every deployment but the first.
-    await ensureAdmin(tool.deps, cfg.adminEmail, cfg.adminPassword).catch((err: unknown) => log.error('could not ensure the first admin', { err }));
+    await ensureAdmin(tool.deps, cfg.adminEmail, cfg.adminPassword).catch((err: unknown) => {
+      if (err instanceof AdminEmailTaken) throw new ConfigError(err.message);
+      // The admin's shard may be the one that is down: serve anyway, the admin exists already
+      // on every deployment but the first.
+      log.error('could not ensure the first admin', { err });
+    });
   } finally {
     await tool.close();
   }
@@ -44,6 +52,7 @@ async function runPrimary(): Promise<void> {
   try {
     await prepare(cfg);
   } catch (err) {
+    if (err instanceof ConfigError) refuse(err.message);
     log.error('start failed: shards not reachable or migration failed', { err });
     process.exit(1);
   }

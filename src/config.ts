@@ -59,6 +59,26 @@ function shardOverrides(env: Env, shardCount: number): Map<number, number> {
   return map;
 }
 
+/**
+ * Defaults that run the local stack and its simulators. They are published with the code,
+ * so none of them is a secret: production refuses every one (see refuseTestDefaults).
+ */
+const SHIPPED = {
+  ADMIN_EMAIL: 'admin@example.com', ADMIN_PASSWORD: 'admin-password',
+  GATEWAY_API_KEY: 'gw_test_key', GATEWAY_WEBHOOK_SECRET: 'whsec_test', PROVIDER_API_KEY: 'pv_test_key',
+} as const;
+
+/** scrypt's N (OWASP: 2^17 with r=8, p=1; ~128 MiB and a few hundred ms per hash). */
+export const SCRYPT_N_DEFAULT = 2 ** 17;
+/** Below this, production refuses to start: cheaper hashes are for test runs only. */
+export const SCRYPT_N_PRODUCTION_MIN = 2 ** 17;
+
+function scryptN(env: Env): number {
+  const n = int(env, 'PASSWORD_SCRYPT_N', SCRYPT_N_DEFAULT, 2 ** 10, 2 ** 20);
+  if ((n & (n - 1)) !== 0) throw new ConfigError(`PASSWORD_SCRYPT_N=${n} is invalid: expected a power of two (2^10..2^20), e.g. 131072 = 2^17`);
+  return n;
+}
+
 export const DEFAULT_PG_SHARDS =
   'postgres://postgres@127.0.0.1:55431/engine,postgres://postgres@127.0.0.1:55432/engine,postgres://postgres@127.0.0.1:55433/engine';
 
@@ -87,11 +107,15 @@ export function loadConfig(env: Env = process.env) {
     categoryShardMap: new Map<number, number>(),
     publicUrl: '',
     directoryVersion: int(env, 'DIRECTORY_VERSION', 1, 1, 1_000_000),
-    adminEmail: str(env, 'ADMIN_EMAIL', 'admin@example.com').toLowerCase(),
-    adminPassword: str(env, 'ADMIN_PASSWORD', 'admin-password'),
+    adminEmail: str(env, 'ADMIN_EMAIL', SHIPPED.ADMIN_EMAIL).toLowerCase(),
+    adminPassword: str(env, 'ADMIN_PASSWORD', SHIPPED.ADMIN_PASSWORD),
+    // Stored hashes of a lower cost are rehashed at this one on the user's next login.
+    passwordScryptN: scryptN(env),
     loginWindowS: int(env, 'LOGIN_WINDOW_S', 900, 1, 86400),
     loginMaxFailsAccount: int(env, 'LOGIN_MAX_FAILS_ACCOUNT', 10, 1, 100000),
     loginMaxFailsAddress: int(env, 'LOGIN_MAX_FAILS_ADDRESS', 100, 1, 1000000),
+    // Registrations per client address per LOGIN_WINDOW_S: each one costs an scrypt call.
+    registerMaxAddress: int(env, 'REGISTER_MAX_ADDRESS', 100, 1, 1000000),
     trustProxy: bool(env, 'TRUST_PROXY', false),
     authCacheMs: int(env, 'AUTH_CACHE_MS', 1000, 0, 60_000),
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 65536, 1024, 16 * 1024 * 1024),
@@ -104,14 +128,14 @@ export function loadConfig(env: Env = process.env) {
     migrateOnStart: bool(env, 'MIGRATE_ON_START', true),
     logRequests: bool(env, 'LOG_REQUESTS', false),
     gatewayUrl: str(env, 'GATEWAY_URL', 'http://127.0.0.1:8090'),
-    gatewayApiKey: str(env, 'GATEWAY_API_KEY', 'gw_test_key'),
+    gatewayApiKey: str(env, 'GATEWAY_API_KEY', SHIPPED.GATEWAY_API_KEY),
     // Idempotency keys sent to the gateway are payment ids, unique per database only: two
     // environments on one gateway account need distinct prefixes or their keys collide.
     gatewayKeyPrefix: namespace(env, 'GATEWAY_KEY_PREFIX'),
-    gatewayWebhookSecret: str(env, 'GATEWAY_WEBHOOK_SECRET', 'whsec_test'),
+    gatewayWebhookSecret: str(env, 'GATEWAY_WEBHOOK_SECRET', SHIPPED.GATEWAY_WEBHOOK_SECRET),
     webhookToleranceS: int(env, 'WEBHOOK_TOLERANCE_S', 300, 1, 86400),
     providerUrl: str(env, 'PROVIDER_URL', 'http://127.0.0.1:8091'),
-    providerApiKey: str(env, 'PROVIDER_API_KEY', 'pv_test_key'),
+    providerApiKey: str(env, 'PROVIDER_API_KEY', SHIPPED.PROVIDER_API_KEY),
     remoteTimeoutMs: int(env, 'REMOTE_TIMEOUT_MS', 3000, 50, 120000),
     remoteRetries: int(env, 'REMOTE_RETRIES', 2, 0, 10),
     remoteBackoffMs: int(env, 'REMOTE_BACKOFF_MS', 100, 1, 60000),
@@ -153,7 +177,27 @@ export function loadConfig(env: Env = process.env) {
   cfg.categoryShardMap = shardOverrides(env, pgShards.length);
   cfg.publicUrl = str(env, 'ENGINE_PUBLIC_URL', `http://127.0.0.1:${cfg.port}`);
   if (cfg.adminPassword.length < 8) throw new ConfigError('ADMIN_PASSWORD must be at least 8 characters');
+  if (env.NODE_ENV === 'production') refuseTestDefaults(cfg);
   return cfg;
+}
+
+/**
+ * NODE_ENV=production (bf-engine.service sets it) refuses what only suits the local
+ * stack: a secret left unset or at its shipped value, which anyone can read and so forge
+ * webhooks or sign in as the admin with, and a password hash cheaper than 2^17. Every
+ * offending variable is named at once, so one restart fixes them all.
+ */
+function refuseTestDefaults(cfg: Config): void {
+  const values: Record<keyof typeof SHIPPED, string> = {
+    ADMIN_EMAIL: cfg.adminEmail, ADMIN_PASSWORD: cfg.adminPassword,
+    GATEWAY_API_KEY: cfg.gatewayApiKey, GATEWAY_WEBHOOK_SECRET: cfg.gatewayWebhookSecret, PROVIDER_API_KEY: cfg.providerApiKey,
+  };
+  const shipped = Object.entries(SHIPPED).filter(([name, def]) => values[name as keyof typeof SHIPPED] === def).map(([name]) => name);
+  const problems = shipped.length > 0 ? [`set ${shipped.join(', ')} (unset or still the test default${shipped.length > 1 ? 's' : ''})`] : [];
+  if (cfg.passwordScryptN < SCRYPT_N_PRODUCTION_MIN) {
+    problems.push(`PASSWORD_SCRYPT_N=${cfg.passwordScryptN} is below the production minimum ${SCRYPT_N_PRODUCTION_MIN} (2^17)`);
+  }
+  if (problems.length > 0) throw new ConfigError(`NODE_ENV=production refuses to start: ${problems.join('; ')}`);
 }
 
 export type Config = ReturnType<typeof loadConfig>;

@@ -40,7 +40,7 @@ export interface Deps {
   gate?: Gate;
   /** Resolved bearer tokens (absent in tools). */
   authCache?: AuthCache;
-  /** Failed-login counters (absent in tools). */
+  /** Login and registration limits (absent in tools and the cron process). */
   loginLimits?: LoginLimiter;
   /** Third parties, each behind an interface with its own breaker (one per process). */
   gateway: Gateway;

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import t from 'tap';
 import { admin, api, customer, onShard, uniq } from './helpers/api.js';
+import { refusal, startCluster, stop } from './helpers/engine.js';
+import { OWN_PORTS } from './setup/env.js';
 
 t.test('register, log in, use the token, log out, and the token stops working', async (t) => {
   const email = `${uniq('u')}@example.com`;
@@ -86,4 +88,22 @@ t.test('logout answers a bare 204: no body, no bogus Content-Length to hang a ke
   t.ok([null, '0'].includes(res.headers.get('content-length')), `content-length is ${res.headers.get('content-length')}`);
   t.equal(res.body, null);
   t.equal((await api('GET', '/healthz')).status, 200, 'the next request on the pool is answered');
+});
+
+t.test('an account registered with the admin email first is never promoted: the engine refuses to start', async (t) => {
+  const squatter = await customer();
+  const engine = startCluster(OWN_PORTS.adminClaimEngine, { ADMIN_EMAIL: squatter.email, ADMIN_PASSWORD: 'the-operators-password', WORKERS: '1' });
+  t.teardown(() => stop(engine));
+  const outcome = await refusal(engine);
+  t.not(outcome, 'ready', 'it never serves');
+  t.ok(typeof outcome === 'object' && outcome.code !== 0 && outcome.code !== null, `it exits non-zero (${JSON.stringify(outcome)})`);
+  const refused = engine.out().split('\n').find((l) => l.startsWith('engine: ')) ?? '';
+  t.match(refused, /ADMIN_EMAIL/, 'and says why on stderr, naming ADMIN_EMAIL');
+  t.ok(refused.includes(squatter.email), refused);
+  const again = await api('POST', '/v1/sessions', { body: { email: squatter.email, password: squatter.password } });
+  t.equal(again.status, 201);
+  t.equal(again.body.role, 'customer', 'the account is still a customer');
+  t.equal((await api('POST', '/v1/categories', { token: again.body.token, body: { name: 'x' } })).status, 403, 'with no admin rights');
+  t.equal((await api('POST', '/v1/sessions', { body: { email: squatter.email, password: 'the-operators-password' } })).status, 401,
+    'and the configured admin password opens nothing');
 });

@@ -276,6 +276,9 @@ render_files() {
   ' "$DEPLOY/topology.json" "$WORK/topology.local.json" "$LOCAL_WORKERS"
   render "$DEPLOY/engine.env.example" "$WORK/engine.env"
   sed -i "s/^WORKERS=.*/WORKERS=$LOCAL_WORKERS/" "$WORK/engine.env"
+  # A second deviation, from engine.env.example: the probe registers every customer from
+  # one address (the root namespace's), where a storefront's customers come from many.
+  sed -i "s/^REGISTER_MAX_ADDRESS=.*/REGISTER_MAX_ADDRESS=1000000/" "$WORK/engine.env"
   local i name
   for i in "${!APP_NAMES[@]}"; do
     name=${APP_NAMES[$i]}

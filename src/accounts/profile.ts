@@ -52,7 +52,7 @@ export async function changePassword(deps: Deps, p: Principal, token: string, cu
   if (!row) throw new EngineError('not_found', 'No such user');
   const stored = row.password_hash as string;
   if (!(await verifyPassword(current, stored))) throw new EngineError('wrong_password');
-  const hash = await hashPassword(next);
+  const hash = await hashPassword(next, deps.cfg.passwordScryptN);
   const revoked = await s.transaction(async (q) => {
     const set = await q.query(PROFILE_SQL.setPassword, [p.uuid, stored, hash]);
     if (set.rowCount !== 1) throw new EngineError('conflict', 'The password changed meanwhile; try again');

@@ -6,7 +6,7 @@ import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { log } from '../log.js';
 import { encodeUser, uuidToHex } from '../router/ids.js';
-import { burnPasswordCheck, hashPassword, verifyPassword } from './password.js';
+import { burnPasswordCheck, hashPassword, needsRehash, verifyPassword } from './password.js';
 import { SQL } from './sql.js';
 import { newToken, parseToken } from './tokens.js';
 
@@ -28,7 +28,7 @@ export async function register(deps: Deps, input: { email: string; password: str
   const email = input.email.toLowerCase();
   const uuid = randomUUID();
   const emailShard = deps.shards.get(deps.dir.shardOfUserKey(email));
-  const hash = await hashPassword(input.password);
+  const hash = await hashPassword(input.password, deps.cfg.passwordScryptN);
   const claimed = await emailShard.query(SQL.claimEmail, [email, uuid]);
   if (claimed.rowCount === 0) throw new EngineError('email_taken');
   try {
@@ -49,21 +49,28 @@ async function findByEmail(deps: Deps, email: string) {
   return res.rows[0] ?? null;
 }
 
-async function refuse(deps: Deps, email: string, ip: string): Promise<never> {
-  await deps.loginLimits?.failed(email, ip);
-  throw new EngineError('invalid_credentials');
+/** Registration through the API: limited per client address (each one costs an scrypt call). */
+export async function signUp(deps: Deps, input: { email: string; password: string; name?: string }, ip = ''): Promise<PublicUser> {
+  await deps.loginLimits?.registering(ip);
+  return register(deps, input);
+}
+
+/** The user an email and password name, or null; unknown and deleted users cost the same time. */
+async function checkCredentials(deps: Deps, email: string, password: string) {
+  const user = await findByEmail(deps, email);
+  if (!user || user.deleted_at) {
+    await burnPasswordCheck(password, deps.cfg.passwordScryptN);
+    return null;
+  }
+  return (await verifyPassword(password, user.password_hash as string)) ? user : null;
 }
 
 export async function login(deps: Deps, input: { email: string; password: string }, ip = '') {
   const email = input.email.toLowerCase();
-  await deps.loginLimits?.check(email, ip);
-  const user = await findByEmail(deps, email);
-  if (!user || user.deleted_at) {
-    await burnPasswordCheck(input.password);
-    return refuse(deps, email, ip);
-  }
-  if (!(await verifyPassword(input.password, user.password_hash as string))) return refuse(deps, email, ip);
-  await deps.loginLimits?.succeeded(email, ip);
+  const check = () => checkCredentials(deps, email, input.password);
+  const user = deps.loginLimits ? await deps.loginLimits.attempt(email, ip, check) : await check();
+  if (!user) throw new EngineError('invalid_credentials');
+  await upgradeHash(deps, user.id as string, user.password_hash as string, input.password);
   const shard = userShard(deps, user.id as string);
   const { token, hash } = newToken(shard);
   const res = await deps.shards.get(shard).query<{ expires_at: Date }>(SQL.insertSession, [hash, user.id, deps.cfg.sessionTtlS]);
@@ -71,6 +78,21 @@ export async function login(deps: Deps, input: { email: string; password: string
     token, user_id: publicUserId(deps, user.id as string), role: user.role as Role,
     expires_at: res.rows[0]!.expires_at.toISOString(),
   };
+}
+
+/**
+ * A password stored at a lower scrypt cost than configured is hashed again at the
+ * current one, now that the login has the plain password. Best effort: a failure
+ * leaves the old hash, which still verifies, for the next login to replace.
+ */
+async function upgradeHash(deps: Deps, uuid: string, stored: string, password: string): Promise<void> {
+  if (!needsRehash(stored, deps.cfg.passwordScryptN)) return;
+  try {
+    const hash = await hashPassword(password, deps.cfg.passwordScryptN);
+    await deps.shards.get(userShard(deps, uuid)).query(SQL.rehashPassword, [uuid, stored, hash]);
+  } catch (err) {
+    log.warn('password rehash failed; the next login tries again', { err });
+  }
 }
 
 /** Resolves a bearer token to its user, or null when unknown, expired or revoked. */
@@ -94,14 +116,27 @@ export async function logout(deps: Deps, p: Principal, token: string): Promise<v
   await deps.authCache?.revoked(p.uuid);
 }
 
-/** The first admin comes from config at start: created if missing, promoted if not admin. */
+/** ensureAdmin refuses an ADMIN_EMAIL that an account holds without being admin. */
+export class AdminEmailTaken extends EngineError {
+  constructor(email: string) {
+    super('conflict', `ADMIN_EMAIL=${email} belongs to an account that is not an admin (registered by someone, ` +
+      'with a password of their choosing); it is never promoted. Set ADMIN_EMAIL to an address no account holds.');
+  }
+}
+
+/**
+ * The first admin comes from config at start: created as admin with ADMIN_PASSWORD if
+ * no account holds the email. Only an account the engine created as admin is admin: one
+ * that holds the email already (anyone may register any address) is refused, never promoted.
+ */
 export async function ensureAdmin(deps: Deps, email: string, password: string): Promise<void> {
-  const existing = await findByEmail(deps, email);
+  let existing = await findByEmail(deps, email);
   if (!existing) {
     await register(deps, { email, password, name: 'Administrator' }, 'admin').catch((err: unknown) => {
       if (!(err instanceof EngineError && err.code === 'email_taken')) throw err;
     });
-    return;
+    // Taken meanwhile: by another app server creating the admin, or by a registration.
+    existing = await findByEmail(deps, email);
   }
-  if (existing.role !== 'admin') await deps.shards.get(userShard(deps, existing.id as string)).query(SQL.promoteAdmin, [existing.id]);
+  if (existing && existing.role !== 'admin') throw new AdminEmailTaken(email);
 }

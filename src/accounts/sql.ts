@@ -15,7 +15,11 @@ export const SQL = {
     name: 'acc_user_by_id',
     text: 'SELECT id, email, password_hash, name, role, phone, address, created_at, deleted_at FROM users WHERE id = $1',
   },
-  promoteAdmin: { name: 'acc_promote_admin', text: "UPDATE users SET role = 'admin', updated_at = now() WHERE id = $1" },
+  // Fenced on the hash the password was checked against: a password changed meanwhile wins.
+  rehashPassword: {
+    name: 'acc_rehash_password',
+    text: 'UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL',
+  },
   insertSession: {
     name: 'acc_insert_session',
     text: `INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))

@@ -138,7 +138,11 @@ export function engineEnv(stack: ChaosStack, overrides: Record<string, string>):
     PROVIDER_VERIFY_BACKOFF_MS: '50', OUTBOX_EVERY_MS: '500', NOTIFY_FILE: '/dev/null',
     // A retry after a crash waits this long for the dead request's Idempotency-Key claim.
     IDEMPOTENCY_LOCK_S: '2',
-    LOGIN_MAX_FAILS_ADDRESS: '1000000',
+    // Every customer is registered and logs in from 127.0.0.1.
+    LOGIN_MAX_FAILS_ADDRESS: '1000000', REGISTER_MAX_ADDRESS: '1000000',
+    // Customers are made by the dozen per scenario: the production scrypt cost (2^17)
+    // would spend the run on hashing, which no chaos scenario is about.
+    PASSWORD_SCRYPT_N: '16384',
     ...overrides,
   };
 }

@@ -128,7 +128,8 @@ function envFindings(t: Topology, file: string | null, rendered: boolean, out: F
   else out.push({ level: 'info', what: `${label}: ${holes.length} variables to fill in per deployment (${holes.join(', ')})` });
   sameValues(t, vars, out, label);
   try {
-    const v = judgeBudget(vars);
+    // As bf-engine.service runs it: NODE_ENV=production refuses test secrets and cheap password hashes.
+    const v = judgeBudget({ ...vars, NODE_ENV: 'production' });
     check(out, v.ok, `${label}: the engine would ${v.ok ? 'accept' : 'refuse'} it: ${v.reason ?? `${v.budget.formula} <= ${v.budget.max}`}`);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
@@ -163,6 +164,7 @@ function unitFindings(t: Topology, vars: Record<string, string> | null, out: Fin
   const graceS = Number(vars?.SHUTDOWN_GRACE_MS ?? 10000) / 1000;
   check(out, stopS > graceS + 3, `bf-engine.service: TimeoutStopSec=${stopS} > SHUTDOWN_GRACE_MS ${graceS} s + 3 s (the drain is not cut short)`);
   check(out, /^KillMode=mixed/m.test(unit), 'bf-engine.service: KillMode=mixed (SIGTERM to the primary, which drains its workers)');
+  check(out, /^Environment=NODE_ENV=production$/m.test(unit), 'bf-engine.service: NODE_ENV=production (the engine refuses test secrets and cheap password hashes)');
 }
 
 /** Everything `deploy:check` looks at; the CLI prints it, the tests read it. */

@@ -37,6 +37,26 @@ export async function startReady(port: number, overrides: Record<string, string>
   return s;
 }
 
+/**
+ * For a cluster that must refuse to start: its exit, or what it did instead (got
+ * ready, or neither within the time), so a start that wrongly succeeds fails fast.
+ */
+export async function refusal(s: Spawned, timeoutMs = 30_000): Promise<{ code: number | null } | 'ready' | 'timeout'> {
+  let done = false;
+  const ready = (async () => {
+    const deadline = Date.now() + timeoutMs;
+    while (!done && Date.now() < deadline) {
+      const ok = await fetch(`${s.url}/healthz`).then((r) => r.status === 200, () => false);
+      if (ok) return 'ready' as const;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return 'timeout' as const;
+  })();
+  const result = await Promise.race([s.exited.then((e) => ({ code: e.code })), ready]);
+  done = true;
+  return result;
+}
+
 /** Stops a cluster the test started, whatever state the test left it in. */
 export async function stop(s: Spawned): Promise<void> {
   if (s.child.exitCode !== null || s.child.signalCode !== null) return;

@@ -12,6 +12,8 @@ export const OWN_PORTS = {
   cacheEngine: TEST_PORT + 3, redisDownEngine: TEST_PORT + 4, redisDownRedis: TEST_PORT + 5,
   refusedEngine: TEST_PORT + 100, respawnEngine: TEST_PORT + 101, drainEngine: TEST_PORT + 102,
   outboxEngine: TEST_PORT + 300, flagsEngine: TEST_PORT + 310, loginLimitsEngine: TEST_PORT + 320,
+  loginLimitsNoRedisEngine: TEST_PORT + 321, deadRedis: TEST_PORT + 322, adminClaimEngine: TEST_PORT + 323,
+  productionEngine: TEST_PORT + 324, rehashEngine: TEST_PORT + 325,
   faultsEngine: TEST_PORT + 330, faultsGateway: TEST_PORT + 331, faultsProvider: TEST_PORT + 332,
 } as const;
 export const ENGINE_URL = `http://127.0.0.1:${TEST_PORT}`;
@@ -30,8 +32,13 @@ export function engineEnv(base: NodeJS.ProcessEnv, overrides: Record<string, str
     // Crons at test speed: lost webhooks are polled after 2 s, unclaimed money refunded after 1 s.
     PAYMENT_RECONCILE_AFTER_S: '2', UNCLAIMED_REFUND_AFTER_S: '1', STUCK_ORDER_AFTER_S: '2', PAYMENTS_CRON_EVERY_MS: '500',
     PROVIDER_VERIFY_BACKOFF_MS: '50', OUTBOX_EVERY_MS: '200', OUTBOX_LEASE_S: '2', NOTIFY_FILE: NOTICES_FILE, RETENTION_EVERY_MS: '500',
-    // Every test logs in from 127.0.0.1; the address limit is proven on its own engine.
-    LOGIN_MAX_FAILS_ADDRESS: '1000000',
+    // Every test logs in and registers from 127.0.0.1; the address limits are proven on
+    // their own engine (login-limits.test.ts).
+    LOGIN_MAX_FAILS_ADDRESS: '1000000', REGISTER_MAX_ADDRESS: '1000000',
+    // The suite registers hundreds of customers on two shared cores: scrypt at the
+    // production cost (2^17, ~128 MiB and a third of a second each) would dominate its
+    // run time. The production cost itself is proven in passwords.test.ts.
+    PASSWORD_SCRYPT_N: '16384',
     ...overrides,
   };
 }

@@ -14,7 +14,7 @@ export function accountRoutes(deps: Deps): RouteDef[] {
       body: object({ email: S.email, password: S.password, name: S.name }, ['email', 'password']),
       response: { status: 201, schema: User },
       handler: async (ctx) => {
-        const u = await accounts.register(deps, ctx.body);
+        const u = await accounts.signUp(deps, ctx.body, ctx.ip);
         return { status: 201, body: { id: u.id, email: u.email, name: u.name, role: u.role } };
       },
     },
