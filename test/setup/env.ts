@@ -13,6 +13,7 @@ export const OWN_PORTS = {
   refusedEngine: TEST_PORT + 100, respawnEngine: TEST_PORT + 101, drainEngine: TEST_PORT + 102,
   outboxEngine: TEST_PORT + 300, flagsEngine: TEST_PORT + 310, loginLimitsEngine: TEST_PORT + 320,
   faultsEngine: TEST_PORT + 330, faultsGateway: TEST_PORT + 331, faultsProvider: TEST_PORT + 332,
+  admissionEngine: TEST_PORT + 340, readyzEngine: TEST_PORT + 341,
 } as const;
 export const ENGINE_URL = `http://127.0.0.1:${TEST_PORT}`;
 export const GATEWAY_URL = `http://127.0.0.1:${GATEWAY_PORT}`;
