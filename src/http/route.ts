@@ -230,8 +230,8 @@ async function resolvePrincipal(mode: AuthMode, env: HttpEnv, token: string | nu
  * Collects the body up to the size limit and the deadline. Whatever ends it first
  * settles the promise (the last byte, the limit: 413, the deadline: 408, the client
  * hanging up), so the request's slot always comes back and no buffer outlives it.
- * uWS also closes a connection idle for ~10 s; the deadline is ours so that a client
- * dripping one byte at a time is cut off too.
+ * uWS closes such a connection on its own timer too (after 10-14 s, with no answer);
+ * the deadline is ours so that the bound is stated, configurable and answered (408).
  */
 function readBody(res: HttpResponse, wanted: boolean, env: HttpEnv, state: RequestState): Promise<Buffer> {
   if (!wanted) return Promise.resolve(Buffer.alloc(0));
