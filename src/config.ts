@@ -119,6 +119,9 @@ export function loadConfig(env: Env = process.env) {
     trustProxy: bool(env, 'TRUST_PROXY', false),
     authCacheMs: int(env, 'AUTH_CACHE_MS', 1000, 0, 60_000),
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 65536, 1024, 16 * 1024 * 1024),
+    // A body must arrive whole within this, from its request's headers; uWS closes an
+    // unfinished upload after 10-14 s anyway, so a longer deadline would never be reached.
+    bodyTimeoutMs: int(env, 'BODY_TIMEOUT_MS', 10_000, 100, 10_000),
     sessionTtlS: int(env, 'SESSION_TTL_S', 86400, 60, 90 * 86400),
     holdTtlS: int(env, 'HOLD_TTL_S', 600, 1, 86400),
     idempotencyLockS: int(env, 'IDEMPOTENCY_LOCK_S', 15, 1, 3600),

@@ -14,6 +14,9 @@ export const ERRORS = {
   invalid_id: { status: 404, type: 'not_found', message: 'No such resource' },
   invalid_cursor: { status: 400, type: 'invalid_request', message: 'Cursor is malformed' },
   body_too_large: { status: 413, type: 'invalid_request', message: 'Body too large' },
+  request_timeout: { status: 408, type: 'invalid_request', message: 'Request body not received in time' },
+  // Never sent (the client is gone): it ends a request whose client hung up, and metrics count it as 499.
+  client_closed: { status: 499, type: 'invalid_request', message: 'The client closed the connection' },
   unsupported_media_type: { status: 415, type: 'invalid_request', message: 'Content-Type must be application/json' },
   idempotency_mismatch: { status: 422, type: 'invalid_request', message: 'Idempotency-Key was used with a different request' },
   not_found: { status: 404, type: 'not_found', message: 'No such resource' },

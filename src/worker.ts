@@ -3,10 +3,10 @@ import uWS from 'uWebSockets.js';
 import type { Config } from './config.js';
 import { counterSamples } from './cache/counters.js';
 import { createEngine } from './engine.js';
+import { idleMs, inflightCount, streamInflightCount } from './http/admission.js';
 import { buildApp } from './http/app.js';
 import { setGauge, startMetricsShipping } from './http/metrics.js';
 import { closeConnectionsAfterReply } from './http/reply.js';
-import { idleMs, inflightCount } from './http/route.js';
 import { log, setLogContext } from './log.js';
 
 export async function runWorker(cfg: Config): Promise<void> {
@@ -24,6 +24,7 @@ export async function runWorker(cfg: Config): Promise<void> {
       setGauge(`pg_pool_waiting${l}`, s.waiting);
     }
     setGauge(`http_inflight{pid="${process.pid}"}`, inflightCount());
+    setGauge(`stream_inflight{pid="${process.pid}"}`, streamInflightCount());
     for (const [name, v] of counterSamples(`pid="${process.pid}"`)) setGauge(name, v);
   });
 

@@ -1,4 +1,4 @@
-// The chaos runner itself, short: two scenarios for a few seconds each on a stack of
+// The chaos runner itself, short: three scenarios for a few seconds each on a stack of
 // its own (Postgres, Redis, simulators and engine on ports keyed by TEST_ENGINE_PORT,
 // under .stack/chaos-smoke-<port>/), so CI proves the runner works and the promises
 // it checks hold. The full campaign is `npm run chaos` (see src/chaos/main.ts).
@@ -15,14 +15,14 @@ const k = Math.floor(TEST_PORT / 1000) % 66;
 const STACK_DIR = path.join(ROOT, '.stack', `chaos-smoke-${TEST_PORT}`);
 const JSON_FILE = path.join(STACK_DIR, 'results.json');
 const ARGS = [
-  '--scenario', 'worker-kill,gateway-duplicates', '--duration', '5',
+  '--scenario', 'worker-kill,gateway-duplicates,aborted-uploads', '--duration', '5',
   '--engine-port', String(8003 + 10 * k), '--gateway-port', String(8004 + 10 * k), '--provider-port', String(8005 + 10 * k),
   '--pg-ports', [1, 2, 3].map((i) => 24000 + 10 * k + i).join(','), '--redis-port', String(6400 + k),
   '--stack-dir', STACK_DIR, '--json', JSON_FILE,
 ];
 const LIMIT_MS = 150_000;
 
-t.test('chaos smoke: workers killed under writes, every webhook delivered six times out of order', async (t) => {
+t.test('chaos smoke: workers killed under writes, every webhook delivered six times out of order, uploads aborted and stalled under load', async (t) => {
   rmSync(JSON_FILE, { force: true });
   const child = spawn(process.execPath, [path.join(DIST_DIR, 'chaos', 'main.js'), ...ARGS], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -37,7 +37,7 @@ t.test('chaos smoke: workers killed under writes, every webhook delivered six ti
   if (code !== 0) t.comment(out);
   t.ok(existsSync(JSON_FILE), 'results written');
   const { results } = JSON.parse(readFileSync(JSON_FILE, 'utf8')) as { results: any[] };
-  t.same(results.map((r) => r.scenario), ['worker-kill', 'gateway-duplicates']);
+  t.same(results.map((r) => r.scenario), ['worker-kill', 'gateway-duplicates', 'aborted-uploads']);
   for (const r of results) {
     t.ok(r.ok, `${r.scenario}: ${r.failures.join('; ') || 'ok'}`);
     t.ok(r.load.requests > 0, `${r.scenario}: held ${r.load.requests} requests`);
@@ -46,5 +46,7 @@ t.test('chaos smoke: workers killed under writes, every webhook delivered six ti
   }
   const kill = results.find((r) => r.scenario === 'worker-kill');
   t.equal(kill?.figures.replay_mismatches, 0, 'same-key retries got the original orders');
+  const uploads = results.find((r) => r.scenario === 'aborted-uploads');
+  t.equal(uploads?.figures.inflight_after, uploads?.figures.baseline_inflight, 'every broken upload gave its slot back');
   t.comment(out.slice(out.indexOf('| scenario')));
 });

@@ -13,7 +13,8 @@
 // the fuzz item, category and customer are exactly as before.
 // Accepted cases: valid bodies carrying hostile-but-legal text (unicode, controls, SQL,
 // markup) and boundary numbers: never 5xx, and text comes back exactly as sent.
-// After everything: /healthz answers and the engine's workers are the same processes.
+// After everything: /healthz answers, the engine's workers are the same processes, and
+// its in-flight gauge is back to where it was (an aborted or stalled case gave its slot back).
 //
 // FUZZ_ITERATIONS=N (default 1) multiplies the random mutations per route and field;
 // e.g. `FUZZ_ITERATIONS=50 npx tap test/fuzz.test.ts` for a long campaign.
@@ -273,6 +274,28 @@ function parseStatus(text: string): Outcome {
   return m ? Number(m[1]) : 'closed';
 }
 
+/** The suite engine's in-flight gauge summed over its workers (the fleet view lags ~2 s); NaN when refused. */
+async function inflight(): Promise<number> {
+  const res = await fetch(`${ENGINE_URL}/metrics`, { signal: AbortSignal.timeout(5000) }).catch(() => null);
+  if (!res || res.status !== 200) return NaN;
+  const lines = (await res.text()).split('\n').filter((l) => l.startsWith('http_inflight{'));
+  return lines.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
+
+/**
+ * Polls until the gauge is at most `baseline`. Other test files share this engine, so
+ * one reading may catch their requests in flight; a leaked slot never goes away.
+ */
+async function inflightSettles(baseline: number, timeoutMs = 20_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let v = await inflight();
+  while (!(v <= baseline) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    v = await inflight();
+  }
+  return v;
+}
+
 async function healthP99(n: number): Promise<number> {
   const ms: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -301,6 +324,9 @@ t.test('hostile input on every route: only 4xx, nothing written, the engine keep
   const rejKnown: Known = { marker: REJ, categoryId: fuzzCategory.id, itemId: fuzzItem.id, n: () => ++seq };
   const workersBefore = workers();
   t.ok(workersBefore.length > 0, `suite engine workers: ${workersBefore.join(',')}`);
+  await new Promise((r) => setTimeout(r, 2500)); // every worker's gauge has been shipped once
+  const inflightBefore = await inflightSettles(Infinity);
+  t.ok(Number.isFinite(inflightBefore), `in flight before the campaign: ${inflightBefore}`);
   const before = await footprint(fuzzItem.id, fuzzCategory.id, uuid);
 
   // --- rejected cases ---
@@ -527,6 +553,8 @@ t.test('hostile input on every route: only 4xx, nothing written, the engine keep
   t.equal((await api('GET', '/healthz')).status, 200, '/healthz answers');
   t.equal((await api('GET', '/v1/orders', { token: victim.token })).status, 200, 'the customer whose token sent the destructive-route cases still has a session');
   t.same(workers(), workersBefore, 'the same worker processes: none crashed and respawned');
+  const inflightAfter = await inflightSettles(inflightBefore);
+  t.ok(inflightAfter <= inflightBefore, `in flight after the campaign: ${inflightAfter} (before: ${inflightBefore}): every aborted, stalled and refused case gave its slot back`);
   t.same(failures, [], `${failures.length} cases answered wrongly`);
   t.ok(roundTrips > 0, `${roundTrips} stored texts compared with what was sent`);
   if (noValidBody.length) t.comment(`no valid body could be made from the schema (accepted cases not sent): ${noValidBody.join(', ')}`);

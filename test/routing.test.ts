@@ -2,8 +2,11 @@
 // every answer carries a request id, and the ops endpoints report the real fleet.
 import { request } from 'node:http';
 import t from 'tap';
-import { admin, api, category, item, localId, onShard, shardOf } from './helpers/api.js';
-import { TEST_PORT } from './setup/env.js';
+import { DEFAULT_PG_SHARDS } from '../src/config.js';
+import { admin, api, category, customer, item, localId, onShard, shardOf } from './helpers/api.js';
+import { startCluster, stop } from './helpers/engine.js';
+import { OWN_PORTS, TEST_PORT } from './setup/env.js';
+import { waitFor } from './setup/procs.js';
 
 interface RawRes { status: number; headers: Record<string, string | string[] | undefined>; text: string }
 
@@ -149,13 +152,41 @@ t.test('/healthz answers 200', async (t) => {
   t.same(res.body, { status: 'ok' });
 });
 
-t.test('/readyz reports three shards up and Redis up', async (t) => {
+t.test('/readyz reports three shards up and Redis up: statuses to anyone, details to an admin', async (t) => {
   const res = await api('GET', '/readyz');
   t.equal(res.status, 200);
   t.equal(res.body.status, 'ok');
-  t.same(res.body.shards.map((s: { shard: number; status: string }) => [s.shard, s.status]), [[0, 'up'], [1, 'up'], [2, 'up']]);
+  t.same(res.body.shards, [0, 1, 2].map((shard) => ({ shard, status: 'up' })), 'each shard: its status and nothing else');
   t.ok(res.body.redis.length >= 1, 'at least one Redis');
-  t.ok(res.body.redis.every((r: { status: string }) => r.status === 'up'), 'every Redis up');
+  t.same(res.body.redis, res.body.redis.map((_: unknown, i: number) => ({ redis: i, status: 'up' })), 'each Redis: its status and nothing else');
+  t.same(Object.keys(res.body).sort(), ['redis', 'shards', 'status'], 'no pool figures for anonymous callers');
+  const full = await api('GET', '/readyz', { token: await admin() });
+  t.equal(full.status, 200);
+  t.same(full.body.pools.map((p: { shard: number }) => p.shard), [0, 1, 2], 'an admin sees the pools');
+  t.ok(full.body.shards.every((s: { ms: unknown }) => typeof s.ms === 'number'), 'and the ping times');
+});
+
+t.test('/readyz with a shard down: anonymous callers see which, never why; an admin sees why', async (t) => {
+  const token = await admin();
+  const down = (parseInt(token[1]!, 36) + 1) % 3; // not the admin's own shard: the admin can still sign in
+  const urls = (process.env.PG_SHARDS ?? DEFAULT_PG_SHARDS).split(',');
+  urls[down] = 'postgres://postgres@127.0.0.1:1/engine'; // nothing listens on port 1
+  const own = startCluster(OWN_PORTS.readyzEngine, { PG_SHARDS: urls.join(','), WORKERS: '1' });
+  t.teardown(() => stop(own));
+  await waitFor(`${own.url}/readyz`, 30_000, (s) => s === 503);
+  const expected = { status: 'unavailable', shards: [0, 1, 2].map((shard) => ({ shard, status: shard === down ? 'down' : 'up' })) };
+  const customerToken = (await customer()).token;
+  for (const [who, as] of [['anonymous', null], ['a garbage token', `s0.${'A'.repeat(43)}`], ['a customer', customerToken]] as const) {
+    const res = await api('GET', '/readyz', { base: own.url, token: as });
+    t.equal(res.status, 503, `${who}: 503`);
+    t.match(res.body, expected, `${who}: which shard is down`);
+    t.same(Object.keys(res.body).sort(), ['redis', 'shards', 'status'], `${who}: no pools`);
+    t.notMatch(JSON.stringify(res.body), /ECONNREFUSED|127\.0\.0\.1|postgres|error|message|last_/i, `${who}: no error text, host or address`);
+  }
+  const full = await api('GET', '/readyz', { base: own.url, token });
+  t.equal(full.status, 503);
+  t.match(full.body.shards[down], { shard: down, status: 'down', error: String }, 'an admin sees why the shard is down');
+  t.match(full.body.pools[down], { shard: down, state: 'down', last_error: /ECONNREFUSED/ }, 'and its pool\'s last error');
 });
 
 t.test('/metrics shows request counts by route and pool usage per shard', async (t) => {

@@ -9,6 +9,7 @@ import { Fixture } from './fixture.js';
 import { Client } from './http.js';
 import { table } from './report.js';
 import type { Result, RunCtx, Scenario } from './scenario.js';
+import { abortedUploads } from './scenarios/aborted-uploads.js';
 import { cronCrash } from './scenarios/cron-crash.js';
 import { gatewayDuplicates, gatewayFaults } from './scenarios/gateway.js';
 import { overload, overloadDefaults } from './scenarios/overload.js';
@@ -17,7 +18,7 @@ import { shardDown } from './scenarios/shard-down.js';
 import { workerKill } from './scenarios/worker-kill.js';
 import { ChaosStack, EngineProc, say, startSims, type ChaosPorts, type Sims } from './stack.js';
 
-const SCENARIOS: Scenario[] = [workerKill, shardDown, redisDown, gatewayFaults, gatewayDuplicates, overload, overloadDefaults, cronCrash];
+const SCENARIOS: Scenario[] = [workerKill, shardDown, redisDown, gatewayFaults, gatewayDuplicates, overload, overloadDefaults, abortedUploads, cronCrash];
 
 interface Options { scenarios: Scenario[]; durationS: number; dir: string; ports: ChaosPorts; keepStack: boolean; json: string }
 

@@ -29,6 +29,7 @@ export function buildApp(parts: AppParts): { app: uWS.TemplatedApp; routes: Rout
   const { deps, redis } = parts;
   const env: HttpEnv = {
     bodyLimitBytes: deps.cfg.bodyLimitBytes,
+    bodyTimeoutMs: deps.cfg.bodyTimeoutMs,
     maxInflight: deps.cfg.maxInflight,
     logRequests: deps.cfg.logRequests,
     trustProxy: deps.cfg.trustProxy,

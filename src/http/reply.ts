@@ -1,19 +1,26 @@
 // Everything that goes back over the wire: status lines, the error shape, and the
 // one place an error of any kind becomes an HTTP answer.
 import type { HttpResponse } from 'uWebSockets.js';
-import { EngineError } from '../errors.js';
+import { EngineError, type ErrorCode } from '../errors.js';
 import { log } from '../log.js';
 
-export interface Reply { status: number; body?: unknown; headers?: Record<string, string> }
+export interface Reply {
+  status: number; body?: unknown; headers?: Record<string, string>;
+  /** Close the connection after this answer (a body left unread must not be parsed as the next request). */
+  close?: boolean;
+}
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK', 201: 'Created', 204: 'No Content', 303: 'See Other', 400: 'Bad Request', 401: 'Unauthorized',
-  403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 413: 'Payload Too Large',
+  403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 409: 'Conflict', 413: 'Payload Too Large',
   415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 429: 'Too Many Requests', 500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
 
 export function statusLine(status: number): string { return `${status} ${STATUS_TEXT[status] ?? ''}`.trim(); }
+
+/** Refusals that stop reading a body half-way: the rest of it is still on the wire. */
+const BODY_LEFT_UNREAD = new Set<ErrorCode>(['body_too_large', 'request_timeout']);
 
 export function errorReply(err: unknown, requestId: string): Reply {
   if (!(err instanceof EngineError)) {
@@ -26,7 +33,8 @@ export function errorReply(err: unknown, requestId: string): Reply {
   }
   const headers: Record<string, string> = {};
   if (e.retryAfterS !== undefined) headers['retry-after'] = String(e.retryAfterS);
-  return { status: e.status, headers, body: { error: { type: e.type, code: e.code, message: e.message, ...e.details } } };
+  const close = BODY_LEFT_UNREAD.has(e.code);
+  return { status: e.status, headers, close, body: { error: { type: e.type, code: e.code, message: e.message, ...e.details } } };
 }
 
 // Once a worker drains, every answer closes its connection (`Connection: close`):
@@ -36,6 +44,7 @@ export function closeConnectionsAfterReply(): void { closeAfterReply = true; }
 
 /** Writes a reply in one corked batch. Never called after the client aborted. */
 export function send(res: HttpResponse, requestId: string, reply: Reply): void {
+  const close = closeAfterReply || reply.close === true;
   res.cork(() => {
     res.writeStatus(statusLine(reply.status));
     res.writeHeader('x-request-id', requestId);
@@ -43,20 +52,20 @@ export function send(res: HttpResponse, requestId: string, reply: Reply): void {
     if (reply.status === 204) {
       // No argument: a 204 then carries no Content-Length. An explicit `undefined` makes
       // uWS write `Content-Length: 9223372036854775808`, and keep-alive clients hang on it.
-      if (closeAfterReply) res.endWithoutBody(0, true);
+      if (close) res.endWithoutBody(0, true);
       else res.endWithoutBody();
       return;
     }
     if (reply.body === undefined) {
-      res.end(undefined, closeAfterReply);
+      res.end(undefined, close);
       return;
     }
     if (typeof reply.body === 'string') {
       if (!reply.headers?.['content-type']) res.writeHeader('content-type', 'text/plain; charset=utf-8');
-      res.end(reply.body, closeAfterReply);
+      res.end(reply.body, close);
       return;
     }
     res.writeHeader('content-type', 'application/json');
-    res.end(JSON.stringify(reply.body), closeAfterReply);
+    res.end(JSON.stringify(reply.body), close);
   });
 }

@@ -1,10 +1,13 @@
 // The one path every request takes: copy what uWS gives before the first await,
-// register onAborted, read a bounded body, validate, authenticate, run the handler,
-// map any error, and write the answer corked. Routes only declare what they need.
+// register onAborted, take an admission slot, read a bounded body, validate,
+// authenticate, run the handler, map any error, and write the answer corked. Routes
+// only declare what they need. The slot comes back on every path: an answer, an error,
+// a client that hangs up mid-body, a body that never finishes.
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Principal } from '../accounts/service.js';
 import { EngineError } from '../errors.js';
 import { log } from '../log.js';
+import { admitRequest } from './admission.js';
 import { observe } from './metrics.js';
 import { errorReply, send, type Reply } from './reply.js';
 import { compileBody, compileQuery, type Schema } from './schemas.js';
@@ -43,6 +46,8 @@ export interface RouteDef<B = any, Q = any> {
 
 export interface HttpEnv {
   bodyLimitBytes: number;
+  /** From the request's headers to its body's last byte, however the bytes trickle in. */
+  bodyTimeoutMs: number;
   maxInflight: number;
   logRequests: boolean;
   trustProxy: boolean;
@@ -59,12 +64,11 @@ export function requestIdOf(given: string, env: Pick<HttpEnv, 'nextRequestId'>):
 const IDEMPOTENCY_RE = /^[\x21-\x7e]{1,128}$/;
 const BASE_HEADERS = ['authorization', 'content-type', 'x-request-id', 'idempotency-key', 'x-forwarded-for'];
 
-let inflight = 0;
-let lastActivityMs = 0;
-export function inflightCount(): number { return inflight; }
+/** What metrics count a request as when its client hung up before the answer (nginx's 499). */
+const CLIENT_CLOSED = 499;
 
-/** How long no request has been running; a draining worker waits for a quiet spell. */
-export function idleMs(): number { return inflight > 0 ? 0 : performance.now() - lastActivityMs; }
+/** A request's abort as the body reader sees it: uWS calls onAborted once, at most. */
+interface RequestState { aborted: boolean; onAbort: (() => void) | null }
 
 export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
   const validateBody = def.body ? compileBody(def.body) : null;
@@ -85,32 +89,34 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
     const given = headers['x-request-id']!;
     const requestId = requestIdOf(given, env);
     const ip = clientIp(env.trustProxy, headers['x-forwarded-for']!, Buffer.from(res.getRemoteAddressAsText()).toString());
-    const state = { aborted: false };
-    res.onAborted(() => { state.aborted = true; });
+    const state: RequestState = { aborted: false, onAbort: null };
+    res.onAborted(() => {
+      state.aborted = true;
+      state.onAbort?.();
+    });
 
     const finish = (reply: Reply) => {
-      if (state.aborted) return;
-      send(res, requestId, reply);
       const ms = performance.now() - started;
-      observe(def.name, reply.status, ms);
-      if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status: reply.status, ms: Math.round(ms * 10) / 10 });
+      const status = state.aborted ? CLIENT_CLOSED : reply.status;
+      if (!state.aborted) send(res, requestId, reply);
+      observe(def.name, status, ms);
+      if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status, ms: Math.round(ms * 10) / 10 });
     };
 
-    if (inflight >= env.maxInflight) {
+    const release = admitRequest(env.maxInflight);
+    if (!release) {
       finish(errorReply(new EngineError('overloaded', undefined, { retryAfterS: 1 }), requestId));
       return;
     }
-    inflight++;
-    lastActivityMs = performance.now();
     const needsBody = def.method === 'post' || def.method === 'patch' || def.method === 'put';
-    readBody(res, needsBody, env.bodyLimitBytes, state)
+    // A handler that already runs is not cut short by an abort: it finishes (its own
+    // timeouts bound it) and only then gives the slot back, so hanging up cannot be
+    // used to start more work than MAX_INFLIGHT.
+    readBody(res, needsBody, env, state)
       .then((raw) => run(def, env, { headers, params, rawQuery, requestId, ip, raw, keySent }, validateBody, validateQuery))
       .catch((err: unknown) => errorReply(err, requestId))
       .then(finish)
-      .finally(() => {
-        inflight--;
-        lastActivityMs = performance.now();
-      });
+      .finally(release);
   });
 }
 
@@ -220,26 +226,42 @@ async function resolvePrincipal(mode: AuthMode, env: HttpEnv, token: string | nu
   return principal;
 }
 
-/** Collects the body up to the limit; past it, answers 413 without buffering more. */
-function readBody(res: HttpResponse, wanted: boolean, limit: number, state: { aborted: boolean }): Promise<Buffer> {
+/**
+ * Collects the body up to the size limit and the deadline. Whatever ends it first
+ * settles the promise (the last byte, the limit: 413, the deadline: 408, the client
+ * hanging up), so the request's slot always comes back and no buffer outlives it.
+ * uWS closes such a connection on its own timer too (after 10-14 s, with no answer);
+ * the deadline is ours so that the bound is stated, configurable and answered (408).
+ */
+function readBody(res: HttpResponse, wanted: boolean, env: HttpEnv, state: RequestState): Promise<Buffer> {
   if (!wanted) return Promise.resolve(Buffer.alloc(0));
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    let chunks: Buffer[] = [];
     let size = 0;
     let done = false;
+    const settle = (outcome: () => void) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      state.onAbort = null;
+      chunks = [];
+      outcome();
+    };
+    const timer = setTimeout(() => {
+      settle(() => reject(new EngineError('request_timeout', `Body not received within ${env.bodyTimeoutMs} ms`)));
+    }, env.bodyTimeoutMs);
+    state.onAbort = () => settle(() => reject(new EngineError('client_closed')));
     res.onData((chunk, isLast) => {
-      if (done || state.aborted) return;
+      if (done) return;
       size += chunk.byteLength;
-      if (size > limit) {
-        done = true;
-        reject(new EngineError('body_too_large', `Body exceeds ${limit} bytes`));
+      if (size > env.bodyLimitBytes) {
+        settle(() => reject(new EngineError('body_too_large', `Body exceeds ${env.bodyLimitBytes} bytes`)));
         return;
       }
       chunks.push(Buffer.from(chunk.slice(0)));
-      if (isLast) {
-        done = true;
-        resolve(Buffer.concat(chunks));
-      }
+      if (!isLast) return;
+      const body = Buffer.concat(chunks);
+      settle(() => resolve(body));
     });
   });
 }

@@ -258,8 +258,9 @@
     if (!body) {
       tiles.append(tile('Engine', false, 'unreachable'));
     } else {
-      for (const s of body.shards || []) tiles.append(tile(`Shard ${s.shard}`, s.status === 'up', s.status === 'up' ? `${s.ms} ms` : 'down'));
-      for (const r of body.redis || []) tiles.append(tile(`Redis ${r.redis}`, r.status === 'up', r.status === 'up' ? 'up' : `down (${r.state || 'unreachable'})`));
+      // Anonymous callers get statuses only; an admin token adds latency and the reason.
+      for (const s of body.shards || []) tiles.append(tile(`Shard ${s.shard}`, s.status === 'up', s.status === 'up' ? (s.ms === undefined ? 'up' : `${s.ms} ms`) : 'down'));
+      for (const r of body.redis || []) tiles.append(tile(`Redis ${r.redis}`, r.status === 'up', r.status === 'up' ? 'up' : `down${r.state ? ` (${r.state})` : ''}`));
     }
     $('health-at').textContent = `updated ${new Date().toLocaleTimeString()}`;
     totals();

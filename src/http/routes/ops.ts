@@ -1,40 +1,67 @@
+import { authenticate } from '../../accounts/service.js';
 import type { RedisSet } from '../../cache/redis.js';
 import type { Deps } from '../../deps.js';
 import { render } from '../metrics.js';
 import type { RouteDef } from '../route.js';
 
-async function pingShard(deps: Deps, shard: number): Promise<{ shard: number; status: 'up' | 'down'; ms: number }> {
+// /readyz answers anyone with statuses only: an error text names hosts, ports and users
+// of the databases, and pool figures show load. Those go to the logs (when a component
+// goes down) and to an admin's bearer token, here.
+
+interface ShardPing { shard: number; status: 'up' | 'down'; ms: number; error?: string }
+interface RedisPing { redis: number; status: 'up' | 'down'; state?: string; error?: string }
+
+async function pingShard(deps: Deps, shard: number): Promise<ShardPing> {
   const t = performance.now();
   try {
     await deps.shards.get(shard).query('SELECT 1');
     return { shard, status: 'up', ms: Math.round(performance.now() - t) };
-  } catch {
-    return { shard, status: 'down', ms: Math.round(performance.now() - t) };
+  } catch (err) {
+    return { shard, status: 'down', ms: Math.round(performance.now() - t), error: messageOf(err) };
   }
 }
 
-async function pingRedis(redis: RedisSet) {
+async function pingRedis(redis: RedisSet): Promise<RedisPing[]> {
   return Promise.all(redis.clients.map(async (c, i) => {
     try {
       await c.ping();
       return { redis: i, status: 'up' as const };
-    } catch {
-      return { redis: i, status: 'down' as const, state: c.status };
+    } catch (err) {
+      return { redis: i, status: 'down' as const, state: c.status, error: messageOf(err) };
     }
   }));
+}
+
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** An admin's token sees the details; any failure to tell (no token, shard down) is anonymous. */
+async function isAdmin(deps: Deps, token: string | null): Promise<boolean> {
+  if (!token) return false;
+  try {
+    return (await authenticate(deps, token))?.role === 'admin';
+  } catch {
+    return false;
+  }
+}
+
+async function readiness(deps: Deps, redis: RedisSet, token: string | null) {
+  const [shards, redisStates, admin] = await Promise.all([Promise.all(deps.dir.shards().map((s) => pingShard(deps, s))), pingRedis(redis), isAdmin(deps, token)]);
+  const ok = shards.every((s) => s.status === 'up') && redisStates.every((r) => r.status === 'up');
+  const degraded = shards.every((s) => s.status === 'up');
+  const status = ok ? 'ok' : degraded ? 'degraded' : 'unavailable';
+  const body = admin
+    ? { status, shards, redis: redisStates, pools: deps.shards.stats() }
+    : { status, shards: shards.map((s) => ({ shard: s.shard, status: s.status })), redis: redisStates.map((r) => ({ redis: r.redis, status: r.status })) };
+  return { status: ok ? 200 : 503, body };
 }
 
 export function opsRoutes(deps: Deps, redis: RedisSet, openapi: () => unknown): RouteDef[] {
   return [
     { method: 'get', path: '/healthz', name: 'healthz', summary: 'Liveness', auth: 'none', handler: async () => ({ status: 200, body: { status: 'ok' } }) },
     {
-      method: 'get', path: '/readyz', name: 'readyz', summary: 'Readiness: every shard and Redis', auth: 'none',
-      handler: async () => {
-        const [shards, redisStates] = await Promise.all([Promise.all(deps.dir.shards().map((s) => pingShard(deps, s))), pingRedis(redis)]);
-        const ok = shards.every((s) => s.status === 'up') && redisStates.every((r) => r.status === 'up');
-        const degraded = shards.every((s) => s.status === 'up');
-        return { status: ok ? 200 : 503, body: { status: ok ? 'ok' : degraded ? 'degraded' : 'unavailable', shards, redis: redisStates, pools: deps.shards.stats() } };
-      },
+      method: 'get', path: '/readyz', name: 'readyz', auth: 'none',
+      summary: 'Readiness: every shard and Redis (statuses; an admin bearer token also sees errors and pools)',
+      handler: async (ctx) => readiness(deps, redis, ctx.token),
     },
     {
       method: 'get', path: '/metrics', name: 'metrics', summary: 'Prometheus metrics', auth: 'none',

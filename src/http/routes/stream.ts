@@ -17,7 +17,12 @@
 // Bounds: STREAM_MAX_TOPICS per socket, STREAM_MAX_MESSAGE_BYTES per client message
 // (uWS closes past it), STREAM_MAX_BACKPRESSURE_BYTES buffered per socket (a consumer
 // that slow is closed and reconnects to fresh snapshots), STREAM_MAX_SOCKETS per
-// worker, 100 topics per message, 8 messages in flight per socket.
+// worker, 100 topics per message, 8 messages in flight per socket (handled one at a
+// time). Database work is admitted like HTTP requests (http/admission.ts): a message
+// that reads takes up to 8 slots and checks its topics 8 at a time; past the stream's
+// share of MAX_INFLIGHT it is answered {"op":"error"} `overloaded` and nothing is read.
+// A topic the id codec rules out (malformed, another kind, a shard past the count) is
+// refused without a read and without a slot.
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from 'uWebSockets.js';
 import type { Principal } from '../../accounts/service.js';
 import { unpack } from '../../cache/codec.js';
@@ -27,7 +32,8 @@ import { EngineError } from '../../errors.js';
 import { getOrderRow } from '../../orders/service.js';
 import type { Live } from '../../realtime/live.js';
 import { encodeFrame, wireTopic, type EventFrame, type Format } from '../../realtime/hub.js';
-import { decodeRow } from '../../router/ids.js';
+import { decodeRow, type RowId } from '../../router/ids.js';
+import { admitRequest, admitStream, streamBudget } from '../admission.js';
 import { errorReply, send } from '../reply.js';
 import { compileBody, compileQuery, object } from '../schemas.js';
 
@@ -54,6 +60,8 @@ interface Conn {
 
 const TOPICS_PER_MESSAGE_MAX = 100;
 const PENDING_MAX = 8;
+/** Topic checks one message runs at once, each holding one admission slot. */
+const CHECKS_PER_MESSAGE_MAX = 8;
 const TOPIC_RE = /^(items|orders)\/([a-z]{2}_[0-9a-z]{2,12})$/;
 
 const validateQuery = compileQuery(object({ token: { type: 'string', minLength: 1, maxLength: 200 }, format: { type: 'string', enum: ['json', 'msgpack'] } }));
@@ -137,7 +145,7 @@ function upgrade(env: StreamEnv, res: HttpResponse, req: HttpRequest, context: u
       const query = Object.fromEntries(new URLSearchParams(rawQuery)) as { token?: string; format?: Format };
       validateQuery(query);
       if (!hasRoom()) throw new EngineError('overloaded', 'Too many stream connections on this server', { retryAfterS: 1 });
-      const principal = query.token ? await env.authenticate(query.token) : null;
+      const principal = query.token ? await admitted(env, 'request', 1, () => env.authenticate(query.token!)) : null;
       if (query.token && !principal) throw new EngineError('unauthenticated');
       if (state.aborted) return;
       const conn: Conn = { requestId, format: query.format ?? 'json', principal, token: principal ? query.token! : null, listedAs: null, topics: new Set(), queue: Promise.resolve(), pending: 0, closed: false };
@@ -192,7 +200,7 @@ function drop(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topic: string): v
 }
 
 async function auth(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, conn: Conn, token: string): Promise<void> {
-  const principal = await env.authenticate(token);
+  const principal = await admitted(env, 'stream', 1, () => env.authenticate(token));
   if (!principal) {
     fail(ws, conn, new EngineError('unauthenticated'));
     if (!conn.closed) ws.end(4401, 'unauthenticated');
@@ -234,14 +242,63 @@ async function endIfRevoked(env: StreamEnv, users: UserSockets, ws: WebSocket<Co
   reply(ws, conn, { op: 'unsubscribed', topics: dropped, reason: 'session_ended' });
 }
 
-/** What a topic shows right now; null refuses it. */
-type Snapshot = (ws: WebSocket<Conn>) => EventFrame | null;
+/**
+ * Runs `fn` holding `units` admission slots (an upgrade's token read counts as an HTTP
+ * request, a message's reads as stream work); none free: `overloaded`, nothing read.
+ */
+async function admitted<T>(env: StreamEnv, kind: 'request' | 'stream', units: number, fn: () => Promise<T>): Promise<T> {
+  const max = env.deps.cfg.maxInflight;
+  const release = kind === 'request' ? admitRequest(max) : admitStream(units, max);
+  if (!release) throw new EngineError('overloaded', 'Too much stream work on this server', { retryAfterS: 1 });
+  try {
+    return await fn();
+  } finally {
+    release();
+  }
+}
+
+interface Topic { name: string; kind: 'items' | 'orders'; id: string; row: RowId }
+
+/** What the id codec says of a topic without a read: null when nothing can be behind it. */
+function parseTopic(name: string, shardCount: number): Topic | null {
+  const m = TOPIC_RE.exec(name);
+  if (!m) return null;
+  const kind = m[1] as Topic['kind'];
+  try {
+    return { name, kind, id: m[2]!, row: decodeRow(kind === 'items' ? 'item' : 'order', m[2], shardCount) };
+  } catch {
+    return null;
+  }
+}
+
+/** What a topic shows right now (sent in the subscribing tick); null refuses it. */
+interface Snapshot {
+  frame(ws: WebSocket<Conn>): EventFrame | null;
+  /** A read that must follow the subscription (an order's status), run within the message's slots. */
+  after?: (ws: WebSocket<Conn>) => () => Promise<void>;
+}
 
 async function subscribe(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topics: string[]): Promise<void> {
+  const parsed = topics.map((t) => parseTopic(t, env.deps.shards.count));
+  // Orders need a session; without one they are refused with no read either.
+  const reads = parsed.filter((p) => p && (p.kind === 'items' || conn.token)).length;
+  if (reads === 0) {
+    grant(env, ws, conn, topics, topics.map(() => null));
+    return;
+  }
+  const units = Math.min(reads, CHECKS_PER_MESSAGE_MAX, streamBudget(env.deps.cfg.maxInflight));
+  await admitted(env, 'stream', units, async () => {
+    if (conn.token && parsed.some((p) => p?.kind === 'orders')) await recheck(env, conn);
+    const checks = await mapBounded(parsed, units, (p) => (p ? check(env, conn, p).catch(() => null) : Promise.resolve(null)));
+    if (conn.closed) return;
+    const after = grant(env, ws, conn, topics, checks);
+    await mapBounded(after, units, (read) => read());
+  });
+}
+
+/** Subscribes what passed its check and sends the snapshots; returns the reads that must follow. */
+function grant(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topics: string[], checks: (Snapshot | null)[]): (() => Promise<void>)[] {
   const max = env.deps.cfg.streamMaxTopics;
-  if (conn.token && topics.some((t) => t.startsWith('orders/'))) await recheck(env, conn);
-  const checks = await Promise.all(topics.map((t) => check(env, conn, t).catch(() => null)));
-  if (conn.closed) return;
   const accepted: string[] = [];
   const refused: string[] = [];
   const snapshots: Snapshot[] = [];
@@ -260,29 +317,31 @@ async function subscribe(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topics
   });
   // Snapshots are taken after subscribing, in the same tick as they are sent: an event
   // this worker publishes later is newer than what the snapshot shows.
+  const after: (() => Promise<void>)[] = [];
   ws.cork(() => {
     reply(ws, conn, { op: 'subscribed', topics: accepted, refused });
     for (const s of snapshots) {
-      const frame = s(ws);
+      const frame = s.frame(ws);
       if (frame) reply(ws, conn, frame);
+      if (s.after) after.push(s.after(ws));
     }
   });
+  return after;
 }
 
-async function check(env: StreamEnv, conn: Conn, topic: string): Promise<Snapshot | null> {
-  const m = TOPIC_RE.exec(topic);
-  if (!m) return null;
-  const id = m[2]!;
+async function check(env: StreamEnv, conn: Conn, topic: Topic): Promise<Snapshot | null> {
   const { deps, live } = env;
-  if (m[1] === 'items') {
-    const { shard, local } = decodeRow('item', id, deps.shards.count);
-    const state = await live.cache.items.read(shard, local);
+  const { name, id } = topic;
+  if (topic.kind === 'items') {
+    const state = await live.cache.items.read(topic.row.shard, topic.row.local);
     if (!state.item) return null;
     const read = state.item.available;
-    return () => {
-      const last = live.hub.lastItem(id);
-      const available = last && last.version >= state.version && last.available >= 0 ? last.available : read;
-      return { op: 'event', topic, type: 'item.available', data: { id, available } };
+    return {
+      frame: () => {
+        const last = live.hub.lastItem(id);
+        const available = last && last.version >= state.version && last.available >= 0 ? last.available : read;
+        return { op: 'event', topic: name, type: 'item.available', data: { id, available } };
+      },
     };
   }
   if (!conn.principal) return null;
@@ -290,14 +349,29 @@ async function check(env: StreamEnv, conn: Conn, topic: string): Promise<Snapsho
   await getOrderRow(deps, owner, id); // 404 (refused) unless the owner or an admin
   // Read again after subscribing (the ownership read may predate a change), unless an
   // event for this order reached this worker meanwhile: it is at least as new.
-  return (ws) => {
-    const seen = live.hub.orderEventCount(id);
-    void getOrderRow(deps, owner, id).then(({ row }) => {
-      if (conn.closed || live.hub.orderEventCount(id) !== seen) return;
-      reply(ws, conn, { op: 'event', topic, type: 'order.status', data: { id, status: row.status } });
-    }, () => undefined);
-    return null;
+  return {
+    frame: () => null,
+    after: (ws) => {
+      const seen = live.hub.orderEventCount(id);
+      return () => getOrderRow(deps, owner, id).then(({ row }) => {
+        if (conn.closed || live.hub.orderEventCount(id) !== seen) return;
+        reply(ws, conn, { op: 'event', topic: name, type: 'order.status', data: { id, status: row.status } });
+      }, () => undefined);
+    },
   };
+}
+
+/** fn over xs with at most `limit` calls running; results in order. */
+async function mapBounded<T, R>(xs: T[], limit: number, fn: (x: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(xs.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, xs.length) }, async () => {
+    while (next < xs.length) {
+      const i = next++;
+      out[i] = await fn(xs[i]!);
+    }
+  }));
+  return out;
 }
 
 function reply(ws: WebSocket<Conn>, conn: Conn, frame: unknown): void {
