@@ -12,8 +12,9 @@ import type { CeilingRange } from './fixture.js';
 import { onShards } from './fixture.js';
 
 /** How each engine parameter ($n) becomes a pgbench variable, in the order the engine binds them. */
-// customer, item ids, quantities, hold TTL s, request key, checkout id, actor: as src/orders/service.ts binds them.
-const PLACE_ORDER_PARAMS = [':cust', 'ARRAY[:item]', 'ARRAY[:qty]', ':ttl', ':rkey', ':checkout', "'pgbench'"];
+// customer, item ids, quantities, hold TTL s, request key, checkout id, actor, request hash
+// (a hex digest, as the engine's sha256): as src/orders/service.ts binds them.
+const PLACE_ORDER_PARAMS = [':cust', 'ARRAY[:item]', 'ARRAY[:qty]', ':ttl', ':rkey', ':checkout', "'pgbench'", 'md5(:rkey::text)'];
 
 function bind(what: string, text: string, vars: string[]): string {
   const used = new Set([...text.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));

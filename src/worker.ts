@@ -1,4 +1,5 @@
 // One HTTP worker: the uWS app on the shared port (SO_REUSEPORT), drained on shutdown.
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import uWS from 'uWebSockets.js';
 import type { Config } from './config.js';
 import { counterSamples } from './cache/counters.js';
@@ -16,6 +17,7 @@ export async function runWorker(cfg: Config): Promise<void> {
   engine.live?.attach(app);
   const socket = await listen(app, cfg.host, cfg.port);
   process.send?.({ type: 'listening', port: cfg.port });
+  const loop = loopStats();
   startMetricsShipping(() => {
     for (const s of engine.deps.shards.stats()) {
       const l = `{shard="${s.shard}",pid="${process.pid}"}`;
@@ -23,6 +25,13 @@ export async function runWorker(cfg: Config): Promise<void> {
       setGauge(`pg_pool_idle${l}`, s.idle);
       setGauge(`pg_pool_waiting${l}`, s.waiting);
     }
+    for (const shard of engine.deps.shards.list) {
+      const l = `{shard="${shard.index}",pid="${process.pid}"}`;
+      for (const [k, v] of Object.entries(shard.usage)) setGauge(`pg_${k}_total${l}`, Math.round(v));
+    }
+    const { utilization, delayP99Ms } = loop();
+    setGauge(`event_loop_utilization{pid="${process.pid}"}`, utilization);
+    setGauge(`event_loop_delay_p99_ms{pid="${process.pid}"}`, delayP99Ms);
     setGauge(`http_inflight{pid="${process.pid}"}`, inflightCount());
     setGauge(`stream_inflight{pid="${process.pid}"}`, streamInflightCount());
     for (const [name, v] of counterSamples(`pid="${process.pid}"`)) setGauge(name, v);
@@ -54,6 +63,25 @@ async function quiesce(deadlineMs: number): Promise<void> {
   const started = performance.now();
   const quietMs = () => Math.min(idleMs(), performance.now() - started);
   while (quietMs() < QUIET_MS && Date.now() < deadlineMs) await new Promise((r) => setTimeout(r, 10));
+}
+
+/**
+ * How busy this worker's event loop was since the last call: the share of time it
+ * ran (1 = never idle) and the p99 of how late its timers fired (what every waiting
+ * request pays once per await).
+ */
+function loopStats(): () => { utilization: number; delayP99Ms: number } {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  let last = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const utilization = Math.round(performance.eventLoopUtilization(now, last).utilization * 1000) / 1000;
+    last = now;
+    const delayP99Ms = Math.round(delay.percentile(99) / 1e5) / 10;
+    delay.reset();
+    return { utilization, delayP99Ms };
+  };
 }
 
 function listen(app: uWS.TemplatedApp, host: string, port: number): Promise<uWS.us_listen_socket> {

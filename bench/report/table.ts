@@ -70,6 +70,13 @@ export function table(scenarios: Record<string, ScenarioResult>, summary: Summar
       (pay.available === false ? `payments not exercised (${String(pay.reason)})` : `payments ${summary.black_friday?.payments_per_s}/s, gateway completed ${String(pay.completed)} (failed ${String(pay.failed)}, left ${String(pay.left)})`));
     const cost = summary.black_friday?.cpu_ms_per_request;
     if (cost) out.push(`black-friday: CPU per answered request: engine ${cost.engine} ms, postgres ${cost.postgres} ms, redis ${cost.redis} ms`);
+    const eng = bf.extra.engine as { loop_utilization_mean: number; loop_delay_p99_ms_max: number; shards: { shard: number; round_trips_per_s: number; checkout_wait_ms: number; query_ms: number }[] } | null;
+    if (eng) {
+      out.push(`black-friday: engine event loop busy ${eng.loop_utilization_mean} (mean of workers), timers up to ${eng.loop_delay_p99_ms_max} ms late (p99); ` +
+        `per shard round trips/s, wait for a connection, query time: ${eng.shards.map((x) => `${x.shard}: ${x.round_trips_per_s}/s, ${x.checkout_wait_ms} ms, ${x.query_ms} ms`).join('; ')}`);
+    }
+    const rt = bf.extra.round_trips_per_request as Record<string, number | null> | null;
+    if (rt) out.push(`black-friday: database round trips per request (alone, idle engine): ${Object.entries(rt).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ')}`);
   }
   const fs = scenarios['flash-sale'];
   if (fs) {

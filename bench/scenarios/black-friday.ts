@@ -10,7 +10,9 @@ import { call, pool } from '../http.js';
 import { cannon, errorCode, keepErrorCode, Recorder } from '../load.js';
 import { Payer, sessionIdOf } from '../payments.js';
 import { coresUsed, cpuSnapshot } from '../cpu.js';
+import { EngineWatch, engineSummary } from '../enginewatch.js';
 import { PgWatch, pgPeaks } from '../pgwatch.js';
+import { roundTripsPerRequest } from '../roundtrips.js';
 import { say } from '../say.js';
 import { rng, shuffled, Zipf } from '../zipf.js';
 
@@ -165,6 +167,7 @@ export async function blackFriday(ctx: RunCtx): Promise<ScenarioResult> {
   const shop = makeShop(ctx, 1);
   const owned = new OwnedOrders(OWNED_MAX);
   const payer = new Payer(target.gatewayUrl);
+  const roundTrips = flags.smoke ? null : await roundTripsPerRequest(ctx);
   await warmOrders(ctx, shop, owned);
   const ratio = flags.rate ?? flags.mix; // a rate of 0 on one side means no connections there
   const split = splitConnections(flags.connections, ratio.reads, ratio.writes);
@@ -174,6 +177,8 @@ export async function blackFriday(ctx: RunCtx): Promise<ScenarioResult> {
   const rec = new Recorder();
   const watch = new PgWatch(target.pgShards);
   await watch.start();
+  const engineWatch = new EngineWatch(target.engineUrl);
+  await engineWatch.start();
   const cpu0 = cpuSnapshot();
   const started = new Date();
   rec.start();
@@ -185,6 +190,7 @@ export async function blackFriday(ctx: RunCtx): Promise<ScenarioResult> {
   const instances = await Promise.all(runs);
   rec.stop();
   const pgSamples = await watch.stop();
+  const engineSamples = engineWatch.stop();
   const cores = coresUsed(cpu0, cpuSnapshot(), target.enginePid);
   const payments = await payer.drain(PAY_DRAIN_MS);
   const kinds = Object.fromEntries(rec.kinds().sort().map((k) => [k, rec.stats([k])]));
@@ -195,6 +201,8 @@ export async function blackFriday(ctx: RunCtx): Promise<ScenarioResult> {
     extra: {
       cores_used: cores,
       postgres: pgPeaks(pgSamples),
+      engine: engineSummary(engineSamples),
+      round_trips_per_request: roundTrips,
       split, mix: flags.mix, offered_per_s: flags.rate, read_mix: flags.readMix, zipf_s: flags.zipf, top_item_share: round4(shop.zipf.share(0)),
       payments: ctx.payments.available ? { pay_share: flags.payShare, ...payments } : { available: false, reason: ctx.payments.reason },
       status_targets: owned.size,

@@ -32,11 +32,20 @@ export interface ShardOptions {
 
 export type ShardState = 'up' | 'down' | 'probing';
 
+/**
+ * What this process asked of one shard, as running totals: round trips (every query,
+ * BEGIN and COMMIT included), connection checkouts and the time spent waiting for one,
+ * and the time from sending a query to its answer. Where a request's time goes is read
+ * off these (the bench samples them through /metrics).
+ */
+export interface ShardUsage { round_trips: number; checkouts: number; checkout_wait_ms: number; query_ms: number }
+
 export class Shard implements Queryable {
   readonly pool: Pool<pg.Client>;
   private downUntil = 0;
   private probing = false;
   private lastError: string | undefined;
+  readonly usage: ShardUsage = { round_trips: 0, checkouts: 0, checkout_wait_ms: 0, query_ms: 0 };
 
   constructor(readonly index: number, private readonly opts: ShardOptions) {
     this.pool = new Pool({
@@ -99,9 +108,13 @@ export class Shard implements Queryable {
     // time there means the shard is busy, not down (declaring it down would turn an
     // overload into an outage of every request to it for the cooldown).
     const queued = this.pool.totalCount >= this.opts.poolSize && this.pool.idleCount === 0;
+    const started = performance.now();
     try {
       // Not marked up here: a pooled idle client may be dead; a query that works says so.
-      return await this.pool.connect();
+      const client = await this.pool.connect();
+      this.usage.checkouts++;
+      this.usage.checkout_wait_ms += performance.now() - started;
+      return client;
     } catch (err) {
       if (queued && isQueueTimeout(err)) {
         throw new EngineError('overloaded', `Shard ${this.index} is busy`, { retryAfterS: 1, details: { shard: this.index } });
@@ -116,7 +129,7 @@ export class Shard implements Queryable {
   async query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: Sql, params: unknown[] = []): Promise<pg.QueryResult<R>> {
     const client = await this.connect();
     try {
-      const res = await client.query<R>(toConfig(sql, params));
+      const res = await this.timed(() => client.query<R>(toConfig(sql, params)));
       client.release();
       this.markUp();
       return res;
@@ -144,11 +157,11 @@ export class Shard implements Queryable {
 
   private async transactionOnce<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
     const client = await this.connect();
-    const q: Queryable = { query: (sql, params = []) => client.query(toConfig(sql, params)) };
+    const q: Queryable = { query: (sql, params = []) => this.timed(() => client.query(toConfig(sql, params))) };
     try {
-      await client.query('BEGIN');
+      await q.query('BEGIN');
       const result = await fn(q);
-      await client.query('COMMIT');
+      await q.query('COMMIT');
       client.release();
       this.markUp();
       return result;
@@ -157,6 +170,17 @@ export class Shard implements Queryable {
       // The connection is healthy: a domain refusal or a bug (an invariant) keeps its
       // own meaning; only SQL errors are translated.
       throw isServerError(err) ? toEngineError(err, this.index) : err;
+    }
+  }
+
+  /** One round trip, counted and timed. */
+  private async timed<T>(send: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    this.usage.round_trips++;
+    try {
+      return await send();
+    } finally {
+      this.usage.query_ms += performance.now() - started;
     }
   }
 

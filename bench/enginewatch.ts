@@ -1,0 +1,132 @@
+// What the engine says about itself during a scenario, sampled each second from its
+// /metrics (the fleet's sum, at most ~2 s behind): how busy each worker's event loop
+// was and how late it ran, and per shard the database round trips, the time requests
+// waited for a pooled connection and the time queries took. Read next to Postgres'
+// own view (pgwatch.ts), it says where a request's time goes: the loop, the pool queue,
+// or the database.
+
+export interface EngineSample {
+  t_s: number;
+  loop: { utilization: number[]; delay_p99_ms: number[] };
+  shards: { round_trips_per_s: number; checkout_wait_ms_per_checkout: number; query_ms_per_round_trip: number }[];
+}
+
+interface Totals { round_trips: number; checkouts: number; checkout_wait_ms: number; query_ms: number }
+
+const MAX_SAMPLES = 3600;
+const LINE_RE = /^([a-z_]+)\{([^}]*)\} ([0-9.eE+-]+)$/;
+
+/** The per-shard usage totals (summed over processes) and the per-worker loop gauges of one scrape. */
+export function parseEngineMetrics(text: string): { shards: Map<number, Totals>; utilization: number[]; delay: number[] } {
+  const shards = new Map<number, Totals>();
+  const utilization: number[] = [];
+  const delay: number[] = [];
+  for (const line of text.split('\n')) {
+    const m = LINE_RE.exec(line);
+    if (!m) continue;
+    const [, name, labels, value] = m as unknown as [string, string, string, string];
+    const v = Number(value);
+    if (name === 'event_loop_utilization') utilization.push(v);
+    else if (name === 'event_loop_delay_p99_ms') delay.push(v);
+    const usage = /^pg_(round_trips|checkouts|checkout_wait_ms|query_ms)_total$/.exec(name);
+    const shard = /shard="(\d+)"/.exec(labels);
+    if (usage && shard) {
+      const t = shards.get(Number(shard[1])) ?? { round_trips: 0, checkouts: 0, checkout_wait_ms: 0, query_ms: 0 };
+      t[usage[1] as keyof Totals] += v;
+      shards.set(Number(shard[1]), t);
+    }
+  }
+  return { shards, utilization, delay };
+}
+
+export async function scrape(engineUrl: string): Promise<ReturnType<typeof parseEngineMetrics> | null> {
+  try {
+    const res = await fetch(`${engineUrl}/metrics`, { signal: AbortSignal.timeout(2000) });
+    return parseEngineMetrics(await res.text());
+  } catch {
+    return null; // a sample lost under load is a gap, not a failed run
+  }
+}
+
+/** Round trips of every shard together, from one scrape. */
+export function roundTrips(m: ReturnType<typeof parseEngineMetrics>): number {
+  let n = 0;
+  for (const t of m.shards.values()) n += t.round_trips;
+  return n;
+}
+
+export class EngineWatch {
+  private timer: NodeJS.Timeout | null = null;
+  private last: ReturnType<typeof parseEngineMetrics> | null = null;
+  private lastAt = 0;
+  private startedAt = 0;
+  private busy = false;
+  readonly samples: EngineSample[] = [];
+
+  constructor(private readonly engineUrl: string) {}
+
+  async start(): Promise<void> {
+    this.startedAt = performance.now();
+    this.last = await scrape(this.engineUrl);
+    this.lastAt = performance.now();
+    this.timer = setInterval(() => void this.sample(), 1000);
+  }
+
+  private async sample(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const now = await scrape(this.engineUrl);
+      const at = performance.now();
+      if (now && this.last && this.samples.length < MAX_SAMPLES) this.samples.push(this.diff(this.last, now, (at - this.lastAt) / 1000, at));
+      if (now) {
+        this.last = now;
+        this.lastAt = at;
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private diff(a: ReturnType<typeof parseEngineMetrics>, b: ReturnType<typeof parseEngineMetrics>, dtS: number, at: number): EngineSample {
+    const shards = [...b.shards.entries()].sort((x, y) => x[0] - y[0]).map(([i, t]) => {
+      const p = a.shards.get(i) ?? { round_trips: 0, checkouts: 0, checkout_wait_ms: 0, query_ms: 0 };
+      const rt = t.round_trips - p.round_trips, co = t.checkouts - p.checkouts;
+      return {
+        round_trips_per_s: Math.round(rt / Math.max(dtS, 0.001)),
+        checkout_wait_ms_per_checkout: co > 0 ? r1((t.checkout_wait_ms - p.checkout_wait_ms) / co) : 0,
+        query_ms_per_round_trip: rt > 0 ? r1((t.query_ms - p.query_ms) / rt) : 0,
+      };
+    });
+    return { t_s: r1((at - this.startedAt) / 1000), loop: { utilization: b.utilization, delay_p99_ms: b.delay }, shards };
+  }
+
+  stop(): EngineSample[] {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    return this.samples;
+  }
+}
+
+/** Over the samples: mean loop utilization and the worst loop delay; per shard the mean figures. */
+export function engineSummary(samples: EngineSample[]): {
+  loop_utilization_mean: number; loop_delay_p99_ms_max: number;
+  shards: { shard: number; round_trips_per_s: number; checkout_wait_ms: number; query_ms: number }[];
+} | null {
+  if (!samples.length) return null;
+  const all = samples.flatMap((s) => s.loop.utilization);
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : 0);
+  return {
+    loop_utilization_mean: r3(mean(all)),
+    loop_delay_p99_ms_max: Math.max(0, ...samples.flatMap((s) => s.loop.delay_p99_ms)),
+    shards: samples[0]!.shards.map((_, i) => ({
+      shard: i,
+      round_trips_per_s: Math.round(mean(samples.map((s) => s.shards[i]?.round_trips_per_s ?? 0))),
+      checkout_wait_ms: r1(mean(samples.map((s) => s.shards[i]?.checkout_wait_ms_per_checkout ?? 0))),
+      query_ms: r1(mean(samples.map((s) => s.shards[i]?.query_ms_per_round_trip ?? 0))),
+    })),
+  };
+}
+
+const r1 = (v: number) => Math.round(v * 10) / 10;
+const r3 = (v: number) => Math.round(v * 1000) / 1000;
