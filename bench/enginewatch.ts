@@ -14,7 +14,7 @@ export interface EngineSample {
 interface Totals { round_trips: number; checkouts: number; checkout_wait_ms: number; query_ms: number }
 
 const MAX_SAMPLES = 3600;
-const LINE_RE = /^([a-z_]+)\{([^}]*)\} ([0-9.eE+-]+)$/;
+const LINE_RE = /^([a-z0-9_]+)\{([^}]*)\} ([0-9.eE+-]+)$/;
 
 /** The per-shard usage totals (summed over processes) and the per-worker loop gauges of one scrape. */
 export function parseEngineMetrics(text: string): { shards: Map<number, Totals>; utilization: number[]; delay: number[] } {

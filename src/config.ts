@@ -165,6 +165,7 @@ export function loadConfig(env: Env = process.env) {
     cacheEnabled: bool(env, 'CACHE_ENABLED', true),
     cacheItemTtlMs: int(env, 'CACHE_ITEM_TTL_MS', 30_000, 100, 3_600_000),
     cacheSearchTtlMs: int(env, 'CACHE_SEARCH_TTL_MS', 2000, 100, 600_000),
+    cacheOrderTtlMs: int(env, 'CACHE_ORDER_TTL_MS', 60_000, 100, 3_600_000),
     cacheCategoryTtlMs: int(env, 'CACHE_CATEGORY_TTL_MS', 60_000, 100, 3_600_000),
     cacheTtlJitterPct: int(env, 'CACHE_TTL_JITTER_PCT', 10, 0, 50),
     cacheRefreshMinMs: int(env, 'CACHE_REFRESH_MIN_MS', 25, 0, 5000),

@@ -13,7 +13,11 @@ import type { Shards } from './shard/pools.js';
 
 export interface ItemChange { id: string; shard: number; available: number; reason: string }
 
-export interface OrderChange { id: string; shard: number; status: string; customer_id: string }
+export interface OrderChange {
+  id: string; shard: number; status: string; customer_id: string;
+  /** A new order: nothing cached can be stale (its copy is written through, not dropped). */
+  created?: boolean;
+}
 
 /** Called after commit; implementations must never throw or block (Redis may be down). */
 export interface Hooks {
@@ -23,11 +27,16 @@ export interface Hooks {
    * writer awaits it before answering so its client reads its own write.
    */
   itemChanged(change: ItemChange): Promise<void>;
-  /** An order moved to a new status. */
-  orderChanged(change: OrderChange): void;
+  /**
+   * An order moved to a new status (streamed). Like orderTouched, the promise settles
+   * once the order's cached copy is gone.
+   */
+  orderChanged(change: OrderChange): Promise<void>;
+  /** An order's payments or shipment changed, its status did not: the cached copy goes. */
+  orderTouched(shard: number, local: number): Promise<void>;
 }
 
-export const NO_HOOKS: Hooks = { itemChanged: () => Promise.resolve(), orderChanged: () => undefined };
+export const NO_HOOKS: Hooks = { itemChanged: () => Promise.resolve(), orderChanged: () => Promise.resolve(), orderTouched: () => Promise.resolve() };
 
 export interface Deps {
   cfg: Config;

@@ -65,6 +65,27 @@ t.test('a checkout and a cancel show on the buyer\'s very next read of the item'
   }
 });
 
+t.test('an order is polled from Redis, and every change to it shows on the very next read', async (t) => {
+  const it = await item({ stock: 10 });
+  const [c, other] = await Promise.all([customer(), customer()]);
+  const made = (await order(c.token, [{ item_id: it.id, quantity: 1 }])).body.orders[0];
+  const key = `c1:or:${shardOf(made.id)}:${localId(made.id)}`;
+  t.ok(await redis.getBuffer(key), 'the new order was written through');
+  // Prove polls come from the cache: plant a changed copy.
+  const { pack, unpack } = await import('msgpackr');
+  const cached = unpack((await redis.getBuffer(key))!) as { order: Record<string, unknown>; owner: string };
+  await redis.set(key, pack({ ...cached, order: { ...cached.order, total_cents: 4242 } }), 'PX', 5000);
+  t.equal((await api('GET', `/v1/orders/${made.id}`, { token: c.token })).body.total_cents, 4242, 'the poll came from Redis');
+  t.equal((await api('GET', `/v1/orders/${made.id}`, { token: other.token })).status, 404, 'another customer is told it does not exist');
+  await redis.set(key, pack(cached), 'PX', 5000);
+  const paid = await api('POST', `/v1/orders/${made.id}/payments`, { token: c.token, body: { method: 'card' } });
+  t.equal(paid.status, 201);
+  t.match((await api('GET', `/v1/orders/${made.id}`, { token: c.token })).body.payments, [{ id: paid.body.id, status: 'pending' }], 'the payment shows at once');
+  const cancel = await api('POST', `/v1/orders/${made.id}/cancel`, { token: c.token, body: {} });
+  t.equal(cancel.status, 200);
+  t.equal((await api('GET', `/v1/orders/${made.id}`, { token: c.token })).body.status, 'canceled', 'the cancel shows at once');
+});
+
 t.test('holds and cancels on two workers: the cached count meets Postgres within the stated bound', async (t) => {
   const it = await item({ stock: 200 });
   const buyers = await customers(24, 12);

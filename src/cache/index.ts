@@ -3,6 +3,7 @@
 import type { Config } from '../config.js';
 import { SoldOutGate, type Gate } from './gate.js';
 import { ItemCache, Refresher, type ItemLoader, type StockView } from './items.js';
+import { OrderCache } from './orders.js';
 import { PageCache } from './pages.js';
 import type { RedisSet } from './redis.js';
 import { CacheStore } from './store.js';
@@ -12,6 +13,7 @@ export interface ReadCache<T extends StockView> {
   readonly enabled: boolean;
   readonly items: ItemCache<T>;
   readonly pages: PageCache;
+  readonly orders: OrderCache;
 }
 
 export interface CacheLayer<T extends StockView> {
@@ -25,10 +27,11 @@ export function createCacheLayer<T extends StockView>(cfg: Config, redis: RedisS
   const store = new CacheStore(redis, cfg.cacheTtlJitterPct);
   const items = new ItemCache<T>(store, { enabled: cfg.cacheEnabled, ttlMs: cfg.cacheItemTtlMs, refreshMinMs: cfg.cacheRefreshMinMs }, load);
   const pages = new PageCache(store, { enabled: cfg.cacheEnabled, searchTtlMs: cfg.cacheSearchTtlMs, categoryTtlMs: cfg.cacheCategoryTtlMs });
+  const orders = new OrderCache(store, { enabled: cfg.cacheEnabled, ttlMs: cfg.cacheOrderTtlMs });
   const refresher = new Refresher(items);
   redis.onReady(() => refresher.redisReady());
   const gate = cfg.soldOutGate ? new SoldOutGate<T>(items, cfg.soldOutGateTtlMs) : null;
-  return { cache: { enabled: cfg.cacheEnabled, items, pages }, refresher, gate };
+  return { cache: { enabled: cfg.cacheEnabled, items, pages, orders }, refresher, gate };
 }
 
 export type { Gate, StockView };

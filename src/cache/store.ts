@@ -17,9 +17,16 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
 return 1`;
 
+// Sets a key only while its generation is the one read before the database read.
+const GEN_SET_KEY_LUA = `
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1`;
+
 interface Scripted extends Redis {
   cacheCas(key: string, version: string, value: Buffer, ttlMs: number): Promise<number>;
   cacheGenSet(genKey: string, hashKey: string, gen: string, field: string, value: Buffer, ttlMs: number): Promise<number>;
+  cacheGenSetKey(genKey: string, key: string, gen: string, value: Buffer, ttlMs: number): Promise<number>;
 }
 
 export class CacheStore {
@@ -29,6 +36,7 @@ export class CacheStore {
     for (const c of redis.clients) {
       c.defineCommand('cacheCas', { numberOfKeys: 1, lua: CAS_SET_LUA });
       c.defineCommand('cacheGenSet', { numberOfKeys: 2, lua: GEN_SET_LUA });
+      c.defineCommand('cacheGenSetKey', { numberOfKeys: 2, lua: GEN_SET_KEY_LUA });
     }
   }
 
@@ -100,6 +108,36 @@ export class CacheStore {
     } catch (err) {
       this.failed('set', err);
     }
+  }
+
+  /** The generation of a key, read before the database read that may fill it; null when Redis is unreachable. */
+  async generation(shard: number, genKey: string): Promise<string | null> {
+    const c = this.client(shard);
+    if (!c) return null;
+    try {
+      return (await c.get(genKey)) ?? '0';
+    } catch (err) {
+      this.failed('get', err);
+      return null;
+    }
+  }
+
+  /** Fills a key only while its generation is still `gen` (see generation()). */
+  async setIfKeyGeneration(shard: number, genKey: string, key: string, gen: string, payload: Buffer, ttlMs: number): Promise<void> {
+    const c = this.client(shard);
+    if (!c) return;
+    try {
+      await c.cacheGenSetKey(genKey, key, gen, payload, this.ttl(ttlMs));
+    } catch (err) {
+      this.failed('set', err);
+    }
+  }
+
+  /** A key's invalidation: a new generation (kept `genTtlMs`), then the key goes. Throws when Redis is unreachable. */
+  async bumpKeyGeneration(shard: number, genKey: string, key: string, genTtlMs: number): Promise<void> {
+    const c = this.client(shard);
+    if (!c) return;
+    await c.multi().incr(genKey).pexpire(genKey, genTtlMs).del(key).exec();
   }
 
   /** Invalidation: a new generation, then the hash goes. Throws when Redis is unreachable. */

@@ -32,6 +32,7 @@ export async function releaseAndComplete(
   const orderLocal = order.id as number;
   const pay = (await s.query(SQL.claimRelease, [orderLocal, c.from])).rows[0];
   if (!pay) return 'unchanged';
+  await deps.hooks.orderTouched(shard, orderLocal);
   await deps.gateway.release(pay.gateway_session_id as string);
   const providerShare = lines.filter((l) => l.fulfillment === 'provider').reduce((sum, l) => sum + Number(l.price_cents) * l.quantity, 0);
   const done = await s.transaction(async (q) => {
@@ -43,6 +44,6 @@ export async function releaseAndComplete(
     await c.also?.(q, orderLocal);
     return true;
   });
-  if (done) deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status: 'completed', customer_id: '' });
+  if (done) await deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status: 'completed', customer_id: '' });
   return done ? 'completed' : 'unchanged';
 }

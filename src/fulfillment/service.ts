@@ -51,7 +51,7 @@ async function activateBeforeShipping(deps: Deps, shard: number, order: Record<s
 }
 
 function notify(deps: Deps, shard: number, orderLocal: number, status: string): void {
-  deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status, customer_id: '' });
+  void deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status, customer_id: '' });
 }
 
 type LinesOutcome = 'active' | 'failed' | 'pending';

@@ -33,7 +33,7 @@ export async function shipOrder(deps: Deps, p: Principal, orderId: string, input
   const row = (await deps.shards.get(shard).query(SQL.ship, [local, input.carrier, input.tracking, actor])).rows[0];
   if (!row) throw await refusal(deps, p, orderId, 'shipped');
   const id = encodeRow('order', shard, local);
-  deps.hooks.orderChanged({ id, shard, status: 'shipped', customer_id: publicUserId(deps, row.customer_id as string) });
+  await deps.hooks.orderChanged({ id, shard, status: 'shipped', customer_id: publicUserId(deps, row.customer_id as string) });
   return getOrder(deps, p, id);
 }
 

@@ -40,7 +40,7 @@ export async function announce(deps: Deps, shard: number, items: StockChange[], 
 
 // Subscribers of an expired order learn it by id; the customer id is not needed to route it.
 function announceExpired(deps: Deps, shard: number, orders: number[]): void {
-  for (const local of orders) deps.hooks.orderChanged({ id: encodeRow('order', shard, local), shard, status: 'expired', customer_id: '' });
+  for (const local of orders) void deps.hooks.orderChanged({ id: encodeRow('order', shard, local), shard, status: 'expired', customer_id: '' });
 }
 
 /** Zero-lag expiry: returns expired holds on these items to stock; how many orders expired. */

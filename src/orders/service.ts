@@ -96,7 +96,10 @@ async function holdInTransaction(deps: Deps, p: Principal, shard: number, lines:
   const placed = await placeWithRetry(deps, shard, params);
   if (!placed.existing) await announce(deps, shard, placed.items as StockChange[], 'held');
   const order = toOrder(shard, placed, publicUserId(deps, p.uuid));
-  if (!placed.existing) deps.hooks.orderChanged({ id: order.id, shard, status: order.status, customer_id: order.customer_id });
+  if (!placed.existing) {
+    void deps.hooks.orderChanged({ id: order.id, shard, status: order.status, customer_id: order.customer_id, created: true });
+    await deps.cache?.orders.created(shard, placed.id as number, { order, owner: p.uuid });
+  }
   return order;
 }
 
@@ -121,9 +124,16 @@ export async function getOrderRow(deps: Deps, p: Principal, id: string): Promise
   return { shard, local, row };
 }
 
+/** Owner or admin, through the read cache (src/cache/orders.ts states its bound). */
 export async function getOrder(deps: Deps, p: Principal, id: string): Promise<Order> {
-  const { shard, row } = await getOrderRow(deps, p, id);
-  return toOrder(shard, row, publicUserId(deps, row.customer_id as string));
+  const { shard, local } = decodeRow('order', id, deps.shards.count);
+  const load = async () => {
+    const row = (await deps.shards.get(shard).query(SQL.orderById, [local])).rows[0];
+    return row ? { order: toOrder(shard, row, publicUserId(deps, row.customer_id as string)), owner: row.customer_id as string } : null;
+  };
+  const found = deps.cache ? await deps.cache.orders.read(shard, local, load) : await load();
+  if (!found || (found.owner !== p.uuid && p.role !== 'admin')) throw new EngineError('not_found', 'No such order');
+  return found.order;
 }
 
 export async function listOrders(deps: Deps, p: Principal, limit: number, cursorRaw?: string): Promise<Page<Order>> {
@@ -147,7 +157,7 @@ async function cancelInShard(deps: Deps, shard: number, local: number, actor: st
     return true;
   });
   await announce(deps, shard, items, 'released');
-  if (moved) deps.hooks.orderChanged({ id: encodeRow('order', shard, local), shard, status: 'canceled', customer_id: '' });
+  if (moved) await deps.hooks.orderChanged({ id: encodeRow('order', shard, local), shard, status: 'canceled', customer_id: '' });
   return moved;
 }
 

@@ -40,7 +40,10 @@ async function settleFromGateway(deps: Deps, shard: number, p: Record<string, un
   const session = p.gateway_session_id ? await deps.gateway.getSession(p.gateway_session_id as string) : null;
   if (!session) {
     // No session was recorded: never reached the gateway, or the answer was lost.
-    if (new Date(p.expires_at as Date) < new Date()) await deps.shards.get(shard).query(SQL.fail, [p.id, 'no_session']);
+    if (new Date(p.expires_at as Date) < new Date()) {
+      await deps.shards.get(shard).query(SQL.fail, [p.id, 'no_session']);
+      await deps.hooks.orderTouched(shard, p.order_id as number);
+    }
     return false;
   }
   const type = EVENT_OF_STATUS[session.status];

@@ -18,20 +18,20 @@ import { SQL } from './sql.js';
 export type Method = 'card' | 'qr';
 
 export async function createPayment(deps: Deps, p: Principal, orderId: string, method: Method): Promise<{ created: boolean; payment: Payment }> {
-  const { shard, local, row } = await getOrderRow(deps, p, orderId);
-  if (row.customer_id !== p.uuid) throw new EngineError('not_found', 'No such order');
+  const { shard, local } = decodeRow('order', orderId, deps.shards.count);
   if (method === 'qr' && !enabled('qr_payments')) {
     throw new EngineError('feature_disabled', 'QR payments are switched off; pay by card', { details: { flag: 'qr_payments' } });
   }
   const s = deps.shards.get(shard);
-  const ins = (await s.query(SQL.insertPayment, [local, method])).rows[0];
-  if (!ins) {
-    const pending = (await s.query(SQL.pendingForOrder, [local])).rows[0];
-    if (pending?.gateway_session_id) return { created: false, payment: toPayment(shard, pending) };
-    if (!pending) throw new EngineError('invalid_state', `Order is ${row.status as string} and cannot be paid`, { details: { status: row.status } });
-    return { created: false, payment: await openSession(deps, shard, pending) };
-  }
-  return { created: true, payment: await openSession(deps, shard, ins) };
+  // The common case in one statement: the buyer's own order, awaiting payment, gets one.
+  const ins = (await s.query(SQL.insertPayment, [local, method, p.uuid])).rows[0];
+  if (ins) return { created: true, payment: await openSession(deps, shard, ins) };
+  const { row } = await getOrderRow(deps, p, orderId);
+  if (row.customer_id !== p.uuid) throw new EngineError('not_found', 'No such order');
+  const pending = (await s.query(SQL.pendingForOrder, [local])).rows[0];
+  if (pending?.gateway_session_id) return { created: false, payment: toPayment(shard, pending) };
+  if (!pending) throw new EngineError('invalid_state', `Order is ${row.status as string} and cannot be paid`, { details: { status: row.status } });
+  return { created: false, payment: await openSession(deps, shard, pending) };
 }
 
 /** The network call happens after the payment row committed; its outcome is recorded after. */
@@ -46,10 +46,12 @@ async function openSession(deps: Deps, shard: number, row: Record<string, unknow
     }, id);
   } catch (err) {
     await s.query(SQL.fail, [row.id, err instanceof GatewayRefused ? 'gateway_refused' : 'gateway_unavailable']);
+    await deps.hooks.orderTouched(shard, row.order_id as number);
     if (err instanceof EngineError) throw err;
     throw new EngineError('dependency_unavailable', 'The payment gateway refused the session', { retryAfterS: 2, cause: err });
   }
   const attached = (await s.query(SQL.attachSession, [row.id, session.id, session.redirect_url ?? null, session.qr_payload ?? null])).rows[0];
+  await deps.hooks.orderTouched(shard, row.order_id as number);
   return toPayment(shard, attached ?? row);
 }
 
@@ -66,11 +68,16 @@ export async function paymentsOfOrder(deps: Deps, shard: number, orderLocal: num
 
 export interface GatewayEvent { id: string; type: string; data: { session_id: string; merchant_ref: string; status: string; amount_cents: number; currency: string } }
 
+const ECHOES = new Set(['payment.released', 'payment.refunded']);
+
 export interface Applied { duplicate: boolean; shard: number; orderLocal: number; paymentLocal: number; placed: boolean; captured: boolean }
 
 /** Applies one gateway event exactly once (its id is claimed in the same transaction). */
 export async function applyGatewayEvent(deps: Deps, ev: GatewayEvent): Promise<Applied> {
   const { shard, local } = decodeRow('payment', ev.data.merchant_ref, deps.shards.count);
+  // Echoes of calls this engine made (a release, a refund): their effects were recorded
+  // when the call answered, so the echo costs no database work at all.
+  if (ECHOES.has(ev.type)) return { duplicate: false, shard, orderLocal: 0, paymentLocal: local, placed: false, captured: false };
   const s = deps.shards.get(shard);
   const pay = (await s.query(SQL.byId, [local])).rows[0];
   if (!pay) throw new EngineError('not_found', 'No such payment');
@@ -87,7 +94,8 @@ export async function applyGatewayEvent(deps: Deps, ev: GatewayEvent): Promise<A
     return { duplicate: false, ...(await applyInTx(q, deps, ev, pay)) };
   });
   const applied = { ...base, ...out };
-  if (applied.placed) deps.hooks.orderChanged({ id: encodeRow('order', shard, applied.orderLocal), shard, status: 'paid', customer_id: '' });
+  if (applied.placed) await deps.hooks.orderChanged({ id: encodeRow('order', shard, applied.orderLocal), shard, status: 'paid', customer_id: '' });
+  else if (!applied.duplicate) await deps.hooks.orderTouched(shard, applied.orderLocal);
   if (applied.captured && !applied.placed) void refundPayment(deps, shard, local, 'unclaimed').catch((err: unknown) => log.warn('unclaimed refund deferred to cron', { err }));
   return applied;
 }
@@ -109,7 +117,6 @@ async function applyInTx(q: Queryable, deps: Deps, ev: GatewayEvent, pay: Record
       await q.query(SQL.expire, [local]);
       return { placed: false, captured: false };
     default:
-      // released / refunded echo calls we made; their effects were recorded then.
       return { placed: false, captured: false };
   }
 }
@@ -132,7 +139,10 @@ export async function refundPayment(deps: Deps, shard: number, paymentLocal: num
     await q.query(TRANSITION_IF_PLACED_BY, [orderLocal, paymentLocal, reason]);
     return true;
   });
-  if (done) log.info('payment refunded', { payment: encodeRow('payment', shard, paymentLocal), reason });
+  if (done) {
+    log.info('payment refunded', { payment: encodeRow('payment', shard, paymentLocal), reason });
+    await deps.hooks.orderTouched(shard, orderLocal);
+  }
   return done;
 }
 
@@ -163,7 +173,7 @@ async function cancelPaidOrder(deps: Deps, p: Principal, shard: number, orderLoc
   });
   if (paymentLocal === null) return false;
   await announce(deps, shard, items, 'released');
-  deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status: 'canceled', customer_id: '' });
+  await deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status: 'canceled', customer_id: '' });
   await refundPayment(deps, shard, paymentLocal, 'canceled').catch((err: unknown) => log.warn('refund deferred to cron', { err }));
   return true;
 }

@@ -10,7 +10,7 @@ export const SQL = {
     name: 'pay_insert',
     text: `INSERT INTO payments (order_id, customer_id, method, amount_cents, currency, expires_at)
            SELECT id, customer_id, $2, total_cents, currency, hold_expires_at FROM orders
-           WHERE id = $1 AND status = 'awaiting_payment' AND hold_expires_at > now()
+           WHERE id = $1 AND customer_id = $3 AND status = 'awaiting_payment' AND hold_expires_at > now()
            ON CONFLICT (order_id) WHERE status = 'pending' DO NOTHING
            RETURNING ${PAYMENT_COLS}`,
   },

@@ -64,6 +64,15 @@ export function createLive<T extends StockView>(o: LiveOptions<T>): Live<T> {
     bus.publish({ k: 'i', s: s.shard, l: s.local, v: s.version, a: available(s), act: s.item?.active ?? false, r: s.item?.reclaimable ?? false });
   });
 
+  const forgetOrder = (id: string) => {
+    try {
+      const { shard, local } = decodeRow('order', id, o.shardCount);
+      return bounded(cache.orders.changed(shard, local), SETTLE_WAIT_MS);
+    } catch (err) {
+      log.error('orderChanged hook failed', { id, err });
+      return Promise.resolve();
+    }
+  };
   const onBus = (ev: BusEvent) => {
     if (ev.k === 'i') apply(stateOf<T>(ev));
     else if (ev.k === 'o' && ev.o !== bus.origin) hub.order(ev.id, ev.st);
@@ -86,7 +95,9 @@ export function createLive<T extends StockView>(o: LiveOptions<T>): Live<T> {
     orderChanged: (c) => {
       hub.order(c.id, c.status);
       bus.publish({ k: 'o', id: c.id, st: c.status, o: bus.origin });
+      return c.created ? Promise.resolve() : forgetOrder(c.id);
     },
+    orderTouched: (shard, local) => bounded(cache.orders.changed(shard, local), SETTLE_WAIT_MS),
   };
 
   return {
