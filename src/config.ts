@@ -100,6 +100,9 @@ export function loadConfig(env: Env = process.env) {
     pgConnectTimeoutMs: int(env, 'PG_CONNECT_TIMEOUT_MS', 3000, 100, 60000),
     pgIdleTxTimeoutMs: int(env, 'PG_IDLE_TX_TIMEOUT_MS', 10000, 100, 600000),
     pgMaxWaiting: int(env, 'PG_MAX_WAITING', 1000, 1, 100000),
+    // Group commit of checkouts (src/orders/checkout.ts says how the bounds were chosen).
+    checkoutBatchMax: int(env, 'CHECKOUT_BATCH_MAX', 50, 1, 60),
+    checkoutBatchInflight: int(env, 'CHECKOUT_BATCH_INFLIGHT', 2, 1, 64),
     shardDownCooldownMs: int(env, 'SHARD_DOWN_COOLDOWN_MS', 1000, 50, 60000),
     redisUrls: urls(env, 'REDIS_URLS', 'redis://127.0.0.1:6391', /^rediss?:\/\//),
     // Prefix of every key and pub/sub channel, so two engines (or environments) can share a Redis.

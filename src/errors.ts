@@ -53,6 +53,8 @@ export class EngineError extends Error {
   readonly code: ErrorCode;
   readonly details: Record<string, unknown> | undefined;
   readonly retryAfterS: number | undefined;
+  /** The answer a request key got before, given again (an Idempotency-Key replay). */
+  replayed = false;
 
   constructor(code: ErrorCode, message?: string, opts: { details?: Record<string, unknown>; retryAfterS?: number; cause?: unknown } = {}) {
     super(message ?? ERRORS[code].message, opts.cause === undefined ? undefined : { cause: opts.cause });

@@ -15,7 +15,15 @@ async function lockRows(shard: number, sql: string, params: unknown[]): Promise<
   return { client, release: async () => { await client.query('ROLLBACK'); await client.end(); } };
 }
 
-const keysOf = (shard: number, key: string) => onShard(shard, 'SELECT status, response_code FROM idempotency_keys WHERE key = $1', [key]);
+/** What is recorded under a request key: claims and replies, and a checkout's recorded refusals (on every shard). */
+async function storedUnder(key: string): Promise<{ table: string; shard: number; code: string }[]> {
+  const out = [];
+  for (const shard of [0, 1, 2]) {
+    for (const r of await onShard(shard, 'SELECT response_code::text AS code FROM idempotency_keys WHERE key = $1', [key])) out.push({ table: 'idempotency_keys', shard, code: r.code });
+    for (const r of await onShard(shard, 'SELECT sqlstate AS code FROM checkout_refusals WHERE request_key = $1', [key])) out.push({ table: 'checkout_refusals', shard, code: r.code });
+  }
+  return out;
+}
 
 t.test('a checkout retried after one shard failed holds afresh and never answers with the undone part', async (t) => {
   const [c0, c1] = await Promise.all([categoryOnShard(0), categoryOnShard(1)]);
@@ -77,7 +85,7 @@ t.test('a deadlock retried to its end is answered 409 with Retry-After, and the 
   t.equal(first.status, 409);
   t.equal(first.body.error.type, 'conflict');
   t.ok(first.headers.get('retry-after'), 'told to retry');
-  t.same(await keysOf(shardOf(c.id), key), [], 'no answer stored under the key');
+  t.same(await storedUnder(key), [], 'no answer stored under the key');
   const retry = await order(c.token, [{ item_id: it.id, quantity: 1 }], key);
   t.equal(retry.status, 201, 'the retry runs again');
   t.notOk(retry.headers.get('idempotent-replayed'));
@@ -94,7 +102,7 @@ t.test('a sold-out refusal from the admission gate is the key\'s answer like any
   const refused = await order(c.token, [{ item_id: it.id, quantity: 1 }], key);
   t.equal(refused.status, 409);
   t.equal(refused.body.error.type, 'sold_out');
-  t.same(await keysOf(shardOf(c.id), key), [{ status: 'done', response_code: 409 }], 'the refusal is stored under the key');
+  t.same(await storedUnder(key), [{ table: 'checkout_refusals', shard: shardOf(it.id), code: 'BFSO1' }], 'the refusal is recorded under the key, on the item\'s shard');
   const restock = await api('POST', `/v1/items/${it.id}/stock`, { token: await admin(), body: { delta: 5 } });
   t.equal(restock.status, 200);
   const again = await order(c.token, [{ item_id: it.id, quantity: 1 }], key);

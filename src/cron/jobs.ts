@@ -5,6 +5,7 @@ import type { Deps } from '../deps.js';
 import { advanceStuck } from '../fulfillment/service.js';
 import { log } from '../log.js';
 import { expireDueBatch } from '../orders/holds.js';
+import { pruneCheckoutRefusals } from '../orders/service.js';
 import { reconcilePending, refundUnclaimed } from '../payments/reconcile.js';
 import type { Leader } from './leader.js';
 import { dispatchOnce, pruneOutbox, sinksFromConfig } from './outbox.js';
@@ -49,7 +50,7 @@ const PRUNE_BATCHES_MAX = 20;
 /** Deletes what is past its retention window, in bounded batches; the rest waits for the next run. */
 async function prune(deps: Deps, shard: number): Promise<number> {
   let total = 0;
-  for (const one of [pruneOutbox, pruneIdempotencyKeys]) {
+  for (const one of [pruneOutbox, pruneIdempotencyKeys, pruneCheckoutRefusals]) {
     for (let batch = 0; batch < PRUNE_BATCHES_MAX; batch++) {
       const n = await one(deps, shard, PRUNE_BATCH);
       total += n;

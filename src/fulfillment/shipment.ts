@@ -7,7 +7,7 @@
 import { publicUserId, type Principal } from '../accounts/service.js';
 import type { Deps } from '../deps.js';
 import { EngineError, invariant } from '../errors.js';
-import { getOrder } from '../orders/service.js';
+import { getOrderFresh } from '../orders/service.js';
 import type { Order } from '../orders/model.js';
 import { PAYMENT_SQL } from '../payments/service.js';
 import { decodeRow, encodeRow } from '../router/ids.js';
@@ -18,7 +18,7 @@ export interface ShipmentInput { carrier: string; tracking: string }
 
 /** Why a transition did not happen, from the order as it is now (404 when it does not exist). */
 async function refusal(deps: Deps, p: Principal, orderId: string, verb: 'shipped' | 'delivered'): Promise<EngineError> {
-  const order = await getOrder(deps, p, orderId);
+  const order = await getOrderFresh(deps, p, orderId);
   if (verb === 'shipped' && order.status === 'paid') {
     const ships = order.lines.some((l) => l.fulfillment === 'shipment');
     return new EngineError('invalid_state', ships ? 'The order\'s credit lines are not active yet' : 'Order has no shipment lines to ship', { details: { status: order.status } });
@@ -34,7 +34,7 @@ export async function shipOrder(deps: Deps, p: Principal, orderId: string, input
   if (!row) throw await refusal(deps, p, orderId, 'shipped');
   const id = encodeRow('order', shard, local);
   await deps.hooks.orderChanged({ id, shard, status: 'shipped', customer_id: publicUserId(deps, row.customer_id as string) });
-  return getOrder(deps, p, id);
+  return getOrderFresh(deps, p, id);
 }
 
 /** shipped -> completed (admin): delivered, escrow released through the ledger. */
@@ -43,7 +43,7 @@ export async function deliverOrder(deps: Deps, p: Principal, orderId: string): P
   const order = (await deps.shards.get(shard).query(PAYMENT_SQL.orderForPayment, [local])).rows[0];
   if (!order || order.status !== 'shipped') throw await refusal(deps, p, orderId, 'delivered');
   if ((await completeDelivery(deps, shard, order, `admin:${p.id}`)) !== 'completed') throw await refusal(deps, p, orderId, 'delivered');
-  return getOrder(deps, p, encodeRow('order', shard, local));
+  return getOrderFresh(deps, p, encodeRow('order', shard, local));
 }
 
 /** The delivery of a shipped order (an admin's, or the cron finishing one whose runner died). */

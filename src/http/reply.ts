@@ -33,6 +33,7 @@ export function errorReply(err: unknown, requestId: string): Reply {
   }
   const headers: Record<string, string> = {};
   if (e.retryAfterS !== undefined) headers['retry-after'] = String(e.retryAfterS);
+  if (e.replayed) headers['idempotent-replayed'] = 'true';
   const close = BODY_LEFT_UNREAD.has(e.code);
   return { status: e.status, headers, close, body: { error: { type: e.type, code: e.code, message: e.message, ...e.details } } };
 }

@@ -10,7 +10,8 @@ import { log } from '../log.js';
 import { decodeRow, encodeRow } from '../router/ids.js';
 import { decodeCursor, mergePage, scatter, shardBound, type Page } from '../router/scatter.js';
 import type { Queryable } from '../shard/pools.js';
-import { announce, reclaimExpired, refusal, sumLines, type StockChange, type WantedLine } from './holds.js';
+import { placePart, type Outcome, type Part, type Placed } from './checkout.js';
+import { announce, reclaimExpired, sumLines, type StockChange, type WantedLine } from './holds.js';
 import { isRetryable } from '../shard/pg-errors.js';
 import { toOrder, type Order } from './model.js';
 import { SQL } from './sql.js';
@@ -49,12 +50,35 @@ export function requestHash(lines: LineInput[]): string {
   return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
 }
 
-interface Checkout { requestKey: string | null; requestHash: string | null; checkoutId: string }
+interface Checkout { requestKey: string | null; requestHash: string | null; checkoutId: string; folded: boolean }
+
+/** Whether every line of a checkout lives on one shard (such a checkout is one statement). */
+export function isSingleShard(deps: Deps, lines: LineInput[]): boolean {
+  return groupByShard(deps, lines).size === 1;
+}
+
+/**
+ * A single-shard checkout with an Idempotency-Key, in one statement on that shard:
+ * the key's claim, the holds, the limits, the order and the record of a refusal
+ * (sql/010). A retry gets the first answer again (`replayed`), a refusal included.
+ * No sold-out gate in front: its refusal would have to be recorded too, and that is
+ * this very statement.
+ */
+export async function checkoutKeyed(deps: Deps, p: Principal, lines: LineInput[], requestKey: string): Promise<{ orders: Order[]; replayed: boolean }> {
+  const [[shard, wanted]] = [...groupByShard(deps, lines).entries()] as [[number, WantedLine[]]];
+  const c: Checkout = { requestKey, requestHash: requestHash(lines), checkoutId: randomUUID(), folded: true };
+  const out = await placeOnShard(deps, p, shard, sumLines(wanted), c);
+  if (!out.ok) {
+    out.error.replayed = out.replayed;
+    throw out.error;
+  }
+  return { orders: [await placedOrder(deps, p, shard, out.placed)], replayed: out.placed.existing };
+}
 
 export async function createOrders(deps: Deps, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
   await admit(deps, lines);
   const groups = [...groupByShard(deps, lines).entries()];
-  const checkout: Checkout = { requestKey, requestHash: requestKey ? requestHash(lines) : null, checkoutId: randomUUID() };
+  const checkout: Checkout = { requestKey, requestHash: requestKey ? requestHash(lines) : null, checkoutId: randomUUID(), folded: false };
   const results = await Promise.allSettled(groups.map(([shard, wanted]) => createShardOrder(deps, p, shard, wanted, checkout)));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (!failed) return results.map((r) => (r as PromiseFulfilledResult<Order>).value);
@@ -79,41 +103,38 @@ async function compensate(deps: Deps, order: Order): Promise<void> {
 }
 
 async function createShardOrder(deps: Deps, p: Principal, shard: number, wanted: WantedLine[], c: Checkout): Promise<Order> {
-  const lines = sumLines(wanted);
-  try {
-    return await holdInTransaction(deps, p, shard, lines, c);
-  } catch (err) {
-    if (!(err instanceof EngineError && err.code === 'sold_out')) throw err;
-    // Expired holds must not block sales while they wait for the sweeper.
-    const reclaimed = await reclaimExpired(deps, shard, lines.map((l) => l.local), 'hold_path');
-    if (reclaimed === 0) throw err;
-    return holdInTransaction(deps, p, shard, lines, c);
-  }
+  const out = await placeOnShard(deps, p, shard, sumLines(wanted), c);
+  if (!out.ok) throw out.error;
+  return placedOrder(deps, p, shard, out.placed);
 }
 
-async function holdInTransaction(deps: Deps, p: Principal, shard: number, lines: WantedLine[], c: Checkout): Promise<Order> {
-  const params = [p.uuid, lines.map((l) => l.local), lines.map((l) => l.quantity), deps.cfg.holdTtlS, c.requestKey, c.checkoutId, `customer:${p.id}`, c.requestHash];
-  const placed = await placeWithRetry(deps, shard, params);
+const ATTEMPTS_MAX = 3;
+
+/**
+ * One shard's part, in the next batch going there (checkout.ts). Expired holds must
+ * not block sales while they wait for the sweeper: a part refused while some wait on
+ * its items reclaims them and tries again; a part that lost a deadlock tries again.
+ */
+async function placeOnShard(deps: Deps, p: Principal, shard: number, lines: WantedLine[], c: Checkout): Promise<Outcome> {
+  const part: Part = { customer: p.uuid, lines, ttlS: deps.cfg.holdTtlS, ...c, actor: `customer:${p.id}` };
+  let out = await placePart(deps, shard, part);
+  for (let attempt = 1; !out.ok && attempt < ATTEMPTS_MAX; attempt++) {
+    if (out.reclaimable) await reclaimExpired(deps, shard, lines.map((l) => l.local), 'hold_path');
+    else if (!isRetryable(out.error.cause)) break;
+    out = await placePart(deps, shard, part);
+  }
+  return out;
+}
+
+/** The order a placed part made (or found), told to the cache and the stream when new. */
+async function placedOrder(deps: Deps, p: Principal, shard: number, placed: Placed): Promise<Order> {
   if (!placed.existing) await announce(deps, shard, placed.items as StockChange[], 'held');
   const order = toOrder(shard, placed, publicUserId(deps, p.uuid));
   if (!placed.existing) {
     void deps.hooks.orderChanged({ id: order.id, shard, status: order.status, customer_id: order.customer_id, created: true });
-    await deps.cache?.orders.created(shard, placed.id as number, { order, owner: p.uuid });
+    await deps.cache?.orders.created(shard, placed.id, { order, owner: p.uuid });
   }
   return order;
-}
-
-/** place_order runs in autocommit: a deadlock with the expiry sweep is retried, a refusal told. */
-async function placeWithRetry(deps: Deps, shard: number, params: unknown[]): Promise<Record<string, unknown>> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return (await deps.shards.get(shard).query(SQL.placeOrder, params)).rows[0]!;
-    } catch (err) {
-      const refused = refusal(err, shard);
-      if (refused) throw refused;
-      if (attempt >= 3 || !isRetryable(err instanceof EngineError ? err.cause : err)) throw err;
-    }
-  }
 }
 
 /** Owner or admin; anyone else is told the order does not exist. */
@@ -122,6 +143,15 @@ export async function getOrderRow(deps: Deps, p: Principal, id: string): Promise
   const row = (await deps.shards.get(shard).query(SQL.orderById, [local])).rows[0];
   if (!row || (row.customer_id !== p.uuid && p.role !== 'admin')) throw new EngineError('not_found', 'No such order');
   return { shard, local, row };
+}
+
+/**
+ * Owner or admin, from Postgres: what a writer reads after its write. A concurrent
+ * writer's change may not have reached the cache yet when this one's fence said no.
+ */
+export async function getOrderFresh(deps: Deps, p: Principal, id: string): Promise<Order> {
+  const { shard, row } = await getOrderRow(deps, p, id);
+  return toOrder(shard, row, publicUserId(deps, row.customer_id as string));
 }
 
 /** Owner or admin, through the read cache (src/cache/orders.ts states its bound). */
@@ -171,11 +201,16 @@ export async function cancelOrder(deps: Deps, p: Principal, id: string): Promise
   const actor = p.role === 'admin' ? `admin:${p.id}` : `customer:${p.id}`;
   if (row.status === 'awaiting_payment') await cancelInShard(deps, shard, local, actor, 'requested');
   else if (row.status === 'paid' && cancelPaid) await cancelPaid(deps, p, shard, local);
-  const after = await getOrder(deps, p, id);
+  const after = await getOrderFresh(deps, p, id);
   if (after.status !== 'canceled' && after.status !== 'refunded') {
     throw new EngineError('invalid_state', `Order is ${after.status} and can no longer be canceled`, { details: { status: after.status } });
   }
   return after;
+}
+
+/** Deletes one batch of recorded checkout refusals past IDEMPOTENCY_RETENTION_S on a shard; how many went. */
+export async function pruneCheckoutRefusals(deps: Deps, shard: number, batch: number): Promise<number> {
+  return (await deps.shards.get(shard).query(SQL.pruneRefusals, [deps.cfg.idempotencyRetentionS, batch])).rowCount ?? 0;
 }
 
 export async function orderEvents(deps: Deps, p: Principal, id: string): Promise<unknown[]> {

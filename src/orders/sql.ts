@@ -79,12 +79,6 @@ const EXPIRE_DUE = `
   SELECT (SELECT count(*)::int FROM exp) AS expired, (SELECT coalesce(json_agg(id), '[]'::json) FROM exp) AS orders, ${ITEMS_JSON}`;
 
 export const SQL = {
-  // One shard's part of a checkout, all of it in one statement (sql/008_retries_and_payment_states.sql).
-  placeOrder: {
-    name: 'ord_place8',
-    text: `SELECT order_id AS id, existing, items, status, currency, total_cents, hold_expires_at, created_at, updated_at, lines
-           FROM place_order($1::uuid, $2::bigint[], $3::int[], $4::int, $5::text, $6::uuid, $7::text, $8::text)`,
-  },
   orderById: { name: 'ord_by_id', text: `SELECT ${ORDER_COLS} FROM orders o WHERE o.id = $1` },
   listByCustomer: {
     name: 'ord_list_customer',
@@ -125,6 +119,12 @@ export const SQL = {
                           AND o.status = 'awaiting_payment' AND o.hold_expires_at <= now()
                         LIMIT $1 FOR UPDATE SKIP LOCKED),
            ${EXPIRE_DUE}`,
+  },
+  // Refusals recorded for request keys (sql/010), kept as long as idempotency keys.
+  pruneRefusals: {
+    name: 'ord_prune_refusals',
+    text: `DELETE FROM checkout_refusals WHERE ctid IN (SELECT ctid FROM checkout_refusals
+             WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)`,
   },
   events: {
     name: 'ord_events',

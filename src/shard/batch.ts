@@ -11,17 +11,27 @@ interface Waiter<I, O> { input: I; resolve: (out: O) => void; reject: (err: unkn
 /** Runs one batch: answers come back in the order of the inputs. */
 export type BatchRun<I, O> = (q: Queryable, inputs: I[]) => Promise<O[]>;
 
+export interface BatchBounds {
+  /** The most inputs one statement carries; a full batch goes at once. */
+  maxBatch: number;
+  /**
+   * The most statements in flight at once; meanwhile arrivals wait and go together in
+   * the next one (group commit: the busier the shard, the fuller each batch).
+   */
+  maxInflight: number;
+}
+
 export class Batcher<I, O> {
   private waiting: Waiter<I, O>[] = [];
   private scheduled = false;
+  private inflight = 0;
 
-  /** `maxBatch` bounds one statement's size; a full batch goes at once. */
-  constructor(private readonly q: Queryable, private readonly run: BatchRun<I, O>, private readonly maxBatch = 200) {}
+  constructor(private readonly q: Queryable, private readonly run: BatchRun<I, O>, private readonly bounds: BatchBounds = { maxBatch: 200, maxInflight: Infinity }) {}
 
   submit(input: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       this.waiting.push({ input, resolve, reject });
-      if (this.waiting.length >= this.maxBatch) void this.flush();
+      if (this.waiting.length >= this.bounds.maxBatch) void this.flush();
       else if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
@@ -33,26 +43,29 @@ export class Batcher<I, O> {
   }
 
   private async flush(): Promise<void> {
-    const batch = this.waiting;
-    if (batch.length === 0) return;
-    this.waiting = [];
+    if (this.waiting.length === 0 || this.inflight >= this.bounds.maxInflight) return;
+    const batch = this.waiting.splice(0, this.bounds.maxBatch);
+    this.inflight++;
     try {
       const outs = await this.run(this.q, batch.map((w) => w.input));
       if (outs.length !== batch.length) throw new Error(`batch answered ${outs.length} of ${batch.length}`);
       batch.forEach((w, i) => w.resolve(outs[i]!));
     } catch (err) {
       batch.forEach((w) => w.reject(err));
+    } finally {
+      this.inflight--;
+      if (this.waiting.length > 0) void this.flush();
     }
   }
 }
 
 /** One batcher per shard and kind, made on first use (shards live as long as the process). */
-export function perShard<I, O>(run: BatchRun<I, O>, maxBatch?: number): (shard: Queryable) => Batcher<I, O> {
+export function perShard<I, O>(run: BatchRun<I, O>, bounds?: () => BatchBounds): (shard: Queryable) => Batcher<I, O> {
   const made = new WeakMap<Queryable, Batcher<I, O>>();
   return (shard) => {
     let b = made.get(shard);
     if (!b) {
-      b = new Batcher(shard, run, maxBatch);
+      b = new Batcher(shard, run, bounds?.());
       made.set(shard, b);
     }
     return b;

@@ -20,11 +20,13 @@ export const LinesSchema = {
   items: object({ item_id: S.id, quantity: { type: 'integer', minimum: 1, maximum: MAX_QUANTITY } }, ['item_id', 'quantity']),
 };
 
+const REPLAYED = { 'idempotent-replayed': 'true' };
+
 /** Wraps a creating POST in Idempotency-Key handling; replays are marked with a header. */
 export async function idempotent(deps: Deps, ctx: Ctx, route: string, work: () => Promise<{ status: number; body?: unknown }>) {
   const fp = fingerprint(route, ctx.params, ctx.body);
   const r = await withIdempotency(deps, ctx.principal!, ctx.idempotencyKey, route, fp, work);
-  return { status: r.status, body: r.body, headers: r.replayed ? { 'idempotent-replayed': 'true' } : undefined };
+  return { status: r.status, body: r.body, headers: r.replayed ? REPLAYED : undefined };
 }
 
 export function orderRoutes(deps: Deps): RouteDef[] {
@@ -32,11 +34,20 @@ export function orderRoutes(deps: Deps): RouteDef[] {
     {
       method: 'post', path: '/v1/orders', name: 'create_order', summary: 'Hold stock and create one order per shard', auth: 'user',
       body: object({ items: LinesSchema }, ['items']), response: { status: 201, schema: object({ orders: { type: 'array', items: OrderSchema } }) },
-      // The sold-out gate runs inside (createOrders): without a key a storm on a sold-out
-      // item costs no write; with one, the refusal is that key's answer like any other.
-      handler: (ctx) => idempotent(deps, ctx, 'create_order', async () => ({
-        status: 201, body: { orders: await orders.createOrders(deps, ctx.principal!, ctx.body.items, ctx.idempotencyKey) },
-      })),
+      // A keyed checkout of one shard is one statement there, its key included; across
+      // shards the key is claimed on the caller's shard and each part is one statement.
+      // Without a key the sold-out gate answers a storm on a sold-out item with no write;
+      // with one, the refusal is that key's answer like any other.
+      handler: async (ctx) => {
+        const key = ctx.idempotencyKey;
+        if (key && orders.isSingleShard(deps, ctx.body.items)) {
+          const r = await orders.checkoutKeyed(deps, ctx.principal!, ctx.body.items, key);
+          return { status: 201, body: { orders: r.orders }, headers: r.replayed ? REPLAYED : undefined };
+        }
+        return idempotent(deps, ctx, 'create_order', async () => ({
+          status: 201, body: { orders: await orders.createOrders(deps, ctx.principal!, ctx.body.items, key) },
+        }));
+      },
     },
     {
       method: 'get', path: '/v1/orders/:id', name: 'get_order', summary: 'One order (owner or admin)', auth: 'user',

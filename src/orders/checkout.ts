@@ -1,0 +1,95 @@
+// Group commit of checkouts: the parts of concurrent checkouts bound for one shard go
+// to it together, as one place_orders() statement (sql/010): each part all-or-nothing in
+// its own subtransaction, the batch one commit, a hot item's row locked once per batch.
+//
+// Bounds (CHECKOUT_BATCH_MAX, CHECKOUT_BATCH_INFLIGHT): at most 50 parts a statement,
+// because each part is a subtransaction and a backend keeps only 64 of them in its
+// shared cache (past that every snapshot in the cluster has to look them up on disk);
+// at most 2 statements in flight per shard per process, so that while one commits the
+// next one fills. Nothing waits on a timer: with one checkout in sight a batch of one
+// goes at the next event-loop turn, so an idle engine adds no latency.
+import type { Deps } from '../deps.js';
+import { EngineError } from '../errors.js';
+import { perShard, type BatchBounds } from '../shard/batch.js';
+import type { Queryable, Shard } from '../shard/pools.js';
+import { isRetryable } from '../shard/pg-errors.js';
+import { refusal, type WantedLine } from './holds.js';
+
+/** One shard's part of a checkout. `folded`: the whole checkout, its Idempotency-Key answered here. */
+export interface Part {
+  customer: string; lines: WantedLine[]; ttlS: number; requestKey: string | null; requestHash: string | null;
+  checkoutId: string; actor: string; folded: boolean;
+}
+
+/** A placed (or, with `existing`, found) order's row, as place_order returns it. */
+export type Placed = Record<string, unknown> & { id: number; existing: boolean };
+
+/** What became of a part: its order, or why not (a refusal, or an expired hold worth reclaiming). */
+export type Outcome =
+  | { ok: true; placed: Placed }
+  | { ok: false; error: EngineError; replayed: boolean; reclaimable: boolean };
+
+/** The batch statement (exported for the bench's pgbench ceiling, which runs it too). */
+export const PLACE_ORDERS_SQL = {
+  name: 'ord_place_batch',
+  text: `SELECT n, ok, order_id AS id, existing, items, status, currency, total_cents, hold_expires_at, created_at, updated_at, lines,
+                err_state, err_detail, err_hint
+         FROM place_orders($1::jsonb) ORDER BY n`,
+} as const;
+
+const partJson = (p: Part) => ({
+  c: p.customer, i: p.lines.map((l) => l.local), q: p.lines.map((l) => l.quantity), t: p.ttlS,
+  k: p.requestKey, h: p.requestHash, x: p.checkoutId, a: p.actor, f: p.folded,
+});
+
+const IN_PROGRESS = () => new EngineError('idempotency_in_progress', undefined, { retryAfterS: 1 });
+
+function outcomeOf(shard: number, row: Record<string, unknown>): Outcome {
+  if (row.ok) return { ok: true, placed: row as Placed };
+  const state = row.err_state as string;
+  if (state === 'BFIP1') return { ok: false, error: IN_PROGRESS(), replayed: false, reclaimable: false };
+  const cause = { code: state === 'BFSR1' ? 'BFSO1' : state, detail: row.err_detail, hint: row.err_hint };
+  const error = refusal(cause, shard) ?? retryable(cause, shard);
+  return { ok: false, error, replayed: row.existing === true, reclaimable: state === 'BFSR1' };
+}
+
+/** A part that failed below the refusals (a deadlock, a lock timeout, a bug): told as a retryable answer or a 500. */
+function retryable(cause: { code: string }, shard: number): EngineError {
+  if (isRetryable(cause)) return new EngineError('conflict', 'Concurrent update, retry', { retryAfterS: 1, cause });
+  if (cause.code === '55P03' || cause.code === '57014') return new EngineError('overloaded', 'The database did not answer in time', { retryAfterS: 1, details: { shard }, cause });
+  return new EngineError('internal', undefined, { cause });
+}
+
+/** Two parts of one (customer, key) in one batch: the second is a concurrent duplicate. */
+const keyOf = (p: Part) => (p.folded && p.requestKey ? `${p.customer}\u0000${p.requestKey}` : null);
+
+async function runBatch(q: Queryable, parts: Part[], shard: number): Promise<Outcome[]> {
+  const seen = new Set<string>();
+  const sent: Part[] = [];
+  const slot: number[] = parts.map((p) => {
+    const k = keyOf(p);
+    if (k !== null && seen.has(k)) return -1;
+    if (k !== null) seen.add(k);
+    sent.push(p);
+    return sent.length - 1;
+  });
+  const rows = (await q.query(PLACE_ORDERS_SQL, [JSON.stringify(sent.map(partJson))])).rows;
+  const outs = rows.map((r) => outcomeOf(shard, r));
+  return slot.map((i) => (i < 0 ? { ok: false, error: IN_PROGRESS(), replayed: false, reclaimable: false } : outs[i]!));
+}
+
+function bounds(deps: Deps): BatchBounds {
+  return { maxBatch: deps.cfg.checkoutBatchMax, maxInflight: deps.cfg.checkoutBatchInflight };
+}
+
+const batchers = new WeakMap<Deps, (q: Queryable) => ReturnType<ReturnType<typeof perShard<Part, Outcome>>>>();
+
+/** Places one part on its shard, in whatever batch is going there next. */
+export function placePart(deps: Deps, shard: number, part: Part): Promise<Outcome> {
+  let of = batchers.get(deps);
+  if (!of) {
+    of = perShard<Part, Outcome>((q, parts) => runBatch(q, parts, (q as Shard).index), () => bounds(deps));
+    batchers.set(deps, of);
+  }
+  return of(deps.shards.get(shard)).submit(part);
+}
