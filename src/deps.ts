@@ -9,7 +9,7 @@ import type { Config } from './config.js';
 import type { Provider } from './fulfillment/provider.js';
 import type { Gateway } from './payments/gateway.js';
 import type { Directory } from './router/directory.js';
-import type { Shards } from './shard/pools.js';
+import type { Lane, Shards, ShardSet } from './shard/pools.js';
 
 export interface ItemChange { id: string; shard: number; available: number; reason: string }
 
@@ -40,7 +40,9 @@ export const NO_HOOKS: Hooks = { itemChanged: () => Promise.resolve(), orderChan
 
 export interface Deps {
   cfg: Config;
-  shards: Shards;
+  /** The connections of this work's lane (see laneOf); `pools` holds every lane. */
+  shards: ShardSet;
+  pools: Shards;
   dir: Directory;
   hooks: Hooks;
   /** The read cache (src/cache); absent in tools, which read Postgres directly. */
@@ -54,4 +56,9 @@ export interface Deps {
   /** Third parties, each behind an interface with its own breaker (one per process). */
   gateway: Gateway;
   provider: Provider;
+}
+
+/** The same dependencies, drawing connections from one lane (bulkheads, src/shard/pools.ts). */
+export function inLane(deps: Deps, lane: Lane): Deps {
+  return { ...deps, shards: deps.pools.forLane(lane) };
 }

@@ -7,7 +7,7 @@ import { NO_HOOKS, type Deps, type Hooks } from './deps.js';
 import { createLive, type Live } from './realtime/live.js';
 import { startFlagSync } from './flags/index.js';
 import { Directory } from './router/directory.js';
-import { Shards } from './shard/pools.js';
+import { laneSizes, Shards } from './shard/pools.js';
 import { HttpGateway } from './payments/gateway.js';
 import { LoginLimiter } from './accounts/login-limits.js';
 import { AuthCache } from './accounts/auth-cache.js';
@@ -21,7 +21,6 @@ export interface Engine { deps: Deps; redis: RedisSet; live: Live<CachedItem> | 
  */
 export function createEngine(cfg: Config, role: 'worker' | 'cron' | 'tool', hooks?: Hooks): Engine {
   const shards = new Shards(cfg.pgShards, {
-    poolSize: role === 'cron' ? cfg.cronPoolSize : role === 'tool' ? 2 : cfg.pgPoolSize,
     statementTimeoutMs: cfg.pgStatementTimeoutMs,
     lockTimeoutMs: cfg.pgLockTimeoutMs,
     connectTimeoutMs: cfg.pgConnectTimeoutMs,
@@ -29,13 +28,13 @@ export function createEngine(cfg: Config, role: 'worker' | 'cron' | 'tool', hook
     maxWaiting: cfg.pgMaxWaiting,
     downCooldownMs: cfg.shardDownCooldownMs,
     appName: `engine-${role}`,
-  });
+  }, role === 'worker' ? laneSizes(cfg.pgPoolSize) : role === 'cron' ? cfg.cronPoolSize : 2);
   const dir = new Directory(shards.count, cfg.categoryShardMap, cfg.directoryVersion);
   const redis = new RedisSet(cfg.redisUrls, `engine-${role}`, cfg.redisNamespace);
   const live = role === 'tool' ? null : createLive<CachedItem>({
     cfg, redis, shardCount: shards.count, listen: role === 'worker', load: (shard, locals) => loadItemsVersioned(deps, shard, locals),
   });
-  const deps: Deps = { cfg, shards, dir, hooks: hooks ?? live?.hooks ?? NO_HOOKS, cache: live?.cache, gate: live?.gate, loginLimits: role === 'worker' ? new LoginLimiter(redis, cfg) : undefined,
+  const deps: Deps = { cfg, shards, pools: shards, dir, hooks: hooks ?? live?.hooks ?? NO_HOOKS, cache: live?.cache, gate: live?.gate, loginLimits: role === 'worker' ? new LoginLimiter(redis, cfg) : undefined,
     authCache: role === 'tool' ? undefined : new AuthCache(role === 'worker' ? cfg.authCacheMs : 0, redis), gateway: new HttpGateway(cfg), provider: new HttpProvider(cfg) };
   // Feature flags follow Postgres in every worker and cron process; tools use the defaults.
   const flags = role === 'tool' ? null : startFlagSync(deps, redis);

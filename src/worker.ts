@@ -19,15 +19,17 @@ export async function runWorker(cfg: Config): Promise<void> {
   process.send?.({ type: 'listening', port: cfg.port });
   const loop = loopStats();
   startMetricsShipping(() => {
-    for (const s of engine.deps.shards.stats()) {
-      const l = `{shard="${s.shard}",pid="${process.pid}"}`;
+    for (const s of engine.deps.pools.stats()) {
+      const l = `{shard="${s.shard}",lane="${s.lane}",pid="${process.pid}"}`;
       setGauge(`pg_pool_total${l}`, s.total);
       setGauge(`pg_pool_idle${l}`, s.idle);
       setGauge(`pg_pool_waiting${l}`, s.waiting);
     }
-    for (const shard of engine.deps.shards.list) {
-      const l = `{shard="${shard.index}",pid="${process.pid}"}`;
-      for (const [k, v] of Object.entries(shard.usage)) setGauge(`pg_${k}_total${l}`, Math.round(v));
+    for (const set of engine.deps.pools.all()) {
+      for (const shard of set.list) {
+        const l = `{shard="${shard.index}",lane="${set.lane}",pid="${process.pid}"}`;
+        for (const [k, v] of Object.entries(shard.usage)) setGauge(`pg_${k}_total${l}`, Math.round(v));
+      }
     }
     const { utilization, delayP99Ms } = loop();
     setGauge(`event_loop_utilization{pid="${process.pid}"}`, utilization);

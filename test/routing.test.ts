@@ -162,7 +162,8 @@ t.test('/readyz reports three shards up and Redis up: statuses to anyone, detail
   t.same(Object.keys(res.body).sort(), ['redis', 'shards', 'status'], 'no pool figures for anonymous callers');
   const full = await api('GET', '/readyz', { token: await admin() });
   t.equal(full.status, 200);
-  t.same(full.body.pools.map((p: { shard: number }) => p.shard), [0, 1, 2], 'an admin sees the pools');
+  t.same(full.body.pools.map((p: { shard: number; lane: string }) => `${p.lane}:${p.shard}`),
+    ['read:0', 'read:1', 'read:2', 'write:0', 'write:1', 'write:2', 'payment:0', 'payment:1', 'payment:2'], 'an admin sees the pools of every lane');
   t.ok(full.body.shards.every((s: { ms: unknown }) => typeof s.ms === 'number'), 'and the ping times');
 });
 

@@ -4,13 +4,14 @@ import uWS from 'uWebSockets.js';
 import { authenticate } from '../accounts/service.js';
 import type { RedisSet } from '../cache/redis.js';
 import type { CachedItem } from '../catalog/service.js';
-import type { Deps } from '../deps.js';
-import { EngineError } from '../errors.js';
+import { inLane, type Deps } from '../deps.js';
+import { EngineError, invariant } from '../errors.js';
+import { LANES, type Lane } from '../shard/pools.js';
 import { buildOpenApi } from './openapi.js';
 import type { Live } from '../realtime/live.js';
 import { mountDashboard } from './dashboard/page.js';
 import { errorReply, send } from './reply.js';
-import { mount, requestIdOf, type HttpEnv, type RouteDef } from './route.js';
+import { laneOf, mount, requestIdOf, type HttpEnv, type RouteDef } from './route.js';
 import { accountRoutes } from './routes/accounts.js';
 import { catalogRoutes } from './routes/catalog.js';
 import { opsRoutes } from './routes/ops.js';
@@ -33,27 +34,40 @@ export function buildApp(parts: AppParts): { app: uWS.TemplatedApp; routes: Rout
     maxInflight: deps.cfg.maxInflight,
     logRequests: deps.cfg.logRequests,
     trustProxy: deps.cfg.trustProxy,
-    authenticate: (token) => authenticate(deps, token),
+    authenticate: (token, lane) => authenticate(inLane(deps, lane), token),
     nextRequestId: () => `${tag}-${(++seq).toString(36)}`,
   };
   let openapi: unknown = null;
-  const routes: RouteDef[] = [
-    ...opsRoutes(deps, redis, () => openapi),
-    ...accountRoutes(deps),
-    ...catalogRoutes(deps),
-    ...orderRoutes(deps),
-    ...paymentRoutes(deps),
-    ...storefrontRoutes(deps),
-    ...(parts.extraRoutes ?? []),
+  const group = (d: Deps): RouteDef[] => [
+    ...opsRoutes(d, redis, () => openapi),
+    ...accountRoutes(d),
+    ...catalogRoutes(d),
+    ...orderRoutes(d),
+    ...paymentRoutes(d),
+    ...storefrontRoutes(d),
   ];
+  const routes = [...inLanes(deps, group), ...(parts.extraRoutes ?? [])];
   openapi = buildOpenApi(routes);
   const app = uWS.App();
   for (const r of routes) mount(app, env, r);
-  if (parts.live) mountStream(app, { deps, live: parts.live, authenticate: env.authenticate, nextRequestId: env.nextRequestId });
+  if (parts.live) mountStream(app, { deps, live: parts.live, authenticate: (token) => env.authenticate(token, 'read'), nextRequestId: env.nextRequestId });
   mountDashboard(app, env.nextRequestId);
   app.any('/*', (res, req) => {
     const requestId = requestIdOf(req.getHeader('x-request-id'), env);
     send(res, requestId, errorReply(new EngineError('route_not_found'), requestId));
   });
   return { app, routes };
+}
+
+/**
+ * Every route, each built with the dependencies of its lane (bulkheads): the route
+ * table is made once per lane and each route is taken from its own lane's table.
+ */
+function inLanes(deps: Deps, group: (d: Deps) => RouteDef[]): RouteDef[] {
+  const tables = Object.fromEntries(LANES.map((lane) => [lane, group(inLane(deps, lane))])) as Record<Lane, RouteDef[]>;
+  return tables.read.map((def, i) => {
+    const mine = tables[laneOf(def)][i]!;
+    invariant(mine.name === def.name, 'every lane builds the same route table');
+    return mine;
+  });
 }

@@ -6,6 +6,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Principal } from '../accounts/service.js';
 import { EngineError } from '../errors.js';
+import type { Lane } from '../shard/pools.js';
 import { log } from '../log.js';
 import { admitRequest } from './admission.js';
 import { observe } from './metrics.js';
@@ -42,6 +43,12 @@ export interface RouteDef<B = any, Q = any> {
   /** Extra request headers the handler reads, lower-case. */
   headers?: string[];
   handler: (ctx: Ctx<B, Q>) => Promise<Reply>;
+  /** Whose connections it draws on (src/shard/pools.ts); by default GETs read, the rest write. */
+  lane?: Lane;
+}
+
+export function laneOf(def: Pick<RouteDef, 'method' | 'lane'>): Lane {
+  return def.lane ?? (def.method === 'get' ? 'read' : 'write');
 }
 
 export interface HttpEnv {
@@ -51,7 +58,8 @@ export interface HttpEnv {
   maxInflight: number;
   logRequests: boolean;
   trustProxy: boolean;
-  authenticate(token: string): Promise<Principal | null>;
+  /** Resolves a bearer token, with the connections of the route's lane. */
+  authenticate(token: string, lane: Lane): Promise<Principal | null>;
   nextRequestId(): string;
 }
 
@@ -160,7 +168,7 @@ async function run(def: RouteDef, env: HttpEnv, inc: Incoming, validateBody: ((v
   assertStorable(inc.params, '');
   const body = def.rawBody ? {} : parseBody(inc, validateBody);
   const token = bearer(inc.headers.authorization!);
-  const principal = await resolvePrincipal(def.auth, env, token);
+  const principal = await resolvePrincipal(def.auth, env, token, laneOf(def));
   const key = inc.headers['idempotency-key']!;
   if (inc.keySent && !IDEMPOTENCY_RE.test(key)) throw new EngineError('validation_failed', 'Idempotency-Key must be 1..128 printable ASCII characters', { details: { field: 'Idempotency-Key' } });
   return def.handler({
@@ -217,9 +225,9 @@ function bearer(header: string): string | null {
   return m ? m[1]! : null;
 }
 
-async function resolvePrincipal(mode: AuthMode, env: HttpEnv, token: string | null): Promise<Principal | null> {
+async function resolvePrincipal(mode: AuthMode, env: HttpEnv, token: string | null, lane: Lane): Promise<Principal | null> {
   if (mode === 'none') return null;
-  const principal = token ? await env.authenticate(token) : null;
+  const principal = token ? await env.authenticate(token, lane) : null;
   if (mode === 'optional') return principal;
   if (!principal) throw new EngineError('unauthenticated');
   if (mode === 'admin' && principal.role !== 'admin') throw new EngineError('forbidden', 'Admin only');

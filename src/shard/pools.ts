@@ -221,12 +221,29 @@ function toConfig(sql: Sql, values: unknown[]): pg.QueryConfig {
   return typeof sql === 'string' ? { text: sql, values } : { name: sql.name, text: sql.text, values };
 }
 
-export class Shards {
-  readonly list: Shard[];
+/**
+ * The classes of work that get a share of each shard's connections of their own
+ * (bulkheads): reads, checkouts and other writes, payments (the gateway's webhooks
+ * and payment creation). A storm of one class fills its own queue and is refused
+ * there (503 overloaded, Retry-After) while the others keep their connections.
+ */
+export type Lane = 'read' | 'write' | 'payment';
+export const LANES: readonly Lane[] = ['read', 'write', 'payment'];
 
-  constructor(urls: string[], opts: Omit<ShardOptions, 'url'>) {
-    this.list = urls.map((url, i) => new Shard(i, { ...opts, url }));
-  }
+/**
+ * How a worker's connections to one shard (PG_POOL_SIZE) are split between the lanes:
+ * reads are the most numerous and the cheapest to refuse, payments the fewest and the
+ * last to be refused. Each lane gets at least one connection.
+ */
+export function laneSizes(total: number): Record<Lane, number> {
+  const read = Math.max(1, Math.floor(total * 0.4));
+  const payment = Math.max(1, Math.floor(total * 0.2));
+  return { read, payment, write: Math.max(1, total - read - payment) };
+}
+
+/** One lane's connections to every shard: what a domain sees as `deps.shards`. */
+export class ShardSet {
+  constructor(readonly list: Shard[], readonly lane: Lane | 'all') {}
 
   get count(): number { return this.list.length; }
 
@@ -236,7 +253,36 @@ export class Shards {
     return s;
   }
 
-  stats() { return this.list.map((s) => s.stats()); }
+  stats() { return this.list.map((s) => ({ ...s.stats(), lane: this.lane })); }
+}
 
-  async end(): Promise<void> { await Promise.allSettled(this.list.map((s) => s.end())); }
+export class Shards extends ShardSet {
+  private readonly lanes: Record<Lane, ShardSet>;
+
+  /**
+   * `sizes` per lane: a pool per shard per lane. A single number: one pool per shard
+   * that every lane shares (the cron process and tools, which have no requests to
+   * keep apart). The set itself is the read lane.
+   */
+  constructor(urls: string[], opts: Omit<ShardOptions, 'url' | 'poolSize'>, sizes: Record<Lane, number> | number) {
+    const make = (lane: Lane, poolSize: number) => urls.map((url, i) => new Shard(i, { ...opts, url, poolSize, appName: `${opts.appName}-${lane}` }));
+    if (typeof sizes === 'number') {
+      const shared = urls.map((url, i) => new Shard(i, { ...opts, url, poolSize: sizes }));
+      super(shared, 'all');
+      this.lanes = { read: this, write: this, payment: this };
+      return;
+    }
+    const read = make('read', sizes.read);
+    super(read, 'read');
+    this.lanes = { read: this, write: new ShardSet(make('write', sizes.write), 'write'), payment: new ShardSet(make('payment', sizes.payment), 'payment') };
+  }
+
+  forLane(lane: Lane): ShardSet { return this.lanes[lane]; }
+
+  /** Every pool of every lane (each pool once). */
+  all(): ShardSet[] { return [...new Set(Object.values(this.lanes))]; }
+
+  override stats() { return this.all().flatMap((set) => set.list.map((s) => ({ ...s.stats(), lane: set.lane }))); }
+
+  async end(): Promise<void> { await Promise.allSettled(this.all().flatMap((set) => set.list.map((s) => s.end()))); }
 }

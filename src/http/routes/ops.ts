@@ -50,7 +50,7 @@ async function readiness(deps: Deps, redis: RedisSet, token: string | null) {
   const degraded = shards.every((s) => s.status === 'up');
   const status = ok ? 'ok' : degraded ? 'degraded' : 'unavailable';
   const body = admin
-    ? { status, shards, redis: redisStates, pools: deps.shards.stats() }
+    ? { status, shards, redis: redisStates, pools: deps.pools.stats() }
     : { status, shards: shards.map((s) => ({ shard: s.shard, status: s.status })), redis: redisStates.map((r) => ({ redis: r.redis, status: r.status })) };
   return { status: ok ? 200 : 503, body };
 }

@@ -33,7 +33,7 @@ function parseEvent(raw: Buffer): payments.GatewayEvent {
 export function paymentRoutes(deps: Deps): RouteDef[] {
   return [
     {
-      method: 'post', path: '/v1/orders/:id/payments', name: 'create_payment', summary: 'Open a card or QR payment for an order (owner)', auth: 'user',
+      method: 'post', path: '/v1/orders/:id/payments', name: 'create_payment', summary: 'Open a card or QR payment for an order (owner)', auth: 'user', lane: 'payment',
       body: object({ method: { type: 'string', enum: ['card', 'qr'] } }, ['method']), response: { status: 201, schema: PaymentSchema },
       handler: (ctx) => idempotent(deps, ctx, 'create_payment', async () => {
         const r = await payments.createPayment(deps, ctx.principal!, ctx.params.id!, ctx.body.method);
@@ -46,7 +46,7 @@ export function paymentRoutes(deps: Deps): RouteDef[] {
       handler: async (ctx) => ({ status: 200, body: await payments.getPayment(deps, ctx.principal!, ctx.params.id!) }),
     },
     {
-      method: 'post', path: '/v1/webhooks/gateway', name: 'gateway_webhook', summary: 'Signed gateway events', auth: 'none',
+      method: 'post', path: '/v1/webhooks/gateway', name: 'gateway_webhook', summary: 'Signed gateway events', auth: 'none', lane: 'payment',
       rawBody: true, headers: ['gateway-signature'],
       handler: async (ctx) => {
         const sig = ctx.headers['gateway-signature'] ?? '';
