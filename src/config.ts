@@ -209,14 +209,28 @@ function refuseTestDefaults(cfg: Config): void {
 
 export type Config = ReturnType<typeof loadConfig>;
 
+/**
+ * How a worker's connections to one shard (PG_POOL_SIZE) are split between the lanes
+ * (src/shard/pools.ts): reads are the most numerous and the cheapest to refuse,
+ * payments the fewest and the last to be refused. Each lane gets at least one.
+ */
+export function laneSizes(total: number): { read: number; write: number; payment: number } {
+  const read = Math.max(1, Math.floor(total * 0.4));
+  const payment = Math.max(1, Math.floor(total * 0.2));
+  return { read, payment, write: Math.max(1, total - read - payment) };
+}
+
 export interface ConnectionBudget { perDatabase: number; max: number; formula: string }
 
 /** Connections one Postgres primary must accept from the whole configured fleet. */
 export function connectionBudget(cfg: Config): ConnectionBudget {
-  const workers = cfg.appServers * cfg.workers * cfg.pgPoolSize;
+  const lanes = laneSizes(cfg.pgPoolSize);
+  const perWorker = lanes.read + lanes.write + lanes.payment;
+  const workers = cfg.appServers * cfg.workers * perWorker;
   const cron = cfg.appServers * cfg.cronPoolSize;
   const perDatabase = workers + cron + cfg.pgReservedConnections;
-  const formula = `APP_SERVERS(${cfg.appServers}) x WORKERS(${cfg.workers}) x PG_POOL_SIZE(${cfg.pgPoolSize}) + ` +
+  const split = perWorker === cfg.pgPoolSize ? '' : ` (lanes need ${perWorker})`;
+  const formula = `APP_SERVERS(${cfg.appServers}) x WORKERS(${cfg.workers}) x PG_POOL_SIZE(${cfg.pgPoolSize}: read ${lanes.read} + write ${lanes.write} + payment ${lanes.payment}${split}) + ` +
     `APP_SERVERS(${cfg.appServers}) x CRON_POOL_SIZE(${cfg.cronPoolSize}) + PG_RESERVED_CONNECTIONS(${cfg.pgReservedConnections}) = ${perDatabase}`;
   return { perDatabase, max: cfg.pgMaxConnections, formula };
 }

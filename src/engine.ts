@@ -1,13 +1,13 @@
 // The dependencies one engine process holds: pools to every shard, the directory,
 // and the Redis clients. Shared by workers, the cron process and tools.
-import type { Config } from './config.js';
+import { laneSizes, type Config } from './config.js';
 import { RedisSet } from './cache/redis.js';
 import { loadItemsVersioned, type CachedItem } from './catalog/service.js';
-import { NO_HOOKS, type Deps, type Hooks } from './deps.js';
+import { inLane, NO_HOOKS, type Deps, type Hooks } from './deps.js';
 import { createLive, type Live } from './realtime/live.js';
 import { startFlagSync } from './flags/index.js';
 import { Directory } from './router/directory.js';
-import { laneSizes, Shards } from './shard/pools.js';
+import { Shards } from './shard/pools.js';
 import { HttpGateway } from './payments/gateway.js';
 import { LoginLimiter } from './accounts/login-limits.js';
 import { AuthCache } from './accounts/auth-cache.js';
@@ -32,7 +32,8 @@ export function createEngine(cfg: Config, role: 'worker' | 'cron' | 'tool', hook
   const dir = new Directory(shards.count, cfg.categoryShardMap, cfg.directoryVersion);
   const redis = new RedisSet(cfg.redisUrls, `engine-${role}`, cfg.redisNamespace);
   const live = role === 'tool' ? null : createLive<CachedItem>({
-    cfg, redis, shardCount: shards.count, listen: role === 'worker', load: (shard, locals) => loadItemsVersioned(deps, shard, locals),
+    cfg, redis, shardCount: shards.count, listen: role === 'worker', // Refreshes follow writes (a writer waits for its own): the write lane's connections.
+    load: (shard, locals) => loadItemsVersioned(inLane(deps, 'write'), shard, locals),
   });
   const deps: Deps = { cfg, shards, pools: shards, dir, hooks: hooks ?? live?.hooks ?? NO_HOOKS, cache: live?.cache, gate: live?.gate, loginLimits: role === 'worker' ? new LoginLimiter(redis, cfg) : undefined,
     authCache: role === 'tool' ? undefined : new AuthCache(role === 'worker' ? cfg.authCacheMs : 0, redis), gateway: new HttpGateway(cfg), provider: new HttpProvider(cfg) };

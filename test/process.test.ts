@@ -198,6 +198,9 @@ t.test('the connection budget is computed from the fleet and enforced', async (t
   t.equal(assertBudget(exact).perDatabase, 250, 'exactly the maximum is allowed');
   t.throws(() => assertBudget(loadConfig({ WORKERS: '2', PG_POOL_SIZE: '119', CRON_POOL_SIZE: '4', PG_RESERVED_CONNECTIONS: '10' })), /252 > PG_MAX_CONNECTIONS/, 'one more per worker is not');
   t.doesNotThrow(() => assertBudget(loadConfig({ WORKERS: '2', PG_POOL_SIZE: '200', PG_MAX_CONNECTIONS: '500' })), 'a bigger server admits a bigger fleet');
+  const tiny = connectionBudget(loadConfig({ APP_SERVERS: '1', WORKERS: '2', PG_POOL_SIZE: '1', CRON_POOL_SIZE: '4', PG_RESERVED_CONNECTIONS: '10' }));
+  t.equal(tiny.perDatabase, 2 * 3 + 4 + 10, 'every lane (read, write, payment) holds a connection of its own');
+  t.match(tiny.formula, /PG_POOL_SIZE\(1: read 1 \+ write 1 \+ payment 1 \(lanes need 3\)\)/);
 });
 
 t.test('the primary refuses a fleet over the connection budget, quickly and by the numbers', async (t) => {
@@ -208,10 +211,10 @@ t.test('the primary refuses a fleet over the connection budget, quickly and by t
   t.equal(small.code, EX_CONFIG, 'PG_POOL_SIZE=200 WORKERS=2 exits 78 (EX_CONFIG)');
   t.ok(small.ms < 15_000, `and does so at once, before migrating or forking (${small.ms} ms)`);
   t.match(small.stderr, /PG_MAX_CONNECTIONS\(250\)/);
-  t.match(small.stderr, /WORKERS\(2\) x PG_POOL_SIZE\(200\)/);
+  t.match(small.stderr, /WORKERS\(2\) x PG_POOL_SIZE\(200: read 80 \+ write 80 \+ payment 40\)/);
   t.match(small.stderr, /= 414 >/, 'with the computed total');
   t.equal(big.code, EX_CONFIG, 'APP_SERVERS=3 WORKERS=8 PG_POOL_SIZE=10 exits 78');
-  t.match(big.stderr, /APP_SERVERS\(3\) x WORKERS\(8\) x PG_POOL_SIZE\(10\).*= 262 > PG_MAX_CONNECTIONS\(250\)/);
+  t.match(big.stderr, /APP_SERVERS\(3\) x WORKERS\(8\) x PG_POOL_SIZE\(10: read 4 \+ write 4 \+ payment 2\).*= 262 > PG_MAX_CONNECTIONS\(250\)/);
 });
 
 t.test('a bad environment variable stops the primary and is named', async (t) => {

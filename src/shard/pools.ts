@@ -230,17 +230,6 @@ function toConfig(sql: Sql, values: unknown[]): pg.QueryConfig {
 export type Lane = 'read' | 'write' | 'payment';
 export const LANES: readonly Lane[] = ['read', 'write', 'payment'];
 
-/**
- * How a worker's connections to one shard (PG_POOL_SIZE) are split between the lanes:
- * reads are the most numerous and the cheapest to refuse, payments the fewest and the
- * last to be refused. Each lane gets at least one connection.
- */
-export function laneSizes(total: number): Record<Lane, number> {
-  const read = Math.max(1, Math.floor(total * 0.4));
-  const payment = Math.max(1, Math.floor(total * 0.2));
-  return { read, payment, write: Math.max(1, total - read - payment) };
-}
-
 /** One lane's connections to every shard: what a domain sees as `deps.shards`. */
 export class ShardSet {
   constructor(readonly list: Shard[], readonly lane: Lane | 'all') {}
