@@ -3,15 +3,13 @@
 // takes the same lock, so it either came first (the claim finds no order to complete)
 // or comes after, sees the claim and refuses. Only then is the gateway asked to release
 // (a network call outside any transaction; idempotent, so a retry after a crash is
-// safe), and one transaction records it: the order completes, fenced on its status
+// safe), and one statement records it: the order completes, fenced on its status
 // again, and escrow moves to the merchant (and the provider's share) in the ledger.
 // A claim whose holder died is finished by the stuck-order cron (advanceOrder).
 import type { Deps } from '../deps.js';
-import { invariant } from '../errors.js';
-import { postTransfer, releaseLegs } from '../payments/ledger.js';
-import { PAYMENT_SQL } from '../payments/service.js';
+import { EngineError, invariant } from '../errors.js';
+import { legArrays, releaseLegs } from '../payments/ledger.js';
 import { encodeRow } from '../router/ids.js';
-import type { Queryable } from '../shard/pools.js';
 import { SQL } from './sql.js';
 
 export interface LineRow { item_id: number; quantity: number; price_cents: number; fulfillment: string }
@@ -21,8 +19,8 @@ export interface Completion {
   from: string[];
   reason: string;
   actor: string;
-  /** More writes of the same transition (a shipment's delivery), after the fence held. */
-  also?: (q: Queryable, orderLocal: number) => Promise<void>;
+  /** The completion is a shipment's delivery, by this actor: recorded in the same statement. */
+  deliveredBy?: string;
 }
 
 export async function releaseAndComplete(
@@ -35,15 +33,20 @@ export async function releaseAndComplete(
   await deps.hooks.orderTouched(shard, orderLocal);
   await deps.gateway.release(pay.gateway_session_id as string);
   const providerShare = lines.filter((l) => l.fulfillment === 'provider').reduce((sum, l) => sum + Number(l.price_cents) * l.quantity, 0);
-  const done = await s.transaction(async (q) => {
-    // Two runners may both have claimed and released (idempotent); one completes.
-    if ((await q.query(SQL.complete, [orderLocal, c.from, c.reason, c.actor])).rowCount !== 1) return false;
-    const released = (await q.query(PAYMENT_SQL.markReleased, [pay.id])).rows[0];
-    invariant(released, 'a claimed release is recorded once, by the completion that fenced it');
-    await postTransfer(q, { orderLocal, paymentLocal: pay.id as number, currency: pay.currency as string, kind: 'release', legs: releaseLegs(pay.amount_cents as number, providerShare) });
-    await c.also?.(q, orderLocal);
-    return true;
-  });
+  const { accounts, amounts } = legArrays(releaseLegs(pay.amount_cents as number, providerShare));
+  // Two runners may both have claimed and released (idempotent); one completes.
+  const done = await complete(deps, shard, [orderLocal, c.from, c.reason, c.actor, pay.id, accounts, amounts, c.deliveredBy ?? null]);
   if (done) await deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status: 'completed', customer_id: '' });
   return done ? 'completed' : 'unchanged';
+}
+
+/** The completion statement; a broken invariant inside it (BFIV1) rolled it back and is a bug. */
+async function complete(deps: Deps, shard: number, params: unknown[]): Promise<boolean> {
+  try {
+    return (await deps.shards.get(shard).statement(SQL.complete, params)).rows[0]!.completed === true;
+  } catch (err) {
+    const cause = (err instanceof EngineError ? err.cause : err) as { code?: string; message?: string } | undefined;
+    invariant(cause?.code !== 'BFIV1', (cause?.message ?? '').replace(/^invariant violated: /, ''));
+    throw err;
+  }
 }

@@ -11,7 +11,7 @@
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { log } from '../log.js';
-import { refundPayment, PAYMENT_SQL } from '../payments/service.js';
+import { refundPayment, PAYMENT_SQL, type PlacedOrder } from '../payments/service.js';
 import { encodeRow } from '../router/ids.js';
 import { releaseAndComplete, type LineRow } from './release.js';
 import { completeDelivery } from './shipment.js';
@@ -19,9 +19,10 @@ import { SQL } from './sql.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function advanceOrder(deps: Deps, shard: number, orderLocal: number): Promise<string> {
+/** `placed`: the order as the payment that placed it answered it, so it is not read again. */
+export async function advanceOrder(deps: Deps, shard: number, orderLocal: number, placed?: PlacedOrder): Promise<string> {
   const s = deps.shards.get(shard);
-  const order = (await s.query(PAYMENT_SQL.orderForPayment, [orderLocal])).rows[0];
+  const order = placed ?? (await s.query(PAYMENT_SQL.orderForPayment, [orderLocal])).rows[0];
   if (!order) return 'missing';
   const lines = (order.lines as LineRow[]) ?? [];
   if (order.status === 'paid') {

@@ -45,14 +45,13 @@ export const SQL = {
             WHERE p.id = o.payment_id AND p.status = 'succeeded' AND p.escrow IN ('held', 'releasing')
            RETURNING p.id, p.gateway_session_id, p.amount_cents, p.currency`,
   },
-  // Completion: the order closed by $4 (an actor), fenced on its current status ($2).
+  // Completion (sql/009, complete_paid_order): fenced on the order's status ($2) under its
+  // row lock, closed by $4 for reason $3 with its audit row; escrow released, the release
+  // transfer ($6 accounts, $7 amounts) posted, and for a delivery ($8) the shipment
+  // delivered. False when the fence did not hold.
   complete: {
-    name: 'ful_complete',
-    text: `WITH prev AS (SELECT id, status FROM orders WHERE id = $1 AND status = ANY($2::text[]) FOR UPDATE),
-           upd AS (UPDATE orders o SET status = 'completed', updated_at = now() FROM prev WHERE o.id = prev.id
-                   RETURNING o.id, prev.status AS from_status)
-           INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
-           SELECT id, from_status, 'completed', $4, $3 FROM upd RETURNING 1`,
+    name: 'ful_complete_paid',
+    text: `SELECT complete_paid_order($1::bigint, $2::text[], $3::text, $4::text, $5::bigint, $6::text[], $7::bigint[], $8::text) AS completed`,
   },
   // paid -> shipped for orders with shipment lines, with its shipment row and audit row.
   ship: {
@@ -65,11 +64,6 @@ export const SQL = {
                   SELECT id, 'paid', 'shipped', $4, 'shipped' FROM upd RETURNING 1),
            sh AS (INSERT INTO shipments (order_id, carrier, tracking, shipped_by) SELECT id, $2, $3, $4 FROM upd RETURNING 1)
            SELECT customer_id FROM upd`,
-  },
-  // Part of shipped -> completed: runs only after that transition's fence held.
-  deliver: {
-    name: 'ful_deliver',
-    text: 'UPDATE shipments SET delivered_at = now(), delivered_by = $2 WHERE order_id = $1 AND delivered_at IS NULL',
   },
   // A failed attempt moves the order to the back of the queue, so one order the
   // gateway keeps refusing cannot starve the ones behind it.

@@ -9,9 +9,8 @@ import { log } from '../log.js';
 import { getOrderRow, onCancelPaid } from '../orders/service.js';
 import { announce, type StockChange } from '../orders/holds.js';
 import { decodeRow, encodeRow } from '../router/ids.js';
-import type { Queryable } from '../shard/pools.js';
 import { GatewayRefused, type GatewaySession } from './gateway.js';
-import { captureLegs, postTransfer, refundLegs } from './ledger.js';
+import { postTransfer, refundLegs } from './ledger.js';
 import { toPayment, type Payment } from './model.js';
 import { SQL } from './sql.js';
 
@@ -70,54 +69,50 @@ export interface GatewayEvent { id: string; type: string; data: { session_id: st
 
 const ECHOES = new Set(['payment.released', 'payment.refunded']);
 
-export interface Applied { duplicate: boolean; shard: number; orderLocal: number; paymentLocal: number; placed: boolean; captured: boolean }
+/**
+ * The order a payment just placed, as the placing statement answered it (id, status,
+ * customer_id, payment_id, lines): fulfilment starts from it without reading it again.
+ */
+export type PlacedOrder = Record<string, unknown>;
 
-/** Applies one gateway event exactly once (its id is claimed in the same transaction). */
+export interface Applied {
+  duplicate: boolean; shard: number; orderLocal: number; paymentLocal: number; placed: boolean; captured: boolean;
+  order?: PlacedOrder;
+}
+
+/**
+ * Applies one gateway event exactly once, in one statement (SQL.applyEvent): checked
+ * against the payment (nothing is written on a mismatch), its id claimed, and applied.
+ */
 export async function applyGatewayEvent(deps: Deps, ev: GatewayEvent): Promise<Applied> {
   const { shard, local } = decodeRow('payment', ev.data.merchant_ref, deps.shards.count);
   // Echoes of calls this engine made (a release, a refund): their effects were recorded
   // when the call answered, so the echo costs no database work at all.
   if (ECHOES.has(ev.type)) return { duplicate: false, shard, orderLocal: 0, paymentLocal: local, placed: false, captured: false };
-  const s = deps.shards.get(shard);
-  const pay = (await s.query(SQL.byId, [local])).rows[0];
-  if (!pay) throw new EngineError('not_found', 'No such payment');
-  if (pay.amount_cents !== ev.data.amount_cents || pay.currency !== ev.data.currency) {
-    log.error('gateway event amount mismatch', { event: ev.id, payment: ev.data.merchant_ref, got: ev.data.amount_cents, want: pay.amount_cents });
-    throw new EngineError('validation_failed', 'Amount or currency does not match the payment', { details: { field: 'data.amount_cents' } });
-  }
-  if (pay.gateway_session_id && pay.gateway_session_id !== ev.data.session_id) {
-    throw new EngineError('validation_failed', 'Session does not match the payment', { details: { field: 'data.session_id' } });
-  }
-  const base = { shard, orderLocal: pay.order_id as number, paymentLocal: local };
-  const out = await s.transaction(async (q) => {
-    if ((await q.query(SQL.claimEvent, [ev.id, local, ev.type])).rowCount === 0) return { duplicate: true, placed: false, captured: false };
-    return { duplicate: false, ...(await applyInTx(q, deps, ev, pay)) };
-  });
-  const applied = { ...base, ...out };
+  const r = (await deps.shards.get(shard).statement(SQL.applyEvent, [
+    local, ev.id, ev.type, ev.data.session_id, ev.data.amount_cents, ev.data.currency, `gateway:${ev.id}`,
+  ])).rows[0]!;
+  refuseMismatch(ev, r);
+  const applied: Applied = {
+    duplicate: r.outcome === 'duplicate', shard, orderLocal: r.order_id as number, paymentLocal: local,
+    placed: r.placed as boolean, captured: r.captured as boolean,
+    order: r.placed ? { id: r.order_id, status: r.order_status, customer_id: r.customer_id, payment_id: r.payment_id, lines: r.lines } : undefined,
+  };
   if (applied.placed) await deps.hooks.orderChanged({ id: encodeRow('order', shard, applied.orderLocal), shard, status: 'paid', customer_id: '' });
   else if (!applied.duplicate) await deps.hooks.orderTouched(shard, applied.orderLocal);
   if (applied.captured && !applied.placed) void refundPayment(deps, shard, local, 'unclaimed').catch((err: unknown) => log.warn('unclaimed refund deferred to cron', { err }));
   return applied;
 }
 
-async function applyInTx(q: Queryable, deps: Deps, ev: GatewayEvent, pay: Record<string, unknown>): Promise<{ placed: boolean; captured: boolean }> {
-  const local = pay.id as number;
-  switch (ev.type) {
-    case 'payment.succeeded': {
-      const cap = (await q.query(SQL.capture, [local, ev.data.session_id])).rows[0];
-      if (!cap) return { placed: false, captured: false };
-      await postTransfer(q, { orderLocal: pay.order_id as number, paymentLocal: local, currency: pay.currency as string, kind: 'capture', legs: captureLegs(pay.amount_cents as number) });
-      const placed = (await q.query(SQL.placeOrder, [pay.order_id, local, `gateway:${ev.id}`])).rows[0]!.placed === 1;
-      return { placed, captured: true };
-    }
-    case 'payment.declined':
-      await q.query(SQL.fail, [local, 'declined']);
-      return { placed: false, captured: false };
-    case 'payment.expired':
-      await q.query(SQL.expire, [local]);
-      return { placed: false, captured: false };
-    default:
-      return { placed: false, captured: false };
+/** An event that does not match its payment was refused by the statement, which wrote nothing. */
+function refuseMismatch(ev: GatewayEvent, r: Record<string, unknown>): void {
+  if (r.outcome === 'missing') throw new EngineError('not_found', 'No such payment');
+  if (r.outcome === 'amount_mismatch') {
+    log.error('gateway event amount mismatch', { event: ev.id, payment: ev.data.merchant_ref, got: ev.data.amount_cents, want: r.amount_cents });
+    throw new EngineError('validation_failed', 'Amount or currency does not match the payment', { details: { field: 'data.amount_cents' } });
+  }
+  if (r.outcome === 'session_mismatch') {
+    throw new EngineError('validation_failed', 'Session does not match the payment', { details: { field: 'data.session_id' } });
   }
 }
 

@@ -27,40 +27,14 @@ export const SQL = {
     text: `UPDATE payments SET status = 'failed', failure_reason = $2, updated_at = now()
            WHERE id = $1 AND status = 'pending' RETURNING ${PAYMENT_COLS}`,
   },
-  expire: {
-    name: 'pay_expire',
-    text: `UPDATE payments SET status = 'expired', updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING id`,
-  },
-  claimEvent: {
-    name: 'pay_claim_event',
-    text: 'INSERT INTO gateway_events (event_id, payment_id, type) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING RETURNING 1',
-  },
-  // Money arrived: recorded whatever we thought before (a late success is still money).
-  capture: {
-    name: 'pay_capture',
-    text: `UPDATE payments SET status = 'succeeded', escrow = 'held', captured_at = now(), updated_at = now(),
-             gateway_session_id = COALESCE(gateway_session_id, $2)
-           WHERE id = $1 AND status IN ('pending', 'failed', 'expired') RETURNING ${PAYMENT_COLS}`,
-  },
-  // Placing the order: only while it awaits payment and its holds are still valid.
-  // Holds become sales; the payment that placed it is recorded once.
-  placeOrder: {
-    name: 'pay_place_order',
-    text: `WITH prev AS (SELECT id FROM orders WHERE id = $1 AND status = 'awaiting_payment' AND hold_expires_at > now()
-                        AND payment_id IS NULL FOR UPDATE),
-           upd AS (UPDATE orders o SET status = 'paid', payment_id = $2, updated_at = now() FROM prev WHERE o.id = prev.id RETURNING o.id),
-           ev AS (INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
-                  SELECT id, 'awaiting_payment', 'paid', $3, 'payment_succeeded' FROM upd RETURNING 1),
-           rel AS (UPDATE holds h SET status = 'consumed', ended_at = now() FROM upd
-                    WHERE h.order_id = upd.id AND h.status = 'active' RETURNING h.item_id, h.quantity),
-           it AS (UPDATE items i SET held = i.held - c.q, sold = i.sold + c.q, updated_at = now()
-                  FROM ${REL_PER_ITEM_LOCKED} c WHERE i.id = c.item_id RETURNING i.id)
-           SELECT (SELECT count(*)::int FROM upd) AS placed, (SELECT count(*)::int FROM it) AS items`,
-  },
-  markReleased: {
-    name: 'pay_mark_released',
-    text: `UPDATE payments SET escrow = 'released', updated_at = now()
-           WHERE id = $1 AND status = 'succeeded' AND escrow IN ('held', 'releasing') RETURNING ${PAYMENT_COLS}`,
+  // A gateway event checked, claimed by id and applied, in one statement (sql/009,
+  // apply_gateway_event): a success captures, posts the capture transfer and places the
+  // order, answering with the placed order's lines for fulfilment. $5 is numeric so an
+  // absurd amount is a mismatch, not a cast error.
+  applyEvent: {
+    name: 'pay_apply_event',
+    text: `SELECT outcome, order_id, amount_cents, currency, captured, placed, order_status, customer_id, payment_id, lines
+           FROM apply_gateway_event($1::bigint, $2::text, $3::text, $4::text, $5::numeric, $6::text, $7::text)`,
   },
   // An efficiency claim so two runners rarely call the gateway for the same refund;
   // the gateway's refund is idempotent and markRefunded is the real fence.

@@ -140,6 +140,23 @@ export class Shard implements Queryable {
   }
 
   /**
+   * One statement that is a whole transaction on its own (a plpgsql function, or CTEs),
+   * in autocommit: one round trip instead of BEGIN, the statements and COMMIT. Like
+   * transaction(), a serialization failure or deadlock rolled all of it back, so it is
+   * retried a bounded number of times.
+   */
+  async statement<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: Sql, params: unknown[] = [], attemptsMax = 3): Promise<pg.QueryResult<R>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.query<R>(sql, params);
+      } catch (err) {
+        const cause = err instanceof EngineError ? err.cause : err;
+        if (attempt >= attemptsMax || !isRetryable(cause)) throw err;
+      }
+    }
+  }
+
+  /**
    * A transaction is a function: return commits, throw rolls back, the connection
    * always goes home. Serialization failures and deadlocks are retried a bounded
    * number of times; the function must therefore be safe to run again.

@@ -15,7 +15,7 @@ export const OWN_PORTS = {
   loginLimitsNoRedisEngine: TEST_PORT + 321, deadRedis: TEST_PORT + 322, adminClaimEngine: TEST_PORT + 323,
   productionEngine: TEST_PORT + 324, rehashEngine: TEST_PORT + 325,
   faultsEngine: TEST_PORT + 330, faultsGateway: TEST_PORT + 331, faultsProvider: TEST_PORT + 332,
-  admissionEngine: TEST_PORT + 340, readyzEngine: TEST_PORT + 341, bulkheadsEngine: TEST_PORT + 342,
+  admissionEngine: TEST_PORT + 340, readyzEngine: TEST_PORT + 341, bulkheadsEngine: TEST_PORT + 342, roundTripsEngine: TEST_PORT + 350,
 } as const;
 export const ENGINE_URL = `http://127.0.0.1:${TEST_PORT}`;
 export const GATEWAY_URL = `http://127.0.0.1:${GATEWAY_PORT}`;

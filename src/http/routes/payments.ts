@@ -53,7 +53,7 @@ export function paymentRoutes(deps: Deps): RouteDef[] {
         if (!verifySignature(deps.cfg.gatewayWebhookSecret, sig, ctx.rawBody, deps.cfg.webhookToleranceS)) throw new EngineError('invalid_signature');
         const applied = await payments.applyGatewayEvent(deps, parseEvent(ctx.rawBody));
         if (applied.placed) {
-          void advanceOrder(deps, applied.shard, applied.orderLocal).catch((err: unknown) => log.warn('fulfilment deferred to cron', { err }));
+          void advanceOrder(deps, applied.shard, applied.orderLocal, applied.order).catch((err: unknown) => log.warn('fulfilment deferred to cron', { err }));
         }
         return { status: 200, body: { received: true, duplicate: applied.duplicate } };
       },
