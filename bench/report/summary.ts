@@ -23,9 +23,14 @@ export interface Summary {
     cache_on: CacheHalf; cache_off: CacheHalf | null; cache_off_skipped: string | null;
     gate_on: GateHalf; gate_off: GateHalf | null; gate_off_skipped: string | null; hot_not_oversold: boolean;
   };
-  ceiling: null | { pgbench_tps: number; uws_rps: number };
+  ceiling: null | { pgbench_tps: number; uws_rps: number; single_row_tps: number | null };
   ratios: {
     orders_vs_pgbench: number | null; flash_holds_vs_pgbench: number | null; reads_vs_uws: number | null;
+    /**
+     * Flash-sale holds/s over pgbench's one-row ceiling: what group commit buys on a hot row
+     * (a hot-item measure when run with --flash-hot-share 1 and a large --flash-stock).
+     */
+    flash_holds_vs_single_row: number | null;
     /** reads scenario: successful item reads/s with the cache on over off; sold_out answers/s with the gate on over off. */
     reads_cache_on_vs_off: number | null; sold_out_gate_on_vs_off: number | null;
   };
@@ -76,7 +81,7 @@ export function summarize(scenarios: Record<string, ScenarioResult>): Summary {
   const per = (s: ScenarioResult, n: number) => Math.round(n / Math.max(s.duration_s, 0.001));
   const out: Summary = {
     black_friday: null, flash_sale: null, reads: null, ceiling: null, targets: {}, noise: noise(Object.values(scenarios)),
-    ratios: { orders_vs_pgbench: null, flash_holds_vs_pgbench: null, reads_vs_uws: null, reads_cache_on_vs_off: null, sold_out_gate_on_vs_off: null },
+    ratios: { orders_vs_pgbench: null, flash_holds_vs_pgbench: null, reads_vs_uws: null, flash_holds_vs_single_row: null, reads_cache_on_vs_off: null, sold_out_gate_on_vs_off: null },
   };
   if (bf) {
     const reads = bf.groups.reads!, writes = bf.groups.writes!;
@@ -99,11 +104,15 @@ export function summarize(scenarios: Record<string, ScenarioResult>): Summary {
     };
   }
   out.reads = readsSummary(scenarios.reads);
-  if (ce) out.ceiling = { pgbench_tps: (ce.extra.pgbench as PgbenchResult).tps_sum, uws_rps: Math.round(ce.groups.uws!.ok_rps) };
+  if (ce) {
+    const one = ce.extra.pgbench_single_row as { tps: number; error: string | null } | undefined;
+    out.ceiling = { pgbench_tps: (ce.extra.pgbench as PgbenchResult).tps_sum, uws_rps: Math.round(ce.groups.uws!.ok_rps), single_row_tps: one && !one.error ? one.tps : null };
+  }
   out.ratios = {
     orders_vs_pgbench: ratio(out.black_friday?.orders_created_per_s, out.ceiling?.pgbench_tps),
     flash_holds_vs_pgbench: ratio(out.flash_sale?.holds_per_s, out.ceiling?.pgbench_tps),
     reads_vs_uws: ratio(out.black_friday?.reads_ok_per_s, out.ceiling?.uws_rps),
+    flash_holds_vs_single_row: ratio(out.flash_sale?.holds_per_s, out.ceiling?.single_row_tps ?? undefined),
     reads_cache_on_vs_off: ratio(out.reads?.cache_on.reads_ok_per_s, out.reads?.cache_off?.reads_ok_per_s),
     sold_out_gate_on_vs_off: ratio(out.reads?.gate_on.sold_out_per_s, out.reads?.gate_off?.sold_out_per_s),
   };

@@ -91,10 +91,10 @@ export function table(scenarios: Record<string, ScenarioResult>, summary: Summar
   if (ce) {
     const pg = ce.extra.pgbench as PgbenchResult;
     out.push(`ceiling: pgbench hold txn ${pg.per_shard.map((s) => `shard${s.shard} ${Math.round(s.tps)}${s.error ? ' (ERROR)' : ''}`).join(' + ')} = ${pg.tps_sum} tps ` +
-      `(${pg.clients_per_shard} clients/shard); bare uWS ${summary.ceiling?.uws_rps} req/s`);
+      `(${pg.clients_per_shard} clients/shard); one row: ${summary.ceiling?.single_row_tps ?? 'n/a'} tps; bare uWS ${summary.ceiling?.uws_rps} req/s`);
   }
   const r = summary.ratios;
-  out.push(`ratios: orders/pgbench ${r.orders_vs_pgbench ?? 'n/a'}, flash holds/pgbench ${r.flash_holds_vs_pgbench ?? 'n/a'}, reads/bare-uWS ${r.reads_vs_uws ?? 'n/a'}` +
+  out.push(`ratios: orders/pgbench ${r.orders_vs_pgbench ?? 'n/a'}, flash holds/pgbench ${r.flash_holds_vs_pgbench ?? 'n/a'}, flash holds/one-row pgbench ${r.flash_holds_vs_single_row ?? 'n/a'}, reads/bare-uWS ${r.reads_vs_uws ?? 'n/a'}` +
     (summary.reads ? `, item reads cache on/off ${r.reads_cache_on_vs_off ?? 'n/a'}, sold_out gate on/off ${r.sold_out_gate_on_vs_off ?? 'n/a'}` : ''));
   for (const [name, t] of Object.entries(summary.targets)) out.push(`target ${name}: ${t.goal} -> ${t.actual} [${t.met === null ? 'n/a' : t.met ? 'met' : 'not met'}]`);
   if (inv) {

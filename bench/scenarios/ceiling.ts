@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { RunCtx, ScenarioResult } from '../context.js';
 import { waitFor } from '../http.js';
 import { cannon, Recorder } from '../load.js';
-import { pgbenchCeiling } from '../pgbench.js';
+import { pgbenchCeiling, pgbenchSingleRow } from '../pgbench.js';
 import { coresUsed, cpuSnapshot } from '../cpu.js';
 import { PgWatch, pgPeaks } from '../pgwatch.js';
 import { say } from '../say.js';
@@ -53,6 +53,10 @@ export async function ceiling(ctx: RunCtx): Promise<ScenarioResult> {
   const pgCores = coresUsed(cpuPg, cpuSnapshot(), target.enginePid);
   const pgSamples = await watch.stop();
   for (const s of pgbench.per_shard) if (s.error) say(`  pgbench shard ${s.shard}: ${s.error}`);
+  const hot = fx.ceiling[0]!;
+  say(`ceiling: pgbench on one row (shard ${hot.shard} item ${hot.lo}), ${flags.pgbenchClients} clients, ${flags.ceilingDuration} s`);
+  const singleRow = await pgbenchSingleRow(target.pgShards[hot.shard]!, hot.shard, hot.lo, flags.pgbenchClients, flags.ceilingDuration, ctx.outDir);
+  if (singleRow.error) say(`  pgbench single row: ${singleRow.error}`);
 
   const workers = target.workers ?? flags.workers;
   const bare = await startBare(workers);
@@ -83,7 +87,7 @@ export async function ceiling(ctx: RunCtx): Promise<ScenarioResult> {
   return {
     name: 'ceiling', started_at: started.toISOString(), duration_s: flags.ceilingDuration, connections: flags.connections,
     kinds: { bare: bareStats }, groups: { uws: bareStats }, instances: [inst], timeline: rec.timeline, pg: pgSamples,
-    extra: { pgbench, postgres: pgPeaks(pgSamples), cores_used: { pgbench: pgCores, bare_uws: uwsCores }, pgbench_ok: pgFailed.length === 0, uws_workers: workers },
+    extra: { pgbench, pgbench_single_row: singleRow, postgres: pgPeaks(pgSamples), cores_used: { pgbench: pgCores, bare_uws: uwsCores }, pgbench_ok: pgFailed.length === 0, uws_workers: workers },
     violations: [],
   };
 }

@@ -14,11 +14,13 @@ export function sumLines(lines: WantedLine[]): WantedLine[] {
   return [...byItem.entries()].sort((a, b) => a[0] - b[0]).map(([local, quantity]) => ({ local, quantity }));
 }
 
-const REFUSALS: Record<string, (item_id: string, hint: string) => EngineError> = {
-  BFNF1: (item_id) => new EngineError('not_found', `No such item ${item_id}`, { details: { item_id } }),
-  BFIN1: (item_id) => new EngineError('item_unavailable', `Item ${item_id} is not for sale`, { details: { item_id } }),
-  BFSO1: (item_id, hint) => new EngineError('sold_out', `Item ${item_id} is sold out`, { details: { item_id, available: Number(hint) } }),
-  BFLM1: (item_id, hint) => new EngineError('purchase_limit', `At most ${hint} of item ${item_id} per customer`, { details: { item_id, max_per_customer: Number(hint) } }),
+type Refusal = (itemId: () => string, hint: string) => EngineError;
+
+const REFUSALS: Record<string, Refusal> = {
+  BFNF1: (itemId) => new EngineError('not_found', `No such item ${itemId()}`, { details: { item_id: itemId() } }),
+  BFIN1: (itemId) => new EngineError('item_unavailable', `Item ${itemId()} is not for sale`, { details: { item_id: itemId() } }),
+  BFSO1: (itemId, hint) => new EngineError('sold_out', `Item ${itemId()} is sold out`, { details: { item_id: itemId(), available: Number(hint) } }),
+  BFLM1: (itemId, hint) => new EngineError('purchase_limit', `At most ${hint} of item ${itemId()} per customer`, { details: { item_id: itemId(), max_per_customer: Number(hint) } }),
   BFCU1: () => new EngineError('mixed_currency'),
   BFRK1: () => new EngineError('idempotency_mismatch', 'This request key placed an order for other items'),
 };
@@ -28,7 +30,7 @@ export function refusal(err: unknown, shard: number): EngineError | null {
   const cause = (err instanceof EngineError ? err.cause : err) as { code?: string; detail?: string; hint?: string } | undefined;
   const make = cause?.code ? REFUSALS[cause.code] : undefined;
   if (!make) return null;
-  return make(encodeRow('item', shard, Number(cause!.detail)), cause!.hint ?? '');
+  return make(() => encodeRow('item', shard, Number(cause!.detail)), cause!.hint ?? '');
 }
 
 export interface StockChange { id: number; available: number }
