@@ -29,6 +29,8 @@ export interface Flags {
   flashDuration: number;
   flashStock: number;
   flashHotShare: number;
+  /** Orders carry an Idempotency-Key (false: --no-keys, the unkeyed checkout path). */
+  keys: boolean;
   /** reads: seconds of each half (cache on, cache off). */
   readsDuration: number;
   gateConnections: number;
@@ -88,6 +90,7 @@ export const HELP = `npm run bench [-- flags]   (or: node dist/bench/run.js [fla
   --timeout S           request timeout of the load generator (default 10)
   --seed N              seed of every random choice (default 42)
   --no-cache            rebuild the catalog and customers instead of reusing bench/results/fixture-*.json
+  --no-keys             orders without an Idempotency-Key (black-friday, flash-sale)
   --cpu-prof            run the own engine under node --cpu-prof (profiles in the result directory)
   --strict-invariants   also fail on broken rows this run never touched (other clients' data on a
                         shared stack; by default those are reported as foreign, not failed)
@@ -102,7 +105,7 @@ function defaults(): Flags {
     scenarios: [...SCENARIOS], url: null, gateway: null, port: 8480, workers: cores, connections: 3000, duration: 30,
     mix: { reads: 5, writes: 1 }, rate: null, readMix: { item: 3, search: 1, status: 1 }, items: 3000, categories: 30, customers: 300,
     stock: 1_000_000, zipf: 1.1, payShare: 0.2, flashConnections: 2000, flashDuration: 10, flashStock: 100,
-    flashHotShare: 0.5, readsDuration: 15, gateConnections: 500, gateDuration: 5, gateStock: 20, gateOff: true,
+    flashHotShare: 0.5, keys: true, readsDuration: 15, gateConnections: 500, gateDuration: 5, gateStock: 20, gateOff: true,
     ceilingDuration: 10, pgbenchClients: 0, timeout: 10, seed: 42, cache: true, cpuProf: false, strictInvariants: false,
     out: null, smoke: false,
   };
@@ -194,6 +197,7 @@ const BOOLEAN: Record<string, (f: Flags) => void> = {
   'cpu-prof': (f) => { f.cpuProf = true; },
   'strict-invariants': (f) => { f.strictInvariants = true; },
   'no-gate-off': (f) => { f.gateOff = false; },
+  'no-keys': (f) => { f.keys = false; },
   smoke: (f) => { f.smoke = true; },
 };
 

@@ -62,7 +62,7 @@ export async function flashSale(ctx: RunCtx): Promise<ScenarioResult> {
       const isHot = shop.random() < flags.flashHotShare;
       const item = isHot ? hotId : others[Math.floor(shop.random() * others.length)]!.id;
       c.kind = isHot ? 'hot' : 'other';
-      return postOrder(req, shop, pickCustomer(shop).token, [{ item_id: item, quantity: 1 }]);
+      return postOrder(req, shop, pickCustomer(shop).token, [{ item_id: item, quantity: 1 }], flags.keys);
     },
     onResponse: keepErrorCode,
   }];
