@@ -58,7 +58,7 @@ t.test('a topology whose fleet would exhaust a shard is refused with the numbers
   t.equal(report.verdict?.budget.perDatabase, 310);
   const res = deployCheck(file);
   t.equal(res.status, EX_CONFIG, 'exit 78, like the engine itself');
-  t.match(res.stdout, /REFUSED: connection budget exceeded: APP_SERVERS\(3\) x WORKERS\(8\) x PG_POOL_SIZE\(12: read 4 \+ write 6 \+ payment 2\) \+ APP_SERVERS\(3\) x CRON_POOL_SIZE\(4\) \+ PG_RESERVED_CONNECTIONS\(10\) = 310 > PG_MAX_CONNECTIONS\(250\)/);
+  t.match(res.stdout, /REFUSED: connection budget exceeded: APP_SERVERS\(3\) x WORKERS\(8\) x PG_POOL_SIZE\(12: read 3 \+ write 6 \+ payment 3\) \+ APP_SERVERS\(3\) x CRON_POOL_SIZE\(4\) \+ PG_RESERVED_CONNECTIONS\(10\) = 310 > PG_MAX_CONNECTIONS\(250\)/);
   t.match(res.stdout, /PG_POOL_SIZE <= 9 at WORKERS=8/, 'and says what would fit');
 });
 

@@ -211,10 +211,10 @@ t.test('the primary refuses a fleet over the connection budget, quickly and by t
   t.equal(small.code, EX_CONFIG, 'PG_POOL_SIZE=200 WORKERS=2 exits 78 (EX_CONFIG)');
   t.ok(small.ms < 15_000, `and does so at once, before migrating or forking (${small.ms} ms)`);
   t.match(small.stderr, /PG_MAX_CONNECTIONS\(250\)/);
-  t.match(small.stderr, /WORKERS\(2\) x PG_POOL_SIZE\(200: read 80 \+ write 80 \+ payment 40\)/);
+  t.match(small.stderr, /WORKERS\(2\) x PG_POOL_SIZE\(200: read 50 \+ write 100 \+ payment 50\)/);
   t.match(small.stderr, /= 414 >/, 'with the computed total');
   t.equal(big.code, EX_CONFIG, 'APP_SERVERS=3 WORKERS=8 PG_POOL_SIZE=10 exits 78');
-  t.match(big.stderr, /APP_SERVERS\(3\) x WORKERS\(8\) x PG_POOL_SIZE\(10: read 4 \+ write 4 \+ payment 2\).*= 262 > PG_MAX_CONNECTIONS\(250\)/);
+  t.match(big.stderr, /APP_SERVERS\(3\) x WORKERS\(8\) x PG_POOL_SIZE\(10: read 2 \+ write 6 \+ payment 2\).*= 262 > PG_MAX_CONNECTIONS\(250\)/);
 });
 
 t.test('a bad environment variable stops the primary and is named', async (t) => {
