@@ -2,23 +2,29 @@
 --
 -- place_orders takes a batch of checkout parts (jsonb array, each
 -- {c customer, i item ids, q quantities, t hold ttl s, k request key, h request hash,
---  x checkout id, a actor, f folded}) and runs each as place_order did, in its own
--- subtransaction, so a refusal (sold out, limit, unknown item) refuses only its part;
--- the batch commits once. With more than one part, every item row of the batch is
--- locked first in ascending id order, so batches (and the sweeps, which lock in the
--- same order) never deadlock each other. A hot item's row is locked once per batch,
--- not once per order.
+--  x checkout id, a actor, f folded}) and answers one row per part, in order: its order
+-- (ok), or the refusal's SQLSTATE, DETAIL and HINT. It locks every item row of the batch in
+-- ascending id order (as every statement that moves stock does), decides each part against
+-- the locked rows and what earlier parts took, in memory, and writes each item row once:
+-- available and held move by what the accepted parts took together. Measured first, a
+-- batch that updated the hot item once per order cost 1.7 ms of Postgres per order at 20
+-- orders a batch (each UPDATE adds a version of the row that only the batch's end can
+-- prune, and the next UPDATE walks them all), against 0.25 ms for one order alone; written
+-- once per batch, 0.58 ms. A hot item's row is locked once per batch, not once per order.
+--
+-- Refusals (BFNF1 no such item, BFIN1 not for sale, BFSO1 sold out with the units left as
+-- HINT, BFLM1 purchase limit with the limit as HINT, BFCU1 mixed currencies; BFSR1 sold out
+-- while expired holds wait on its items, for the caller to reclaim them and try again)
+-- refuse only their part, before it writes anything, so no part needs a subtransaction.
+-- Per-customer counts are read under the item's row lock, which every writer of them
+-- (checkouts, cancels, sweeps, unsells) takes first.
 --
 -- A folded part is a whole single-shard checkout with an Idempotency-Key, answered in
--- this one statement: a concurrent duplicate finds the key's advisory lock taken
--- (BFIP1: in progress), a refusal is recorded in checkout_refusals and replayed to a
--- retry, an order found by its key is replayed as it was made, and another request
--- under the same key is refused (BFRK1: mismatch). A sold-out refusal while expired
--- holds wait on its items is not recorded (BFSR1): the caller reclaims them and tries
--- again.
---
--- Each part's answer row carries its position (n), the order (ok) or the refusal's
--- SQLSTATE, DETAIL and HINT.
+-- this one statement: a concurrent duplicate finds the key's advisory lock taken (BFIP1:
+-- in progress), a refusal is recorded in checkout_refusals and replayed to a retry, an
+-- order found by its key is replayed as it was made, and another request under the same
+-- key is refused (BFRK1: mismatch). A part of a checkout across shards keeps place_order's
+-- rules for its key (sql/008): the order found answers as it is, a dead one lets go.
 CREATE TABLE IF NOT EXISTS checkout_refusals (
   customer_id   uuid NOT NULL,
   request_key   text NOT NULL,
@@ -31,106 +37,6 @@ CREATE TABLE IF NOT EXISTS checkout_refusals (
 );
 CREATE INDEX IF NOT EXISTS checkout_refusals_created ON checkout_refusals (created_at);
 
-CREATE FUNCTION place_order_part(
-  p_customer uuid, p_items bigint[], p_qtys int[], p_ttl_s int, p_request_key text, p_checkout uuid, p_actor text,
-  p_request_hash text, p_replay boolean)
-RETURNS TABLE (order_id bigint, existing boolean, items jsonb, status text, currency text, total_cents bigint,
-               hold_expires_at timestamptz, created_at timestamptz, updated_at timestamptz, lines jsonb)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-DECLARE
-  v_order bigint;
-  v_expires timestamptz;
-  v_row record;
-  v_currency char(3);
-  v_total bigint := 0;
-  v_items jsonb := '[]'::jsonb;
-  v_lines jsonb := '[]'::jsonb;
-  v_created timestamptz;
-  v_limit_ok boolean;
-  v_found record;
-BEGIN
-  FOR attempt IN 1 .. 3 LOOP
-    INSERT INTO orders (customer_id, status, currency, total_cents, hold_expires_at, request_key, request_hash, checkout_id)
-    VALUES (p_customer, 'awaiting_payment', 'XXX', 0, now() + make_interval(secs => p_ttl_s), p_request_key, p_request_hash, p_checkout)
-    ON CONFLICT (customer_id, request_key) DO NOTHING
-    RETURNING id, orders.hold_expires_at, orders.created_at INTO v_order, v_expires, v_created;
-    EXIT WHEN v_order IS NOT NULL;
-    SELECT o.id, o.status, o.request_hash INTO v_found FROM orders o
-     WHERE o.customer_id = p_customer AND o.request_key = p_request_key FOR UPDATE;
-    CONTINUE WHEN NOT FOUND; -- a concurrent retry released the key: insert again
-    IF v_found.request_hash IS NOT NULL AND p_request_hash IS NOT NULL AND v_found.request_hash <> p_request_hash THEN
-      RAISE EXCEPTION 'request key used for another request' USING ERRCODE = 'BFRK1', DETAIL = v_found.id::text;
-    END IF;
-    IF p_replay THEN
-      -- The order is this key's answer, as it was given: the order when it was made.
-      RETURN QUERY SELECT o.id, true, '[]'::jsonb, 'awaiting_payment'::text, o.currency::text, o.total_cents, o.hold_expires_at, o.created_at, o.created_at,
-        (SELECT jsonb_agg(jsonb_build_object('item_id', l.item_id, 'quantity', l.quantity, 'price_cents', l.price_cents,
-           'fulfillment', l.fulfillment) ORDER BY l.item_id) FROM order_lines l WHERE l.order_id = o.id)
-        FROM orders o WHERE o.id = v_found.id;
-      RETURN;
-    END IF;
-    IF v_found.status IN ('canceled', 'expired') THEN
-      -- A dead attempt (undone by compensation, or its hold ran out) is never handed
-      -- back as a success: it lets go of the key and this request runs afresh.
-      UPDATE orders SET request_key = NULL WHERE id = v_found.id;
-      CONTINUE;
-    END IF;
-    -- The same request ran here before (a retry after a crash): its order is the answer.
-    RETURN QUERY SELECT o.id, true, '[]'::jsonb, o.status, o.currency::text, o.total_cents, o.hold_expires_at, o.created_at, o.updated_at,
-      (SELECT jsonb_agg(jsonb_build_object('item_id', l.item_id, 'quantity', l.quantity, 'price_cents', l.price_cents,
-         'fulfillment', l.fulfillment) ORDER BY l.item_id) FROM order_lines l WHERE l.order_id = o.id)
-      FROM orders o WHERE o.id = v_found.id;
-    RETURN;
-  END LOOP;
-  IF v_order IS NULL THEN
-    RAISE EXCEPTION 'request key contended' USING ERRCODE = '40001';
-  END IF;
-
-  FOR i IN 1 .. cardinality(p_items) LOOP
-    UPDATE items SET available = available - p_qtys[i], held = held + p_qtys[i], updated_at = now()
-     WHERE id = p_items[i] AND active AND available >= p_qtys[i]
-    RETURNING id, available, price_cents, currency, fulfillment, max_per_customer INTO v_row;
-    IF NOT FOUND THEN
-      PERFORM place_order_refusal(p_items[i]);
-    END IF;
-    IF v_currency IS NULL THEN v_currency := v_row.currency;
-    ELSIF v_currency <> v_row.currency THEN
-      RAISE EXCEPTION 'items of different currencies' USING ERRCODE = 'BFCU1', DETAIL = p_items[i]::text;
-    END IF;
-    IF v_row.max_per_customer IS NOT NULL THEN
-      INSERT INTO customer_limits (customer_id, item_id, quantity) SELECT p_customer, p_items[i], p_qtys[i] WHERE p_qtys[i] <= v_row.max_per_customer
-      ON CONFLICT (customer_id, item_id) DO UPDATE SET quantity = customer_limits.quantity + EXCLUDED.quantity
-       WHERE customer_limits.quantity + EXCLUDED.quantity <= v_row.max_per_customer
-      RETURNING true INTO v_limit_ok;
-      IF v_limit_ok IS NULL THEN
-        RAISE EXCEPTION 'purchase limit' USING ERRCODE = 'BFLM1', DETAIL = p_items[i]::text, HINT = v_row.max_per_customer::text;
-      END IF;
-      v_limit_ok := NULL;
-    END IF;
-    INSERT INTO holds (order_id, item_id, customer_id, quantity, expires_at) VALUES (v_order, p_items[i], p_customer, p_qtys[i], v_expires);
-    INSERT INTO order_lines (order_id, item_id, quantity, price_cents, fulfillment) VALUES (v_order, p_items[i], p_qtys[i], v_row.price_cents, v_row.fulfillment);
-    v_total := v_total + v_row.price_cents * p_qtys[i];
-    v_items := v_items || jsonb_build_object('id', v_row.id, 'available', v_row.available);
-    v_lines := v_lines || jsonb_build_object('item_id', p_items[i], 'quantity', p_qtys[i], 'price_cents', v_row.price_cents,
-                                             'fulfillment', v_row.fulfillment);
-  END LOOP;
-
-  UPDATE orders SET total_cents = v_total, currency = v_currency WHERE id = v_order;
-  INSERT INTO order_events (order_id, from_status, to_status, actor, reason) VALUES (v_order, NULL, 'awaiting_payment', p_actor, 'created');
-  RETURN QUERY SELECT v_order, false, v_items, 'awaiting_payment'::text, v_currency::text, v_total, v_expires, v_created, v_created, v_lines;
-END $$;
-
-
-
--- The checkout of sql/008, now the part of a batch (replay false keeps its behaviour).
-CREATE OR REPLACE FUNCTION place_order(
-  p_customer uuid, p_items bigint[], p_qtys int[], p_ttl_s int, p_request_key text, p_checkout uuid, p_actor text,
-  p_request_hash text)
-RETURNS TABLE (order_id bigint, existing boolean, items jsonb, status text, currency text, total_cents bigint,
-               hold_expires_at timestamptz, created_at timestamptz, updated_at timestamptz, lines jsonb)
-LANGUAGE sql AS $$ SELECT * FROM place_order_part($1, $2, $3, $4, $5, $6, $7, $8, false) $$;
-
 CREATE FUNCTION place_orders(p_parts jsonb)
 RETURNS TABLE (n int, ok boolean, order_id bigint, existing boolean, items jsonb, status text, currency text, total_cents bigint,
                hold_expires_at timestamptz, created_at timestamptz, updated_at timestamptz, lines jsonb,
@@ -138,56 +44,146 @@ RETURNS TABLE (n int, ok boolean, order_id bigint, existing boolean, items jsonb
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-  v_part jsonb;
-  v_n int := 0;
-  v_folded boolean;
-  v_items bigint[];
-  v_all bigint[];
-  v_ref record;
+  -- The batch's items, in ascending id order, as locked, and what the batch took of each.
+  s_id bigint[] := '{}'; s_avail int[] := '{}'; s_active boolean[] := '{}'; s_price bigint[] := '{}';
+  s_cur text[] := '{}'; s_ful text[] := '{}'; s_max int[] := '{}'; s_taken int[] := '{}';
+  -- Per-customer counts of limited items as this batch leaves them: key 'customer/item'.
+  l_key text[] := '{}'; l_qty int[] := '{}';
   r record;
-  v_state text;
-  v_detail text;
-  v_hint text;
+  v_part jsonb; v_n int := 0; v_folded boolean; v_cust uuid; v_key text; v_hash text;
+  v_items bigint[]; v_qtys int[]; v_pos int[]; v_k int; v_i int; v_lk int; v_had int;
+  v_found record; v_ref record; v_refusal text; v_detail text; v_hint text;
+  v_order bigint; v_expires timestamptz; v_total bigint; v_currency text; v_lines jsonb; v_out jsonb;
 BEGIN
-  IF jsonb_array_length(p_parts) > 1 THEN
-    SELECT array_agg(DISTINCT x::bigint ORDER BY x::bigint) INTO v_all
-      FROM jsonb_array_elements(p_parts) e, jsonb_array_elements_text(e->'i') x;
-    PERFORM 1 FROM items WHERE id = ANY(v_all) ORDER BY id FOR UPDATE;
-  END IF;
+  FOR r IN SELECT i.id, i.available, i.active, i.price_cents, i.currency::text AS currency, i.fulfillment, i.max_per_customer
+             FROM items i WHERE i.id IN (SELECT DISTINCT x::bigint FROM jsonb_array_elements(p_parts) e, jsonb_array_elements_text(e->'i') x)
+            ORDER BY i.id FOR UPDATE LOOP
+    s_id := s_id || r.id; s_avail := s_avail || r.available; s_active := s_active || r.active; s_price := s_price || r.price_cents;
+    s_cur := s_cur || r.currency; s_ful := s_ful || r.fulfillment; s_max := s_max || r.max_per_customer; s_taken := s_taken || 0;
+  END LOOP;
+
   FOR v_part IN SELECT value FROM jsonb_array_elements(p_parts) LOOP
     v_n := v_n + 1;
     v_folded := coalesce((v_part->>'f')::boolean, false);
+    v_cust := (v_part->>'c')::uuid; v_key := v_part->>'k'; v_hash := v_part->>'h';
     v_items := ARRAY(SELECT x::bigint FROM jsonb_array_elements_text(v_part->'i') x);
-    BEGIN
-      IF v_folded THEN
-        IF NOT pg_try_advisory_xact_lock(hashtextextended((v_part->>'c') || '/' || (v_part->>'k'), 0)) THEN
-          RAISE EXCEPTION 'request key in progress' USING ERRCODE = 'BFIP1';
-        END IF;
-        SELECT * INTO v_ref FROM checkout_refusals WHERE customer_id = (v_part->>'c')::uuid AND request_key = v_part->>'k';
-        IF FOUND THEN
-          IF v_ref.request_hash <> v_part->>'h' THEN
-            RAISE EXCEPTION 'request key used for another request' USING ERRCODE = 'BFRK1';
-          END IF;
+    v_qtys := ARRAY(SELECT x::int FROM jsonb_array_elements_text(v_part->'q') x);
+    v_refusal := NULL; v_detail := NULL; v_hint := NULL;
+
+    -- The request key: in progress, a recorded refusal, or the order it made.
+    IF v_folded AND NOT pg_try_advisory_xact_lock(hashtextextended(v_cust::text || '/' || v_key, 0)) THEN
+      v_refusal := 'BFIP1';
+    END IF;
+    IF v_refusal IS NULL AND v_folded THEN
+      SELECT * INTO v_ref FROM checkout_refusals c WHERE c.customer_id = v_cust AND c.request_key = v_key;
+      IF FOUND THEN
+        IF v_ref.request_hash <> v_hash THEN v_refusal := 'BFRK1';
+        ELSE
           RETURN QUERY SELECT v_n, false, NULL::bigint, true, NULL::jsonb, NULL::text, NULL::text, NULL::bigint,
             NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::jsonb, v_ref.sqlstate, v_ref.detail, v_ref.hint;
           CONTINUE;
         END IF;
       END IF;
-      SELECT * INTO r FROM place_order_part((v_part->>'c')::uuid, v_items,
-        ARRAY(SELECT x::int FROM jsonb_array_elements_text(v_part->'q') x), (v_part->>'t')::int, v_part->>'k',
-        (v_part->>'x')::uuid, v_part->>'a', v_part->>'h', v_folded);
-      RETURN QUERY SELECT v_n, true, r.order_id, r.existing, r.items, r.status, r.currency, r.total_cents,
-        r.hold_expires_at, r.created_at, r.updated_at, r.lines, NULL::text, NULL::text, NULL::text;
-    EXCEPTION WHEN OTHERS THEN
-      GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-      IF v_state = 'BFSO1' AND EXISTS (SELECT 1 FROM holds WHERE item_id = ANY(v_items) AND status = 'active' AND expires_at <= now()) THEN
-        v_state := 'BFSR1';
-      ELSIF v_folded AND v_state IN ('BFNF1', 'BFIN1', 'BFSO1', 'BFLM1', 'BFCU1') THEN
+    END IF;
+    IF v_refusal IS NULL AND v_key IS NOT NULL THEN
+      SELECT o.id, o.status, o.request_hash INTO v_found FROM orders o WHERE o.customer_id = v_cust AND o.request_key = v_key FOR UPDATE;
+      IF FOUND THEN
+        IF v_found.request_hash IS NOT NULL AND v_hash IS NOT NULL AND v_found.request_hash <> v_hash THEN
+          v_refusal := 'BFRK1';
+        ELSIF v_folded OR v_found.status NOT IN ('canceled', 'expired') THEN
+          -- The key's order answers: as it was made (folded), or as it is (a part of a
+          -- checkout across shards, retried after a crash).
+          RETURN QUERY SELECT v_n, true, o.id, true, '[]'::jsonb,
+            CASE WHEN v_folded THEN 'awaiting_payment' ELSE o.status END, o.currency::text, o.total_cents, o.hold_expires_at,
+            o.created_at, CASE WHEN v_folded THEN o.created_at ELSE o.updated_at END,
+            (SELECT jsonb_agg(jsonb_build_object('item_id', l.item_id, 'quantity', l.quantity, 'price_cents', l.price_cents,
+               'fulfillment', l.fulfillment) ORDER BY l.item_id) FROM order_lines l WHERE l.order_id = o.id),
+            NULL::text, NULL::text, NULL::text
+            FROM orders o WHERE o.id = v_found.id;
+          CONTINUE;
+        ELSE
+          -- A dead part (undone by compensation, or expired) lets go of the key: afresh.
+          UPDATE orders SET request_key = NULL WHERE id = v_found.id;
+        END IF;
+      END IF;
+    END IF;
+
+    -- Every line against the locked rows and what earlier parts took.
+    v_pos := '{}'; v_total := 0; v_currency := NULL;
+    IF v_refusal IS NULL THEN
+      FOR v_k IN 1 .. cardinality(v_items) LOOP
+        v_i := array_position(s_id, v_items[v_k]);
+        v_pos := v_pos || v_i;
+        IF v_i IS NULL THEN v_refusal := 'BFNF1'; v_detail := v_items[v_k]::text; EXIT; END IF;
+        IF NOT s_active[v_i] THEN v_refusal := 'BFIN1'; v_detail := v_items[v_k]::text; EXIT; END IF;
+        IF s_avail[v_i] < v_qtys[v_k] THEN
+          v_refusal := 'BFSO1'; v_detail := v_items[v_k]::text; v_hint := s_avail[v_i]::text;
+          IF EXISTS (SELECT 1 FROM holds h WHERE h.item_id = v_items[v_k] AND h.status = 'active' AND h.expires_at <= now()) THEN
+            v_refusal := 'BFSR1';
+          END IF;
+          EXIT;
+        END IF;
+        IF v_currency IS NULL THEN v_currency := s_cur[v_i];
+        ELSIF v_currency <> s_cur[v_i] THEN v_refusal := 'BFCU1'; v_detail := v_items[v_k]::text; EXIT;
+        END IF;
+        IF s_max[v_i] IS NOT NULL THEN
+          v_lk := array_position(l_key, v_cust::text || '/' || v_items[v_k]);
+          IF v_lk IS NULL THEN
+            SELECT coalesce((SELECT c.quantity FROM customer_limits c WHERE c.customer_id = v_cust AND c.item_id = v_items[v_k]), 0) INTO v_had;
+            l_key := l_key || (v_cust::text || '/' || v_items[v_k]); l_qty := l_qty || v_had;
+            v_lk := cardinality(l_key);
+          END IF;
+          IF l_qty[v_lk] + v_qtys[v_k] > s_max[v_i] THEN
+            v_refusal := 'BFLM1'; v_detail := v_items[v_k]::text; v_hint := s_max[v_i]::text; EXIT;
+          END IF;
+        END IF;
+        v_total := v_total + s_price[v_i] * v_qtys[v_k];
+      END LOOP;
+    END IF;
+
+    IF v_refusal IS NOT NULL THEN
+      IF v_folded AND v_refusal IN ('BFNF1', 'BFIN1', 'BFSO1', 'BFLM1', 'BFCU1') THEN
         INSERT INTO checkout_refusals (customer_id, request_key, request_hash, sqlstate, detail, hint)
-        VALUES ((v_part->>'c')::uuid, v_part->>'k', v_part->>'h', v_state, v_detail, v_hint) ON CONFLICT DO NOTHING;
+        VALUES (v_cust, v_key, v_hash, v_refusal, v_detail, v_hint) ON CONFLICT DO NOTHING;
       END IF;
       RETURN QUERY SELECT v_n, false, NULL::bigint, false, NULL::jsonb, NULL::text, NULL::text, NULL::bigint,
-        NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::jsonb, v_state, v_detail, v_hint;
-    END;
+        NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::jsonb, v_refusal, v_detail, v_hint;
+      CONTINUE;
+    END IF;
+
+    -- Accepted: the order with its final total, then its lines, holds, limits and audit row.
+    INSERT INTO orders AS o (customer_id, status, currency, total_cents, hold_expires_at, request_key, request_hash, checkout_id)
+    VALUES (v_cust, 'awaiting_payment', v_currency, v_total, now() + make_interval(secs => (v_part->>'t')::int), v_key, v_hash, (v_part->>'x')::uuid)
+    ON CONFLICT (customer_id, request_key) DO NOTHING
+    RETURNING o.id, o.hold_expires_at INTO v_order, v_expires;
+    IF v_order IS NULL THEN
+      -- Another statement holds this key right now (only a checkout across shards can).
+      RETURN QUERY SELECT v_n, false, NULL::bigint, false, NULL::jsonb, NULL::text, NULL::text, NULL::bigint,
+        NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::jsonb, 'BFIP1'::text, NULL::text, NULL::text;
+      CONTINUE;
+    END IF;
+    v_lines := '[]'; v_out := '[]';
+    FOR v_k IN 1 .. cardinality(v_items) LOOP
+      v_i := v_pos[v_k];
+      s_avail[v_i] := s_avail[v_i] - v_qtys[v_k];
+      s_taken[v_i] := s_taken[v_i] + v_qtys[v_k];
+      INSERT INTO holds (order_id, item_id, customer_id, quantity, expires_at) VALUES (v_order, v_items[v_k], v_cust, v_qtys[v_k], v_expires);
+      INSERT INTO order_lines (order_id, item_id, quantity, price_cents, fulfillment) VALUES (v_order, v_items[v_k], v_qtys[v_k], s_price[v_i], s_ful[v_i]);
+      IF s_max[v_i] IS NOT NULL THEN
+        v_lk := array_position(l_key, v_cust::text || '/' || v_items[v_k]);
+        l_qty[v_lk] := l_qty[v_lk] + v_qtys[v_k];
+        INSERT INTO customer_limits AS c (customer_id, item_id, quantity) VALUES (v_cust, v_items[v_k], v_qtys[v_k])
+        ON CONFLICT (customer_id, item_id) DO UPDATE SET quantity = c.quantity + EXCLUDED.quantity;
+      END IF;
+      v_lines := v_lines || jsonb_build_object('item_id', v_items[v_k], 'quantity', v_qtys[v_k], 'price_cents', s_price[v_i], 'fulfillment', s_ful[v_i]);
+      v_out := v_out || jsonb_build_object('id', v_items[v_k], 'available', s_avail[v_i]);
+    END LOOP;
+    INSERT INTO order_events (order_id, from_status, to_status, actor, reason) VALUES (v_order, NULL, 'awaiting_payment', v_part->>'a', 'created');
+    RETURN QUERY SELECT v_n, true, v_order, false, v_out, 'awaiting_payment'::text, v_currency, v_total, v_expires, now(), now(), v_lines,
+      NULL::text, NULL::text, NULL::text;
   END LOOP;
+
+  -- Each item once: what the accepted parts took together moves from available to held.
+  UPDATE items i SET available = i.available - t.q, held = i.held + t.q, updated_at = now()
+    FROM unnest(s_id, s_taken) AS t(id, q) WHERE i.id = t.id AND t.q > 0;
 END $$;

@@ -1,7 +1,7 @@
 // Bulkheads: reads, writes and payments draw on connection pools of their own, so a
 // storm of one class waits in its own queue and never takes another class's
-// connections. Proven on an engine of its own with tiny pools (PG_POOL_SIZE=5: 2 read,
-// 2 write, 1 payment) and no read cache, where every category read goes to Postgres.
+// connections. Proven on an engine of its own with tiny pools (PG_POOL_SIZE=8: 2 read,
+// 4 write, 2 payment) and no read cache, where every category read goes to Postgres.
 import t from 'tap';
 import pg from 'pg';
 import { api, categoryOnShard, customer, item, onShard, order, useWorld, world } from './helpers/api.js';
@@ -11,7 +11,7 @@ import { OWN_PORTS } from './setup/env.js';
 // Databases of its own: the lock this file takes must not stall other files' reads.
 const shards = await isolatedShards(`engine_bulkheads_${OWN_PORTS.bulkheadsEngine}`);
 const engine = await startReady(OWN_PORTS.bulkheadsEngine, {
-  PG_SHARDS: shards, WORKERS: '1', PG_POOL_SIZE: '5', CACHE_ENABLED: 'false', PG_LOCK_TIMEOUT_MS: '20000', PG_STATEMENT_TIMEOUT_MS: '30000',
+  PG_SHARDS: shards, WORKERS: '1', PG_POOL_SIZE: '8', CACHE_ENABLED: 'false', PG_LOCK_TIMEOUT_MS: '20000', PG_STATEMENT_TIMEOUT_MS: '30000',
 });
 useWorld({ engine: engine.url, shards });
 t.teardown(() => stop(engine));

@@ -118,11 +118,17 @@ async function failAndRefund(deps: Deps, shard: number, order: Record<string, un
 
 export async function advanceStuck(deps: Deps, shard: number, limit = 50): Promise<number> {
   const rows = (await deps.shards.get(shard).query(SQL.stuck, [deps.cfg.stuckOrderAfterS, limit])).rows;
+  const failed: number[] = [];
+  let firstErr: unknown;
   for (const r of rows) {
     await advanceOrder(deps, shard, r.id as number).catch(async (err: unknown) => {
-      log.warn('advance failed', { shard, order: r.id, err });
+      failed.push(r.id as number);
+      firstErr ??= err;
       await deps.shards.get(shard).query(SQL.touch, [r.id]).catch(() => undefined);
     });
   }
+  // One line per run, not per order: a gateway that lost its sessions would otherwise
+  // write a warning per stuck order every few seconds.
+  if (failed.length > 0) log.warn('advance failed', { shard, orders: failed.length, first: failed.slice(0, 5), err: firstErr });
   return rows.length;
 }

@@ -1,5 +1,5 @@
 // Group commit of checkouts: the parts of concurrent checkouts bound for one shard go
-// to it together, as one place_orders() statement (sql/010, sql/011): each part decided
+// to it together, as one place_orders() statement (sql/010): each part decided
 // on its own (a refusal refuses only its part), the batch one commit, each item row
 // locked and written once per batch, so a hot item takes many units per row lock.
 //
