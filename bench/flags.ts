@@ -1,5 +1,5 @@
 // Command-line flags. Every number has a default that reproduces the Black Friday
-// run of DESIGN §7; --smoke shrinks everything to a few seconds for CI.
+// run of the Black Friday harness; --smoke shrinks everything to a few seconds for CI.
 import os from 'node:os';
 
 export const SCENARIOS = ['black-friday', 'flash-sale', 'reads', 'ceiling'] as const;

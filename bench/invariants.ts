@@ -1,4 +1,4 @@
-// The invariants of DESIGN §2, checked on every shard after the load, in one
+// The engine's correctness invariants (stock, holds, ledger), checked on every shard after the load, in one
 // REPEATABLE READ snapshot per shard (holds and stock change in one transaction, so
 // any committed snapshot must balance even while other clients keep writing).
 //

@@ -1,4 +1,4 @@
-// `npm run bench [-- flags]`: the Black Friday load harness (DESIGN §7). Brings up the
+// `npm run bench [-- flags]`: the Black Friday load harness. Brings up the
 // stack and its own engine (or drives --url), loads a catalog, runs the scenarios,
 // measures the machine's ceilings in the same run, checks the invariants on every
 // shard, and writes result.json + report.html under bench/results/<timestamp>/.

@@ -33,7 +33,7 @@ async function routes(): Promise<Route[]> {
   return out;
 }
 
-/** DESIGN §4: the routes only an admin may call (plus everything under /v1/admin/). */
+/** The routes only an admin may call (plus everything under /v1/admin/). */
 const ADMIN_ONLY = new Set(['POST /v1/categories', 'POST /v1/items', 'PATCH /v1/items/{id}', 'POST /v1/items/{id}/stock', 'POST /v1/orders/{id}/ship', 'POST /v1/orders/{id}/deliver']);
 const isAdminRoute = (r: Route) => ADMIN_ONLY.has(`${r.method} ${r.path}`) || r.path.startsWith('/v1/admin/');
 const MASS_FIELDS: [string, unknown][] = [['role', 'admin'], ['price_cents', 1], ['status', 'paid'], ['customer_id', 'us_0'], ['available', 1_000_000], ['sold', 0], ['amount_cents', 1], ['held', 0], ['stocked', 1], ['user_id', 'us_0'], ['id', 'it_01']];

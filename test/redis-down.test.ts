@@ -1,4 +1,4 @@
-// Redis is optional at run time (DESIGN §8): with it stopped, reads come from Postgres,
+// Redis is optional at run time: with it stopped, reads come from Postgres,
 // holds go on, nothing is oversold, /readyz says so, and the engine heals when it
 // returns. This file owns its Redis (never the suite's shared one) and its own
 // 2-worker cluster pointed at it, and stops and starts that Redis under traffic.

@@ -1,4 +1,4 @@
-// The live stream (GET /v1/stream, DESIGN §4) against the suite's engine (2 workers):
+// The live stream (GET /v1/stream) against the suite's engine (2 workers):
 // changes made through HTTP on one worker reach subscribers on every worker through
 // Redis pub/sub; orders stream only to their owner (or an admin).
 import { pack } from 'msgpackr';

@@ -1,4 +1,4 @@
-// The Black Friday mix (DESIGN §7): thousands of connections, reads and writes split
+// The Black Friday mix: thousands of connections, reads and writes split
 // by --mix. Reads: an item by id (Zipf), a category page (search), the status of an
 // order the caller owns. Writes: an order of 1-2 Zipf-chosen items with an
 // Idempotency-Key, then, for --pay-share of them, a card payment completed at the

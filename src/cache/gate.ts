@@ -12,7 +12,7 @@
 //     process, single-flight) before refusing, so a reopen that never arrived (a lost
 //     message, Redis down, hooks out of order) heals within the TTL plus one read.
 //   - An item with expired holds still counted as held is admitted (the hold path
-//     reclaims them, DESIGN §2); the verify read sees them.
+//     reclaims them: zero-lag expiry); the verify read sees them.
 //   - An item it knows nothing about is admitted, and learned in the background
 //     through the cache, so a process started after a sell-out closes within one read.
 import { EngineError } from '../errors.js';

@@ -1,4 +1,4 @@
-// GET /v1/stream: the live stream over WebSocket on the same uWS app (DESIGN §4).
+// GET /v1/stream: the live stream over WebSocket on the same uWS app.
 //
 //   ?token=<token> on the upgrade, or a first message {"op":"auth","token":"..."}
 //   {"op":"subscribe","topics":["items/<id>","orders/<id>"]}
