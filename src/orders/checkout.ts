@@ -99,7 +99,8 @@ async function runParts(q: Queryable, parts: Part[], shard: number): Promise<Out
 }
 
 function bounds(deps: Deps): BatchBounds {
-  return { maxBatch: deps.cfg.checkoutBatchMax, maxInflight: deps.cfg.checkoutBatchInflight };
+  // Waiting checkouts are bounded like a pool's queue: a stuck shard refuses, not piles up.
+  return { maxBatch: deps.cfg.checkoutBatchMax, maxInflight: deps.cfg.checkoutBatchInflight, maxWaiting: deps.cfg.pgMaxWaiting };
 }
 
 const batchers = new WeakMap<Deps, (q: Queryable) => ReturnType<ReturnType<typeof perShard<Part, Outcome>>>>();

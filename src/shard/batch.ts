@@ -4,6 +4,7 @@
 // load that turns N commits, N pool checkouts and N round trips into one; with a
 // single request waiting it costs one `setImmediate`. A batch fails as a whole: every
 // member gets the statement's error, exactly as it would have got it alone.
+import { EngineError } from '../errors.js';
 import type { Queryable } from './pools.js';
 
 interface Waiter<I, O> { input: I; resolve: (out: O) => void; reject: (err: unknown) => void }
@@ -19,6 +20,8 @@ export interface BatchBounds {
    * the next one (group commit: the busier the shard, the fuller each batch).
    */
   maxInflight: number;
+  /** The most inputs waiting for a statement; past it a submit is refused (503 overloaded). */
+  maxWaiting?: number;
 }
 
 export class Batcher<I, O> {
@@ -29,6 +32,9 @@ export class Batcher<I, O> {
   constructor(private readonly q: Queryable, private readonly run: BatchRun<I, O>, private readonly bounds: BatchBounds = { maxBatch: 200, maxInflight: Infinity }) {}
 
   submit(input: I): Promise<O> {
+    if (this.waiting.length >= (this.bounds.maxWaiting ?? Infinity)) {
+      return Promise.reject(new EngineError('overloaded', 'Too many statements waiting for this shard', { retryAfterS: 1 }));
+    }
     return new Promise<O>((resolve, reject) => {
       this.waiting.push({ input, resolve, reject });
       if (this.waiting.length >= this.bounds.maxBatch) void this.flush();
