@@ -13,7 +13,7 @@ import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { perShard, type BatchBounds } from '../shard/batch.js';
 import type { Queryable, Shard } from '../shard/pools.js';
-import { isRetryable } from '../shard/pg-errors.js';
+import { toEngineError } from '../shard/pg-errors.js';
 import { refusal, type WantedLine } from './holds.js';
 
 /** One shard's part of a checkout. `folded`: the whole checkout, its Idempotency-Key answered here. */
@@ -50,16 +50,12 @@ function outcomeOf(shard: number, row: Record<string, unknown>): Outcome {
   const state = row.err_state as string;
   if (state === 'BFIP1') return { ok: false, error: IN_PROGRESS(), replayed: false, reclaimable: false };
   const cause = { code: state === 'BFSR1' ? 'BFSO1' : state, detail: row.err_detail, hint: row.err_hint };
-  const error = refusal(cause, shard) ?? retryable(cause, shard);
+  const error = refusal(cause, shard) ?? failed(cause.code, shard);
   return { ok: false, error, replayed: row.existing === true, reclaimable: state === 'BFSR1' };
 }
 
-/** A part that failed below the refusals (a deadlock, a lock timeout, a bug): told as a retryable answer or a 500. */
-function retryable(cause: { code: string }, shard: number): EngineError {
-  if (isRetryable(cause)) return new EngineError('conflict', 'Concurrent update, retry', { retryAfterS: 1, cause });
-  if (cause.code === '55P03' || cause.code === '57014') return new EngineError('overloaded', 'The database did not answer in time', { retryAfterS: 1, details: { shard }, cause });
-  return new EngineError('internal', undefined, { cause });
-}
+/** A part that failed below the refusals (a deadlock, a lock timeout, a bug): the SQLSTATE as any statement's error. */
+const failed = (code: string, shard: number) => toEngineError({ code, severity: 'ERROR' }, shard);
 
 /** Two parts of one (customer, key) in one batch: the second is a concurrent duplicate. */
 const keyOf = (p: Part) => (p.folded && p.requestKey ? `${p.customer}\u0000${p.requestKey}` : null);
@@ -92,7 +88,7 @@ async function runParts(q: Queryable, parts: Part[], shard: number): Promise<Out
       try {
         return (await once([p]))[0]!;
       } catch (err) {
-        return { ok: false, error: err instanceof EngineError ? err : retryable({ code: 'XX000' }, shard), replayed: false, reclaimable: false };
+        return { ok: false, error: err instanceof EngineError ? err : failed('XX000', shard), replayed: false, reclaimable: false };
       }
     }));
   }
@@ -103,7 +99,7 @@ function bounds(deps: Deps): BatchBounds {
   return { maxBatch: deps.cfg.checkoutBatchMax, maxInflight: deps.cfg.checkoutBatchInflight, maxWaiting: deps.cfg.pgMaxWaiting };
 }
 
-const batchers = new WeakMap<Deps, (q: Queryable) => ReturnType<ReturnType<typeof perShard<Part, Outcome>>>>();
+const batchers = new WeakMap<Deps, ReturnType<typeof perShard<Part, Outcome>>>();
 
 /** Places one part on its shard, in whatever batch is going there next. */
 export function placePart(deps: Deps, shard: number, part: Part): Promise<Outcome> {

@@ -146,15 +146,9 @@ export class Shard implements Queryable {
    * retried a bounded number of times.
    */
   async statement<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: Sql, params: unknown[] = [], attemptsMax = 3): Promise<pg.QueryResult<R>> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.query<R>(sql, params);
-      } catch (err) {
-        const cause = err instanceof EngineError ? err.cause : err;
-        if (attempt >= attemptsMax || !isRetryable(cause)) throw err;
-      }
-    }
+    return retried(() => this.query<R>(sql, params), attemptsMax);
   }
+
 
   /**
    * A transaction is a function: return commits, throw rolls back, the connection
@@ -162,15 +156,9 @@ export class Shard implements Queryable {
    * number of times; the function must therefore be safe to run again.
    */
   async transaction<T>(fn: (q: Queryable) => Promise<T>, attemptsMax = 3): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.transactionOnce(fn);
-      } catch (err) {
-        const cause = err instanceof EngineError ? err.cause : err;
-        if (attempt >= attemptsMax || !isRetryable(cause)) throw err;
-      }
-    }
+    return retried(() => this.transactionOnce(fn), attemptsMax);
   }
+
 
   private async transactionOnce<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
     const client = await this.connect();
@@ -224,6 +212,18 @@ export class Shard implements Queryable {
   }
 
   end(): Promise<void> { return this.pool.end(); }
+}
+
+/** Runs `once` again after a serialization failure or deadlock (it rolled all of it back), a bounded number of times. */
+async function retried<T>(once: () => Promise<T>, attemptsMax: number): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await once();
+    } catch (err) {
+      const cause = err instanceof EngineError ? err.cause : err;
+      if (attempt >= attemptsMax || !isRetryable(cause)) throw err;
+    }
+  }
 }
 
 /**
