@@ -2,7 +2,7 @@
 // run of the Black Friday harness; --smoke shrinks everything to a few seconds for CI.
 import os from 'node:os';
 
-export const SCENARIOS = ['black-friday', 'flash-sale', 'reads', 'ceiling'] as const;
+export const SCENARIOS = ['black-friday', 'flash-sale', 'reads', 'ceiling', 'costs'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface ReadMix { item: number; search: number; status: number }
@@ -40,6 +40,9 @@ export interface Flags {
   /** reads: switch the global sold_out_gate flag off for the gate-off half (false: that half is skipped). */
   gateOff: boolean;
   ceilingDuration: number;
+  /** costs: seconds and connections of each kind's wrk run. */
+  costsDuration: number;
+  costsConnections: number;
   pgbenchClients: number;
   timeout: number;
   seed: number;
@@ -54,7 +57,7 @@ export class FlagError extends Error {}
 
 export const HELP = `npm run bench [-- flags]   (or: node dist/bench/run.js [flags])
 
-  --scenario S          all | black-friday | flash-sale | reads | ceiling, or a comma list (default all)
+  --scenario S          all | black-friday | flash-sale | reads | ceiling | costs, or a comma list (default all)
   --url URL             drive an engine that is already running (no own engine, no simulators)
   --gateway URL         gateway simulator of that engine, to complete payments (with --url;
                         default $GATEWAY_URL or http://127.0.0.1:8090)
@@ -85,7 +88,9 @@ export const HELP = `npm run bench [-- flags]   (or: node dist/bench/run.js [fla
   --gate-stock N        reads: units of the hot item sold out before the storms (default 20, at most 1000)
   --no-gate-off         reads: never switch the sold_out_gate flag (it is global to the databases:
                         every engine on them follows it); the gate-off storm is skipped
-  --ceiling-duration S  seconds of pgbench and of the bare uWS run (default 10)
+  --ceiling-duration S  seconds of pgbench and of each bare uWS run (autocannon, then wrk) (default 10)
+  --costs-duration S    costs: seconds of each kind sent alone by wrk (default 6)
+  --costs-connections N costs: connections of those runs (default 100)
   --pgbench-clients N   pgbench clients per shard (default: workers x 16, the engine's pool per shard)
   --timeout S           request timeout of the load generator (default 10)
   --seed N              seed of every random choice (default 42)
@@ -106,7 +111,7 @@ function defaults(): Flags {
     mix: { reads: 5, writes: 1 }, rate: null, readMix: { item: 3, search: 1, status: 1 }, items: 3000, categories: 30, customers: 300,
     stock: 1_000_000, zipf: 1.1, payShare: 0.2, flashConnections: 2000, flashDuration: 10, flashStock: 100,
     flashHotShare: 0.5, keys: true, readsDuration: 15, gateConnections: 500, gateDuration: 5, gateStock: 20, gateOff: true,
-    ceilingDuration: 10, pgbenchClients: 0, timeout: 10, seed: 42, cache: true, cpuProf: false, strictInvariants: false,
+    ceilingDuration: 10, costsDuration: 6, costsConnections: 100, pgbenchClients: 0, timeout: 10, seed: 42, cache: true, cpuProf: false, strictInvariants: false,
     out: null, smoke: false,
   };
 }
@@ -114,7 +119,7 @@ function defaults(): Flags {
 const SMOKE: Partial<Flags> = {
   connections: 50, duration: 3, items: 200, categories: 6, customers: 20, flashConnections: 50, flashDuration: 4,
   // Small stock, most buyers on it: sells out within the run even on a busy machine.
-  flashStock: 10, flashHotShare: 0.8, readsDuration: 3, gateConnections: 50, gateDuration: 2, gateStock: 5, ceilingDuration: 2, pgbenchClients: 4,
+  flashStock: 10, flashHotShare: 0.8, readsDuration: 3, gateConnections: 50, gateDuration: 2, gateStock: 5, ceilingDuration: 2, costsDuration: 1, costsConnections: 20, pgbenchClients: 4,
 };
 
 function num(name: string, raw: string | undefined, min: number, max: number, integer = true): number {
@@ -186,6 +191,8 @@ const VALUED: Record<string, Setter> = {
   // One order holds them all; an order line takes at most 1000 units (MAX_QUANTITY).
   'gate-stock': (f, v) => { f.gateStock = num('gate-stock', v, 1, 1000); },
   'ceiling-duration': (f, v) => { f.ceilingDuration = num('ceiling-duration', v, 1, 600); },
+  'costs-duration': (f, v) => { f.costsDuration = num('costs-duration', v, 1, 600); },
+  'costs-connections': (f, v) => { f.costsConnections = num('costs-connections', v, 1, 15000); },
   'pgbench-clients': (f, v) => { f.pgbenchClients = num('pgbench-clients', v, 1, 200); },
   timeout: (f, v) => { f.timeout = num('timeout', v, 1, 120); },
   seed: (f, v) => { f.seed = num('seed', v, 0, 2 ** 31); },

@@ -22,11 +22,12 @@ import { machine, type BenchResult } from './result.js';
 import { say } from './say.js';
 import { blackFriday } from './scenarios/black-friday.js';
 import { ceiling } from './scenarios/ceiling.js';
+import { costs } from './scenarios/costs.js';
 import { flashSale } from './scenarios/flash-sale.js';
 import { reads, readsBudgetS } from './scenarios/reads.js';
 
 const RUNNERS: Record<Scenario, (ctx: RunCtx) => Promise<ScenarioResult>> = {
-  'black-friday': blackFriday, 'flash-sale': flashSale, reads, ceiling,
+  'black-friday': blackFriday, 'flash-sale': flashSale, reads, ceiling, costs,
 };
 const SETTLE_MS = 2000;
 
@@ -48,7 +49,8 @@ function readFlags(): Flags {
 /** Whole-run budget: setup, every scenario with slack, checks. Past it the run is killed. */
 function budgetMs(f: Flags): number {
   const load = (f.scenarios.includes('black-friday') ? f.duration + 60 : 0) + (f.scenarios.includes('flash-sale') ? f.flashDuration + 30 : 0) +
-    (f.scenarios.includes('reads') ? readsBudgetS(f) : 0) + (f.scenarios.includes('ceiling') ? 2 * f.ceilingDuration + 90 : 0);
+    (f.scenarios.includes('reads') ? readsBudgetS(f) : 0) + (f.scenarios.includes('ceiling') ? 4 * f.ceilingDuration + 90 : 0) +
+    (f.scenarios.includes('costs') ? 6 * (f.costsDuration + 5) + 60 : 0);
   return (15 * 60 + load) * 1000;
 }
 

@@ -1,5 +1,6 @@
 // The compact stdout view of a run: one row per request kind, then ceilings, ratios,
 // targets and invariants.
+import type { KindCost } from '../scenarios/costs.js';
 import type { ScenarioResult } from '../context.js';
 import type { InvariantReport } from '../invariants.js';
 import type { KindStats } from '../load.js';
@@ -92,7 +93,9 @@ export function table(scenarios: Record<string, ScenarioResult>, summary: Summar
     const pg = ce.extra.pgbench as PgbenchResult;
     out.push(`ceiling: pgbench hold txn ${pg.per_shard.map((s) => `shard${s.shard} ${Math.round(s.tps)}${s.error ? ' (ERROR)' : ''}`).join(' + ')} = ${pg.tps_sum} tps ` +
       `(${pg.clients_per_shard} clients/shard); one row: ${summary.ceiling?.single_row_tps ?? 'n/a'} tps; bare uWS ${summary.ceiling?.uws_rps} req/s`);
+    out.push(generatorLine(ce.extra.load_generators as Generators | undefined));
   }
+  out.push(...costLines(scenarios.costs));
   const r = summary.ratios;
   out.push(`ratios: orders/pgbench ${r.orders_vs_pgbench ?? 'n/a'}, flash holds/pgbench ${r.flash_holds_vs_pgbench ?? 'n/a'}, flash holds/one-row pgbench ${r.flash_holds_vs_single_row ?? 'n/a'}, reads/bare-uWS ${r.reads_vs_uws ?? 'n/a'}` +
     (summary.reads ? `, item reads cache on/off ${r.reads_cache_on_vs_off ?? 'n/a'}, sold_out gate on/off ${r.sold_out_gate_on_vs_off ?? 'n/a'}` : ''));
@@ -107,4 +110,43 @@ export function table(scenarios: Record<string, ScenarioResult>, summary: Summar
   }
   for (const f of failures) out.push(`  ! ${f}`);
   return out.join('\n');
+}
+
+interface GenFigures { rps: number; cpu_ms_per_request: number | null; cores: number | null; server_cores: number | null }
+interface EngineReads { rps?: number; p99_ms?: number | null; errors?: number; error?: string; cpu_ms_per_read?: Record<string, number | null> }
+interface Generators { autocannon: GenFigures; wrk: GenFigures | null; wrk_error: string | null; autocannon_cost_vs_wrk: number | null; engine_item_reads_wrk?: EngineReads }
+
+function generatorLine(g: Generators | undefined): string {
+  if (!g) return 'load generators: not compared';
+  const fig = (name: string, f: GenFigures) => `${name} ${f.rps} req/s at ${f.cpu_ms_per_request ?? 'n/a'} ms CPU/request (${f.cores ?? 'n/a'} cores; bare uWS ${f.server_cores ?? 'n/a'} cores)`;
+  if (!g.wrk) return `load generators on bare uWS: ${fig('autocannon', g.autocannon)}; wrk not run (${g.wrk_error ?? 'unknown'})`;
+  const e = g.engine_item_reads_wrk;
+  const cpu = e?.cpu_ms_per_read ? Object.entries(e.cpu_ms_per_read).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ') : '';
+  const engine = !e ? '' : e.error ? `; engine item reads from wrk: ${e.error}` : `\nengine item reads from wrk: ${e.rps} req/s, p99 ${e.p99_ms ?? 'n/a'} ms, ${e.errors} errors; CPU ms per read: ${cpu}`;
+  return `load generators on bare uWS: ${fig('autocannon', g.autocannon)}; ${fig('wrk', g.wrk)}; autocannon costs ${g.autocannon_cost_vs_wrk ?? 'n/a'}x wrk per request${engine}`;
+}
+
+/**
+ * The seed's offered load priced with each kind's measured cost: 2,500 reads/s (item 60%,
+ * search 20%, own order 20%) and 500 orders/s (half of them two items, as black-friday sends).
+ */
+const SEED_RATES: Record<string, number> = { item: 1500, search: 500, status: 500, order_keyed: 250, order_two_items_keyed: 250 };
+
+function costLines(s: ScenarioResult | undefined): string[] {
+  if (!s) return [];
+  if (s.extra.skipped) return [`costs: not measured (${String(s.extra.skipped)})`];
+  const per = s.extra.per_kind as Record<string, KindCost>;
+  const out = [`costs: each kind alone from wrk over ${s.connections} connections; CPU ms per answered request (engine / postgres / redis / wrk):`];
+  for (const [kind, c] of Object.entries(per)) {
+    out.push(`  ${kind.padEnd(22)} ${String(c.rps).padStart(6)} req/s  p99 ${String(c.p99_ms ?? 'n/a').padStart(7)} ms  ${c.errors} non-2xx  ` +
+      `${c.cpu_ms.engine ?? 'n/a'} / ${c.cpu_ms.postgres ?? 'n/a'} / ${c.cpu_ms.redis ?? 'n/a'} / ${c.cpu_ms.wrk ?? 'n/a'}`);
+  }
+  const priced = Object.entries(SEED_RATES).map(([k, rate]) => {
+    const c = per[k]?.cpu_ms;
+    return c ? rate * ((c.engine ?? 0) + (c.postgres ?? 0) + (c.redis ?? 0)) / 1000 : null;
+  });
+  if (priced.every((v) => v !== null)) {
+    out.push(`costs: the seed load (2,500 reads + 500 orders/s, payments not included) at these prices needs ${(priced as number[]).reduce((a, b) => a + b, 0).toFixed(2)} cores of engine + postgres + redis`);
+  }
+  return out;
 }

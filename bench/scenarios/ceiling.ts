@@ -8,12 +8,13 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { RunCtx, ScenarioResult } from '../context.js';
 import { waitFor } from '../http.js';
-import { cannon, Recorder } from '../load.js';
+import { cannon, Recorder, type KindStats } from '../load.js';
 import { pgbenchCeiling, pgbenchSingleRow } from '../pgbench.js';
 import { coresUsed, cpuSnapshot } from '../cpu.js';
 import { PgWatch, pgPeaks } from '../pgwatch.js';
 import { say } from '../say.js';
 import { getItem, makeShop } from './black-friday.js';
+import { runWrk, type WrkResult } from '../wrk.js';
 
 const BARE_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bare-uws.js');
 const BARE_START_MS = 15_000;
@@ -72,6 +73,7 @@ export async function ceiling(ctx: RunCtx): Promise<ScenarioResult> {
   const rec = new Recorder();
   let inst;
   let uwsCores: Record<string, number> | null = null;
+  let wrk: WrkRun | null = null;
   try {
     await waitFor(`${bare.url}/`, 5000);
     const cpu0 = cpuSnapshot();
@@ -79,15 +81,61 @@ export async function ceiling(ctx: RunCtx): Promise<ScenarioResult> {
     inst = await cannon({ title: 'bare-uws', url: bare.url, connections: flags.connections, duration_s: flags.ceilingDuration, timeout_s: flags.timeout, requests, defaultKind: 'bare' }, rec);
     rec.stop();
     uwsCores = coresUsed(cpu0, cpuSnapshot(), bare.pid, 'bare_uws');
+    say(`ceiling: the same requests to bare uWS from wrk (one thread, ${flags.connections} connections, ${flags.ceilingDuration} s)`);
+    wrk = await wrkRun(ctx, bare.url, bare.pid, 'bare_uws');
   } finally {
     await bare.stop();
   }
+  say(`ceiling: the same item reads to the engine from wrk (${flags.connections} connections, ${flags.ceilingDuration} s)`);
+  const engineWrk = await wrkRun(ctx, target.engineUrl, target.enginePid, 'engine');
   const bareStats = rec.stats(['bare']);
+  const loadGenerators = { ...compareGenerators(bareStats, rec.seconds, uwsCores, wrk), engine_item_reads_wrk: engineFigures(engineWrk) };
   const pgFailed = pgbench.per_shard.filter((s) => s.error);
   return {
     name: 'ceiling', started_at: started.toISOString(), duration_s: flags.ceilingDuration, connections: flags.connections,
     kinds: { bare: bareStats }, groups: { uws: bareStats }, instances: [inst], timeline: rec.timeline, pg: pgSamples,
-    extra: { pgbench, pgbench_single_row: singleRow, postgres: pgPeaks(pgSamples), cores_used: { pgbench: pgCores, bare_uws: uwsCores }, pgbench_ok: pgFailed.length === 0, uws_workers: workers },
+    extra: { pgbench, pgbench_single_row: singleRow, postgres: pgPeaks(pgSamples), cores_used: { pgbench: pgCores, bare_uws: uwsCores, bare_uws_wrk: wrk?.cores ?? null, engine_reads_wrk: engineWrk.cores }, load_generators: loadGenerators, pgbench_ok: pgFailed.length === 0, uws_workers: workers },
     violations: [],
   };
+}
+
+interface WrkRun { result: WrkResult; cores: Record<string, number> | null }
+
+/** wrk against the bare responder with the item paths autocannon read, and the cores used meanwhile. */
+async function wrkRun(ctx: RunCtx, url: string, serverPid: number | null, label: string): Promise<WrkRun> {
+  const shop = makeShop(ctx, 3);
+  const paths = Array.from({ length: 10_000 }, () => ({ method: 'GET', path: getItem({} as RequestData, shop).path! }));
+  const cpu0 = cpuSnapshot();
+  const result = await runWrk(url, ctx.flags.connections, ctx.flags.ceilingDuration, paths, ctx.outDir);
+  if (result.error) say(`  wrk: ${result.error}`);
+  return { result, cores: coresUsed(cpu0, cpuSnapshot(), serverPid, label) };
+}
+
+const msPer = (cpuS: number | null | undefined, n: number) => (cpuS != null && n > 0 ? Math.round((cpuS * 1000 / n) * 1000) / 1000 : null);
+
+/**
+ * What each load generator costs per request against the same responder: autocannon's
+ * CPU is this process's, wrk's is its own rusage. The ratio says how much of the box
+ * autocannon takes from the server it measures, compared with a C generator.
+ */
+function compareGenerators(ac: KindStats, seconds: number, acCores: Record<string, number> | null, wrk: WrkRun | null) {
+  const autocannon = { rps: Math.round(ac.rps), cpu_ms_per_request: msPer(acCores ? acCores.load_generator! * seconds : null, ac.requests), cores: acCores?.load_generator ?? null, server_cores: acCores?.bare_uws ?? null };
+  const w = wrk?.result;
+  const wrkOut = w && !w.error
+    ? { rps: w.rps, cpu_ms_per_request: msPer(w.cpu_s, w.requests), cores: w.cpu_s !== null ? Math.round((w.cpu_s / ctxSeconds(w)) * 100) / 100 : null, server_cores: wrk.cores?.bare_uws ?? null, p50_ms: w.p50_ms, p99_ms: w.p99_ms, errors: w.errors }
+    : null;
+  const costRatio = wrkOut?.cpu_ms_per_request && autocannon.cpu_ms_per_request ? Math.round((autocannon.cpu_ms_per_request / wrkOut.cpu_ms_per_request) * 10) / 10 : null;
+  return { autocannon, wrk: wrkOut, wrk_error: w?.error ?? null, autocannon_cost_vs_wrk: costRatio };
+}
+
+/** wrk's run length, from its own count and rate. */
+const ctxSeconds = (w: WrkResult) => (w.rps > 0 ? w.requests / w.rps : 1);
+
+/** The engine's item reads when the generator costs little: served/s and CPU per read per group. */
+function engineFigures(run: WrkRun) {
+  const w = run.result;
+  if (w.error) return { error: w.error };
+  const c = run.cores ?? {};
+  const per = (g: string) => (w.rps > 0 && c[g] !== undefined ? Math.round((c[g]! * 1000 / w.rps) * 1000) / 1000 : null);
+  return { rps: w.rps, p50_ms: w.p50_ms, p99_ms: w.p99_ms, errors: w.errors, cpu_ms_per_read: { engine: per('engine'), redis: per('redis'), postgres: per('postgres'), wrk: msPer(w.cpu_s, w.requests) } };
 }
