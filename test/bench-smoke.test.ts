@@ -92,6 +92,16 @@ t.test('a smoke run of every scenario passes and reports every number', async (t
   t.equal(ce.extra.pgbench.per_shard.length, 3);
   t.ok(ce.groups.uws.ok_rps > 0, 'the bare uWS responder answered');
   for (const k of ['orders_vs_pgbench', 'flash_holds_vs_pgbench', 'reads_vs_uws']) t.ok(isNum(r.summary.ratios[k]), `ratio ${k}`);
+  t.ok(ce.extra.load_generators.wrk?.rps > 0, 'wrk answered by the bare uWS responder too');
+  t.match(stdout, /autocannon costs [\d.]+x wrk per request/);
+
+  const co = r.scenarios.costs;
+  for (const k of ['item', 'search', 'status', 'order_no_key', 'order_keyed', 'order_two_items_keyed']) {
+    t.ok(co.extra.per_kind[k]?.rps > 0, `costs: ${k} answered`);
+    t.equal(co.extra.per_kind[k]?.errors, 0, `costs: ${k} all 2xx`);
+    t.ok(isNum(co.extra.per_kind[k]?.cpu_ms.engine), `costs: ${k} priced in engine CPU`);
+  }
+  t.match(stdout, /the seed load .* needs [\d.]+ cores/);
   t.match(stdout, /invariants: OK/);
 
   rmSync(out, { recursive: true, force: true });
