@@ -1,6 +1,7 @@
 // Configuration comes from environment variables, is validated once at start, and
 // every default runs the local stack. A bad value fails start with the variable's name.
 import os from 'node:os';
+import { parseShardUrl, ShardUrlError, splitShardList } from './shard/hosts.js';
 
 export class ConfigError extends Error {}
 
@@ -29,8 +30,8 @@ function bool(env: Env, name: string, def: boolean): boolean {
   throw new ConfigError(`${name}=${raw} is invalid: expected true or false`);
 }
 
-function urls(env: Env, name: string, def: string, scheme: RegExp): string[] {
-  const list = str(env, name, def).split(',').map((s) => s.trim()).filter(Boolean);
+function urls(env: Env, name: string, def: string, scheme: RegExp, split = (raw: string) => raw.split(',').map((s) => s.trim()).filter(Boolean)): string[] {
+  const list = split(str(env, name, def));
   for (const u of list) {
     if (!scheme.test(u)) throw new ConfigError(`${name} has an invalid URL: ${u}`);
   }
@@ -82,9 +83,27 @@ function scryptN(env: Env): number {
 export const DEFAULT_PG_SHARDS =
   'postgres://postgres@127.0.0.1:55431/engine,postgres://postgres@127.0.0.1:55432/engine,postgres://postgres@127.0.0.1:55433/engine';
 
+/**
+ * Each shard is one URL; a shard with standbys names its hosts in libpq's multi-host
+ * form (postgres://user:pass@h1:5432,h2:5432/db, optionally ?target_session_attrs=read-write)
+ * and the engine follows whichever of them takes writes (src/shard/primary.ts).
+ */
+function pgShardUrls(env: Env): string[] {
+  const list = urls(env, 'PG_SHARDS', DEFAULT_PG_SHARDS, /^postgres(ql)?:\/\//, splitShardList);
+  if (list.length > 36) throw new ConfigError('PG_SHARDS lists more than 36 shards; ids encode the shard in one base-36 digit');
+  list.forEach((url, i) => {
+    try {
+      parseShardUrl(url);
+    } catch (err) {
+      if (err instanceof ShardUrlError) throw new ConfigError(`PG_SHARDS shard ${i}: ${err.message}`);
+      throw err;
+    }
+  });
+  return list;
+}
+
 export function loadConfig(env: Env = process.env) {
-  const pgShards = urls(env, 'PG_SHARDS', DEFAULT_PG_SHARDS, /^postgres(ql)?:\/\//);
-  if (pgShards.length > 36) throw new ConfigError('PG_SHARDS lists more than 36 shards; ids encode the shard in one base-36 digit');
+  const pgShards = pgShardUrls(env);
   const cfg = {
     host: str(env, 'HOST', '127.0.0.1'),
     port: int(env, 'PORT', 8080, 1, 65535),
@@ -100,6 +119,10 @@ export function loadConfig(env: Env = process.env) {
     pgConnectTimeoutMs: int(env, 'PG_CONNECT_TIMEOUT_MS', 3000, 100, 60000),
     pgIdleTxTimeoutMs: int(env, 'PG_IDLE_TX_TIMEOUT_MS', 10000, 100, 600000),
     pgMaxWaiting: int(env, 'PG_MAX_WAITING', 1000, 1, 100000),
+    // A shard of several hosts (src/shard/primary.ts): how long a probe of one host may
+    // take (connect and check), and how often this process may probe a shard's hosts.
+    pgPrimaryProbeTimeoutMs: int(env, 'PG_PRIMARY_PROBE_TIMEOUT_MS', 1000, 100, 60000),
+    pgPrimaryProbeEveryMs: int(env, 'PG_PRIMARY_PROBE_EVERY_MS', 1000, 50, 600000),
     // Group commit of checkouts (src/orders/checkout.ts says how the bounds were chosen).
     checkoutBatchMax: int(env, 'CHECKOUT_BATCH_MAX', 50, 1, 60),
     checkoutBatchInflight: int(env, 'CHECKOUT_BATCH_INFLIGHT', 2, 1, 64),

@@ -27,6 +27,8 @@ export function createEngine(cfg: Config, role: 'worker' | 'cron' | 'tool', hook
     idleTxTimeoutMs: cfg.pgIdleTxTimeoutMs,
     maxWaiting: cfg.pgMaxWaiting,
     downCooldownMs: cfg.shardDownCooldownMs,
+    probeTimeoutMs: cfg.pgPrimaryProbeTimeoutMs,
+    probeEveryMs: cfg.pgPrimaryProbeEveryMs,
     appName: `engine-${role}`,
   }, role === 'worker' ? laneSizes(cfg.pgPoolSize) : role === 'cron' ? cfg.cronPoolSize : 2);
   const dir = new Directory(shards.count, cfg.categoryShardMap, cfg.directoryVersion);

@@ -7,6 +7,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { ROOT } from '../paths.js';
+import { splitShardList } from '../shard/hosts.js';
 
 export const STACK_DIR = process.env.STACK_DIR ?? path.join(ROOT, '.stack');
 export const PG_PORTS = [55431, 55432, 55433];
@@ -163,7 +164,7 @@ export interface StackUrls { pgShards: string[]; redisUrls: string[] }
 /** Brings up whatever the environment does not already point at. */
 export async function ensureStack(opts: StackOptions = DEFAULT_STACK): Promise<StackUrls> {
   mkdirSync(opts.dir, { recursive: true, mode: 0o755 });
-  let pgShards = process.env.PG_SHARDS?.split(',').map((s) => s.trim()).filter(Boolean) ?? [];
+  let pgShards = splitShardList(process.env.PG_SHARDS ?? '');
   if (pgShards.length === 0) {
     const bin = findPgBin();
     for (let i = 0; i < opts.pgPorts.length; i++) {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { log } from '../log.js';
 import { SQL_DIR } from '../paths.js';
+import { connectWritable } from './primary.js';
 
 const LOCK_KEY = 7_311_042;
 
@@ -23,8 +24,8 @@ export function loadMigrations(dir = SQL_DIR): Migration[] {
 }
 
 export async function migrateShard(url: string, shard: number, migrations = loadMigrations()): Promise<number[]> {
-  const client = new pg.Client({ connectionString: url, application_name: 'engine-migrate' });
-  await client.connect();
+  // Migrations write: on a shard with standbys, to the host that takes writes.
+  const client = await connectWritable(url, { application_name: 'engine-migrate' });
   try {
     await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (

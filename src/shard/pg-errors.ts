@@ -13,6 +13,17 @@ export function isRetryable(err: unknown): boolean {
   return code === '40001' || code === '40P01';
 }
 
+/**
+ * What a failover looks like from a connection that reached a server: read-only
+ * (25006, a standby or a demoted primary), shut down (57P01-57P03) or a connection
+ * exception (08). The connection is dropped and the shard re-resolves its primary.
+ */
+export function isFailoverCode(err: unknown): boolean {
+  if (!isServerError(err)) return false;
+  const code = err.code ?? '';
+  return code === '25006' || code === '57P01' || code === '57P02' || code === '57P03' || code.startsWith('08');
+}
+
 export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   const e = err as PgLikeError | null;
   return e?.code === '23505' && (constraint === undefined || e.constraint === constraint);
@@ -29,7 +40,7 @@ export function toEngineError(err: unknown, shard: number): EngineError {
     return new EngineError('overloaded', 'The database did not answer in time', { retryAfterS: 1, cause: err, details: { shard } });
   }
   if (isRetryable(err)) return new EngineError('conflict', 'Concurrent update, retry', { retryAfterS: 1, cause: err });
-  if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') {
+  if (isFailoverCode(err) || code === '53300') {
     return new EngineError('shard_unavailable', `Shard ${shard} is unavailable`, { retryAfterS: 1, cause: err, details: { shard } });
   }
   return new EngineError('internal', undefined, { cause: err });

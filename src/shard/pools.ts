@@ -1,11 +1,15 @@
 // One pg-pool per shard per process. Every timeout is explicit, the wait queue is
 // bounded, and a shard that fails to connect is declared down for a cooldown so its
-// requests fail fast (503) instead of piling up behind connect timeouts.
+// requests fail fast (503) instead of piling up behind connect timeouts. A shard of
+// several hosts follows its primary (src/shard/primary.ts): its pools connect where
+// writes are taken, and drop connections left at a host that no longer takes them.
 import pg from 'pg';
 import Pool from 'pg-pool';
 import { EngineError } from '../errors.js';
 import { log } from '../log.js';
-import { isRetryable, isServerError, toEngineError } from './pg-errors.js';
+import { hostName } from './hosts.js';
+import { isFailoverCode, isRetryable, isServerError, toEngineError } from './pg-errors.js';
+import { hostOf, NotWritable, Primary, type PrimaryOptions } from './primary.js';
 
 // BIGINT (int8) and NUMERIC come back as strings by default; our bigints are ids and
 // cents well inside 2^53, so parse them as numbers once, here.
@@ -19,7 +23,8 @@ export interface Queryable {
 }
 
 export interface ShardOptions {
-  url: string;
+  /** Where the shard's writable host is; one per shard, shared by its lanes. */
+  primary: Primary;
   poolSize: number;
   statementTimeoutMs: number;
   lockTimeoutMs: number;
@@ -40,17 +45,26 @@ export type ShardState = 'up' | 'down' | 'probing';
  */
 export interface ShardUsage { round_trips: number; checkouts: number; checkout_wait_ms: number; query_ms: number }
 
+/** Why a connection left at a former primary was taken out of the pool (not a shard failure). */
+class LeftBehind extends Error {
+  readonly code = 'ELEFTBEHIND';
+  constructor() { super('connection to a host that is no longer the primary'); }
+}
+
 export class Shard implements Queryable {
   readonly pool: Pool<pg.Client>;
   private downUntil = 0;
   private probing = false;
   private lastError: string | undefined;
+  /** The pool's idle clients (from its events), so the ones at a former primary can be dropped at once. */
+  private readonly idle = new Set<pg.ClientBase>();
   readonly usage: ShardUsage = { round_trips: 0, checkouts: 0, checkout_wait_ms: 0, query_ms: 0 };
 
   constructor(readonly index: number, private readonly opts: ShardOptions) {
+    const { primary } = opts;
     this.pool = new Pool({
-      Client: pg.Client,
-      connectionString: opts.url,
+      Client: primary.clientClass(),
+      connectionString: primary.target.urlFor(primary.host),
       max: opts.poolSize,
       idleTimeoutMillis: 30_000,
       connectionTimeoutMillis: opts.connectTimeoutMs,
@@ -62,9 +76,36 @@ export class Shard implements Queryable {
       query_timeout: opts.statementTimeoutMs + 1000,
       application_name: opts.appName,
     } as Pool.Config<pg.Client>);
-    // An idle client losing its server must not crash the process; the next
-    // checkout notices and the shard is marked down there.
-    this.pool.on('error', (err) => this.markDown(err));
+    // An idle client losing its server must not crash the process; the shard is down
+    // for the cooldown and, if it has standbys, looks for its primary.
+    this.pool.on('error', (err) => {
+      if (err instanceof LeftBehind) return;
+      this.markDown(err);
+      primary.suspect();
+    });
+    if (primary.follows) {
+      // pg-pool emits 'release' (its types omit it; pg's Pool types have it).
+      (this.pool as unknown as pg.Pool).on('release', (err: Error | undefined, client) => { if (!err) this.idle.add(client); });
+      this.pool.on('acquire', (client) => this.idle.delete(client));
+      this.pool.on('remove', (client) => this.idle.delete(client));
+      primary.onChange(() => this.followPrimary());
+    }
+  }
+
+  get primary(): Primary { return this.opts.primary; }
+
+  /**
+   * The primary moved: idle connections to the former one go now (a demoted primary
+   * must not serve another write; the pool's own idle-error path removes them), busy
+   * ones when handed back, and the new primary is tried at once, not after the cooldown.
+   */
+  private followPrimary(): void {
+    for (const client of [...this.idle]) {
+      if (!this.primary.isStale(hostOf(client))) continue;
+      this.idle.delete(client);
+      if (client.listenerCount('error') > 0) client.emit('error', new LeftBehind());
+    }
+    this.downUntil = 0;
   }
 
   get state(): ShardState {
@@ -77,6 +118,12 @@ export class Shard implements Queryable {
       shard: this.index, state: this.state, total: this.pool.totalCount, idle: this.pool.idleCount,
       waiting: this.pool.waitingCount, max: this.opts.poolSize, last_error: this.lastError ?? null,
     };
+  }
+
+  /** Where the shard's writes go, for operators (/readyz with an admin token). */
+  primaryInfo() {
+    const p = this.primary;
+    return { primary: hostName(p.host), follows: p.follows, ...(p.follows ? { hosts: p.lastProbe } : {}) };
   }
 
   private markDown(err: unknown): void {
@@ -111,7 +158,7 @@ export class Shard implements Queryable {
     const started = performance.now();
     try {
       // Not marked up here: a pooled idle client may be dead; a query that works says so.
-      const client = await this.pool.connect();
+      const client = await this.checkout();
       this.usage.checkouts++;
       this.usage.checkout_wait_ms += performance.now() - started;
       return client;
@@ -120,17 +167,55 @@ export class Shard implements Queryable {
         throw new EngineError('overloaded', `Shard ${this.index} is busy`, { retryAfterS: 1, details: { shard: this.index } });
       }
       this.markDown(err);
+      this.primary.suspect();
       throw this.unavailable();
     } finally {
       if (isProbe) this.probing = false;
     }
   }
 
+  /**
+   * A pooled connection at the primary. One left at a former primary is dropped on the
+   * way; a new one refused as not writable is tried once more if a probe (joined, or
+   * made now: at most one per interval) found the primary elsewhere, so a shard whose
+   * first host is a standby is served from its first request.
+   */
+  private async checkout(): Promise<pg.PoolClient> {
+    let followed = false;
+    for (;;) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (err) {
+        if (err instanceof NotWritable && !followed && (await this.primary.movedFrom(err.at))) {
+          followed = true;
+          continue;
+        }
+        throw err;
+      }
+      if (!this.primary.isStale(hostOf(client))) return client;
+      client.release(new LeftBehind());
+    }
+  }
+
+  /** A healthy connection goes back to the pool, unless the primary moved away from its host meanwhile. */
+  private giveBack(client: pg.PoolClient): void {
+    if (this.primary.isStale(hostOf(client))) client.release(new LeftBehind());
+    else client.release();
+  }
+
+  /** The connection met a failure: it is destroyed, the shard is down for the cooldown and looks for its primary. */
+  private lost(client: pg.PoolClient, err: unknown): void {
+    client.release(err instanceof Error ? err : new Error(String(err)));
+    this.markDown(err);
+    this.primary.suspect();
+  }
+
   async query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: Sql, params: unknown[] = []): Promise<pg.QueryResult<R>> {
     const client = await this.connect();
     try {
       const res = await this.timed(() => client.query<R>(toConfig(sql, params)));
-      client.release();
+      this.giveBack(client);
       this.markUp();
       return res;
     } catch (err) {
@@ -167,10 +252,15 @@ export class Shard implements Queryable {
       await q.query('BEGIN');
       const result = await fn(q);
       await q.query('COMMIT');
-      client.release();
+      this.giveBack(client);
       this.markUp();
       return result;
     } catch (err) {
+      if (isFailoverCode(err)) {
+        // Nothing to roll back on a host that refuses writes or is going away.
+        this.lost(client, err);
+        throw toEngineError(err, this.index);
+      }
       if (!(await this.rolledBack(client))) throw this.unavailable();
       // The connection is healthy: a domain refusal or a bug (an invariant) keeps its
       // own meaning; only SQL errors are translated.
@@ -193,7 +283,7 @@ export class Shard implements Queryable {
   private async rolledBack(client: pg.PoolClient): Promise<boolean> {
     try {
       await client.query('ROLLBACK');
-      client.release();
+      this.giveBack(client);
       return true;
     } catch (rbErr) {
       this.releaseAfterError(client, rbErr);
@@ -201,14 +291,16 @@ export class Shard implements Queryable {
     }
   }
 
-  /** A client that failed below SQL goes back with the error so the pool destroys it. */
+  /**
+   * A client that failed below SQL, or met a failover (read-only, shut down), goes back
+   * with the error so the pool destroys it; a plain SQL error leaves it healthy.
+   */
   private releaseAfterError(client: pg.PoolClient, err: unknown): void {
-    if (isServerError(err)) {
-      client.release();
+    if (isServerError(err) && !isFailoverCode(err)) {
+      this.giveBack(client);
       return;
     }
-    client.release(err instanceof Error ? err : new Error(String(err)));
-    this.markDown(err);
+    this.lost(client, err);
   }
 
   end(): Promise<void> { return this.pool.end(); }
@@ -264,23 +356,28 @@ export class ShardSet {
 
 export class Shards extends ShardSet {
   private readonly lanes: Record<Lane, ShardSet>;
+  private readonly primaries: Primary[];
 
   /**
    * `sizes` per lane: a pool per shard per lane. A single number: one pool per shard
    * that every lane shares (the cron process and tools, which have no requests to
    * keep apart). The set itself is the read lane.
    */
-  constructor(urls: string[], opts: Omit<ShardOptions, 'url' | 'poolSize'>, sizes: Record<Lane, number> | number) {
-    const make = (lane: Lane, poolSize: number) => urls.map((url, i) => new Shard(i, { ...opts, url, poolSize, appName: `${opts.appName}-${lane}` }));
+  constructor(urls: string[], opts: Omit<ShardOptions, 'primary' | 'poolSize'> & Omit<PrimaryOptions, 'appName'>, sizes: Record<Lane, number> | number) {
+    // One view of each shard's primary per process: every lane follows the same one.
+    const primaries = urls.map((url, i) => new Primary(i, url, { probeTimeoutMs: opts.probeTimeoutMs, probeEveryMs: opts.probeEveryMs, appName: opts.appName }));
+    const make = (lane: Lane, poolSize: number) => primaries.map((primary, i) => new Shard(i, { ...opts, primary, poolSize, appName: `${opts.appName}-${lane}` }));
     if (typeof sizes === 'number') {
-      const shared = urls.map((url, i) => new Shard(i, { ...opts, url, poolSize: sizes }));
+      const shared = primaries.map((primary, i) => new Shard(i, { ...opts, primary, poolSize: sizes }));
       super(shared, 'all');
       this.lanes = { read: this, write: this, payment: this };
+      this.primaries = primaries;
       return;
     }
     const read = make('read', sizes.read);
     super(read, 'read');
     this.lanes = { read: this, write: new ShardSet(make('write', sizes.write), 'write'), payment: new ShardSet(make('payment', sizes.payment), 'payment') };
+    this.primaries = primaries;
   }
 
   forLane(lane: Lane): ShardSet { return this.lanes[lane]; }
@@ -290,5 +387,8 @@ export class Shards extends ShardSet {
 
   override stats() { return this.all().flatMap((set) => set.list.map((s) => ({ ...s.stats(), lane: set.lane }))); }
 
-  async end(): Promise<void> { await Promise.allSettled(this.all().flatMap((set) => set.list.map((s) => s.end()))); }
+  async end(): Promise<void> {
+    for (const p of this.primaries) p.close();
+    await Promise.allSettled(this.all().flatMap((set) => set.list.map((s) => s.end())));
+  }
 }

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../config.js';
+import { parseShardUrl, splitShardList } from '../shard/hosts.js';
 import {
   capacity, configVariables, DEFAULT_TOPOLOGY, hbaAdmitted, judgeBudget, loadTopology, parseEnvFile, pgSetting,
   PLACEHOLDER, topologyEnv, TopologyError, type BudgetVerdict, type Topology,
@@ -74,17 +75,24 @@ function hbaFindings(t: Topology, out: Finding[]): void {
   check(out, admitted.join() === apps.join(), `pg_hba.conf admits ${admitted.join(', ') || 'nobody'} over TCP (the app hosts: ${apps.join(', ')})`);
 }
 
-/** `user@host:port/db` of each URL in a list, passwords left out. */
+/** `user@host:port/db` of each URL in a list (`user@h1:port,h2:port/db` for a shard with standbys), passwords left out. */
 export function endpoints(list: string | undefined): string[] {
-  return (list ?? '').split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
+  return splitList(list).map((s) => {
     try {
       const u = new URL(s);
       return `${u.username}@${u.hostname}:${u.port}${u.pathname === '/' ? '' : u.pathname}`;
     } catch {
-      return `invalid(${s})`;
+      try {
+        return `${/^[a-z]+:\/\/([^:@/]*)[^@/]*@/.exec(s)?.[1] ?? ''}@${parseShardUrl(s).display}`;
+      } catch {
+        return `invalid(${s})`;
+      }
     }
   });
 }
+
+/** A comma list of URLs; PG_SHARDS' multi-host URLs hold commas of their own. */
+const splitList = (list: string | undefined) => splitShardList(list ?? '');
 
 function sameValues(t: Topology, vars: Record<string, string>, out: Finding[], label: string): void {
   const want = topologyEnv(t);
@@ -108,8 +116,8 @@ function sameValues(t: Topology, vars: Record<string, string>, out: Finding[], l
  */
 function queryTimeoutFindings(vars: Record<string, string>, out: Finding[], label: string): void {
   const statementMs = Number(vars.PG_STATEMENT_TIMEOUT_MS ?? 5000);
-  const urls = (vars.PG_SHARDS ?? '').split(',').filter(Boolean);
-  const timeouts = urls.map((u) => { try { return Number(new URL(u).searchParams.get('query_timeout') ?? NaN); } catch { return NaN; } });
+  const urls = splitList(vars.PG_SHARDS);
+  const timeouts = urls.map((u) => Number(new URLSearchParams(u.includes('?') ? u.slice(u.indexOf('?') + 1) : '').get('query_timeout') ?? NaN));
   check(out, urls.length > 0 && timeouts.every((t) => Number.isInteger(t) && t > statementMs),
     `${label}: every PG_SHARDS URL has query_timeout > PG_STATEMENT_TIMEOUT_MS (${statementMs}) (got ${timeouts.join(', ')}): ` +
     'the deadline that turns a network partition of a db host into a 503 instead of a hung request');

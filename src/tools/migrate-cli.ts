@@ -9,11 +9,12 @@
 // 78 = the environment is invalid, 2 = usage.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import pg from 'pg';
 import { ConfigError, loadConfig } from '../config.js';
 import { setLogLevel } from '../log.js';
 import { SQL_DIR } from '../paths.js';
+import { parseShardUrl } from '../shard/hosts.js';
 import { loadMigrations, migrateShard, type Migration } from '../shard/migrate.js';
+import { connectWritable } from '../shard/primary.js';
 
 const say = (msg: string) => process.stdout.write(`migrate: ${msg}\n`);
 
@@ -39,22 +40,23 @@ function parseArgs(argv: string[]): Args {
  * from PG_SHARDS is dropped for the same reason.
  */
 export function migrationUrl(url: string, lockTimeoutMs: number): string {
-  const u = new URL(url);
-  u.searchParams.delete('query_timeout');
-  const prior = u.searchParams.get('options');
-  u.searchParams.set('options', `${prior ? `${prior} ` : ''}-c statement_timeout=0 -c lock_timeout=${lockTimeoutMs}`);
-  return u.toString();
+  // Only the query is edited: a shard of several hosts is no URL that `new URL` accepts.
+  const at = url.indexOf('?');
+  const params = new URLSearchParams(at >= 0 ? url.slice(at + 1) : '');
+  params.delete('query_timeout');
+  const prior = params.get('options');
+  params.set('options', `${prior ? `${prior} ` : ''}-c statement_timeout=0 -c lock_timeout=${lockTimeoutMs}`);
+  return `${at >= 0 ? url.slice(0, at) : url}?${params.toString()}`;
 }
 
-/** host:port/db of a shard URL, never its password. */
+/** host:port/db of a shard URL (every host of a shard with standbys), never its password. */
 export function where(url: string): string {
-  const u = new URL(url);
-  return `${u.hostname}:${u.port || 5432}${u.pathname}`;
+  return parseShardUrl(url).display;
 }
 
 async function appliedVersions(url: string): Promise<Set<number>> {
-  const client = new pg.Client({ connectionString: url, application_name: 'engine-migrate-check', connectionTimeoutMillis: 5000 });
-  await client.connect();
+  // A standby would answer as well, but the writable host is the one migrations go to.
+  const client = await connectWritable(url, { application_name: 'engine-migrate-check', connectionTimeoutMillis: 5000 });
   try {
     const res = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
     return new Set(res.rows.map((r) => r.version));

@@ -6,7 +6,9 @@ import type { RouteDef } from '../route.js';
 
 // /readyz answers anyone with statuses only: an error text names hosts, ports and users
 // of the databases, and pool figures show load. Those go to the logs (when a component
-// goes down) and to an admin's bearer token, here.
+// goes down) and to an admin's bearer token, here, with each shard's primary (the host
+// its writes go to, as this worker last found it) and, for a shard of several hosts,
+// what the last probe found on each.
 
 interface ShardPing { shard: number; status: 'up' | 'down'; ms: number; error?: string }
 interface RedisPing { redis: number; status: 'up' | 'down'; state?: string; error?: string }
@@ -50,7 +52,7 @@ async function readiness(deps: Deps, redis: RedisSet, token: string | null) {
   const degraded = shards.every((s) => s.status === 'up');
   const status = ok ? 'ok' : degraded ? 'degraded' : 'unavailable';
   const body = admin
-    ? { status, shards, redis: redisStates, pools: deps.pools.stats() }
+    ? { status, shards: shards.map((s) => ({ ...s, ...deps.shards.get(s.shard).primaryInfo() })), redis: redisStates, pools: deps.pools.stats() }
     : { status, shards: shards.map((s) => ({ shard: s.shard, status: s.status })), redis: redisStates.map((r) => ({ redis: r.redis, status: r.status })) };
   return { status: ok ? 200 : 503, body };
 }
