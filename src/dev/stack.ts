@@ -51,14 +51,15 @@ export function findRedisServer(): string {
 const isRoot = () => process.getuid?.() === 0;
 
 /** Postgres refuses to run as root: run its binaries as the postgres user then. */
-function runPg(bin: string, args: string[]): string {
+export function runPg(bin: string, args: string[]): string {
   const [cmd, argv] = isRoot() ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
   const res = spawnSync(cmd, argv, { encoding: 'utf8' });
   if (res.status !== 0) throw new StackError(`${path.basename(bin)} ${args.join(' ')} failed:\n${res.stdout}${res.stderr}`);
   return res.stdout;
 }
 
-function pgOwned(dir: string): void {
+/** A folder the Postgres binaries can write (owned by the postgres user when we are root). */
+export function pgOwned(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (!isRoot()) return;
   const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());

@@ -62,6 +62,7 @@ export class Primary {
   private probing: Promise<void> | null = null;
   private probedAt = -Infinity;
   private later: NodeJS.Timeout | null = null;
+  private orphaned = false;
   private readonly listeners: ((from: HostPort, to: HostPort) => void)[] = [];
   /** The last probe of every host, for /readyz. */
   lastProbe: Probe | null = null;
@@ -128,11 +129,10 @@ export class Primary {
     // Stay on the current host while it takes writes: two writable hosts (a split brain
     // the failover tool has not fenced yet) must not make the shard flap between them.
     const next = writable.includes(this.current) ? this.current : writable[0];
-    if (!next) {
-      log.warn('no host of a shard accepts writes', { shard: this.shard, hosts: this.lastProbe.hosts });
-      return;
-    }
-    if (next === this.current) return;
+    // Once per gap: probes repeat every interval while the failover tool promotes a standby.
+    if (!next && !this.orphaned) log.warn('no host of a shard accepts writes', { shard: this.shard, hosts: this.lastProbe.hosts });
+    this.orphaned = !next;
+    if (!next || next === this.current) return;
     const from = this.current;
     this.current = next;
     log.warn('shard primary changed', { shard: this.shard, from: hostName(from), to: hostName(next) });

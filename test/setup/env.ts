@@ -16,6 +16,8 @@ export const OWN_PORTS = {
   productionEngine: TEST_PORT + 324, rehashEngine: TEST_PORT + 325,
   faultsEngine: TEST_PORT + 330, faultsGateway: TEST_PORT + 331, faultsProvider: TEST_PORT + 332,
   admissionEngine: TEST_PORT + 340, readyzEngine: TEST_PORT + 341, bulkheadsEngine: TEST_PORT + 342, roundTripsEngine: TEST_PORT + 350,
+  // A scratch Postgres primary and its standby (not the stack's shards), and the engine that follows them.
+  failoverEngine: TEST_PORT + 360, failoverPrimary: TEST_PORT + 361, failoverStandby: TEST_PORT + 362,
 } as const;
 export const ENGINE_URL = `http://127.0.0.1:${TEST_PORT}`;
 export const GATEWAY_URL = `http://127.0.0.1:${GATEWAY_PORT}`;

@@ -1,0 +1,189 @@
+// A shard that is a primary with a synchronous standby fails over, and the engine
+// follows it without a restart. On a scratch pair of its own (never the shared
+// stack's clusters): shard 0 lists primary,standby; shard 1 lists standby,primary (its
+// first host is read-only from the start); shard 2 is a database of its own on the
+// stack, which stays up throughout. The primary is crashed, the standby promoted:
+// meanwhile the two shards answer 503 unavailable with Retry-After, shard 2 keeps
+// selling; afterwards both heal on the promoted node and the orders made before are
+// there. The standby's own log shows the engine connected to it while it was read-only
+// and never sent it a write. Then the way back, as a planned switchover: the crashed
+// node is rebuilt as a standby, the current primary fenced (read-only, still running,
+// the engine's connections to it open) and the rebuilt node promoted; the engine
+// follows again and keeps no connection to the fenced node.
+import pg from 'pg';
+import t from 'tap';
+import { DEFAULT_PG_SHARDS } from '../src/config.js';
+import { setLogLevel } from '../src/log.js';
+import { admin, api, categoryOnShard, item, localId, useWorld } from './helpers/api.js';
+import { startCluster, stop } from './helpers/engine.js';
+import { until } from './helpers/live.js';
+import { attachStandby, crash, fence, promote, query, removePair, serverLog, startPair, type Node, type Pair } from './helpers/replicas.js';
+import { OWN_PORTS } from './setup/env.js';
+
+setLogLevel('warn'); // migrateShard's progress lines are not TAP
+
+const ENGINE_PORT = OWN_PORTS.failoverEngine;
+const P = OWN_PORTS.failoverPrimary;
+const S = OWN_PORTS.failoverStandby;
+const THIRD_DB = `engine_failover_${ENGINE_PORT}`;
+const thirdAdminUrl = DEFAULT_PG_SHARDS.split(',')[2]!.replace(/\/[^/]+$/, '/postgres');
+
+async function onThird(text: string): Promise<void> {
+  const c = new pg.Client({ connectionString: thirdAdminUrl });
+  await c.connect();
+  try { await c.query(text); } finally { await c.end(); }
+}
+
+let pair: Pair | null = null;
+t.teardown(async () => {
+  if (pair) removePair(pair.root);
+  await onThird(`DROP DATABASE IF EXISTS "${THIRD_DB}" WITH (FORCE)`).catch(() => undefined);
+});
+
+pair = await startPair('failover', P, S, ['engine0', 'engine1']);
+await onThird(`DROP DATABASE IF EXISTS "${THIRD_DB}" WITH (FORCE)`);
+await onThird(`CREATE DATABASE "${THIRD_DB}"`);
+const hosts = (first: number, second: number, db: string) => `postgres://postgres@127.0.0.1:${first},127.0.0.1:${second}/${db}`;
+const PG_SHARDS = [hosts(P, S, 'engine0'), hosts(S, P, 'engine1'), DEFAULT_PG_SHARDS.split(',')[2]!.replace(/\/[^/]+$/, `/${THIRD_DB}`)].join(',');
+
+const engine = startCluster(ENGINE_PORT, {
+  PG_SHARDS, WORKERS: '1', LOG_LEVEL: 'info',
+  // Test speed: a down shard is probed again after 200 ms, its hosts at most every 200 ms.
+  SHARD_DOWN_COOLDOWN_MS: '200', PG_PRIMARY_PROBE_EVERY_MS: '200', PG_PRIMARY_PROBE_TIMEOUT_MS: '2000', PG_CONNECT_TIMEOUT_MS: '2000',
+});
+t.teardown(() => stop(engine));
+await until('the engine is ready', async () => engine.out(), (o) => o.includes('"msg":"engine ready"') || engine.child.exitCode !== null, 60_000, 100);
+if (engine.child.exitCode !== null) throw new Error(`the engine exited at start:\n${engine.out()}`);
+useWorld({ engine: engine.url });
+
+interface Answer { status: number; type?: string; retryAfter: string | null; body: any }
+
+/** A request that must be answered: one that hangs fails the test instead of waiting for tap. */
+async function call(method: string, path: string, token: string, body?: unknown): Promise<Answer> {
+  const res = await fetch(`${engine.url}${path}`, {
+    method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(15_000),
+  });
+  const parsed = await res.json().catch(() => null);
+  return { status: res.status, type: parsed?.error?.type, retryAfter: res.headers.get('retry-after'), body: parsed };
+}
+
+const buy = (token: string, itemId: string) => call('POST', '/v1/orders', token, { items: [{ item_id: itemId, quantity: 1 }] });
+
+/** A customer whose account lives on shard 2, so signing in does not depend on the shards that fail over. */
+async function customerOnThird(): Promise<string> {
+  for (let i = 0; i < 30; i++) {
+    const email = `failover-${ENGINE_PORT}-${i}-${Date.now()}@example.com`;
+    const reg = await api('POST', '/v1/users', { body: { email, password: 'correct-horse-battery' } });
+    if (reg.status !== 201) throw new Error(`register failed: ${reg.status} ${JSON.stringify(reg.body)}`);
+    if (reg.body.id[3] !== '2') continue;
+    const login = await api('POST', '/v1/sessions', { body: { email, password: 'correct-horse-battery' } });
+    return login.body.token as string;
+  }
+  throw new Error('no account landed on shard 2');
+}
+
+const primaryChanges = () => engine.out().split('\n').filter((l) => l.includes('"msg":"shard primary changed"')).map((l) => JSON.parse(l));
+
+async function readyzAsAdmin(): Promise<any> {
+  return (await api('GET', '/readyz', { token: await admin() })).body;
+}
+
+const token = await customerOnThird();
+const [c0, c1, c2] = [await categoryOnShard(0), await categoryOnShard(1), await categoryOnShard(2)];
+const [i0, i1, i2] = [await item({ category_id: c0.id, stock: 50 }), await item({ category_id: c1.id, stock: 50 }), await item({ category_id: c2.id, stock: 50 })];
+const orderIds = async (node: Node, db: string) => (await query(node, db, 'SELECT id FROM orders ORDER BY id')).map((r) => Number(r.id));
+const made: Record<0 | 1, number[]> = { 0: [], 1: [] };
+const keep = (shard: 0 | 1, a: Answer) => { if (a.status === 201) made[shard].push(localId(a.body.orders[0].id)); return a; };
+
+t.test('the engine follows a shard primary through a failover, with no restart', async (t) => {
+  // Before: writes work on both shards; shard 1's first host is the standby, so it is
+  // served by its second, the primary, from its first request.
+  const before0 = keep(0, await buy(token, i0.id));
+  t.equal(before0.status, 201, 'an order on shard 0 (hosts: primary, standby)');
+  const before1 = keep(1, await buy(token, i1.id));
+  t.equal(before1.status, 201, 'an order on shard 1 (hosts: standby, primary) is served by the primary from the start');
+  const ready = await readyzAsAdmin();
+  t.equal(ready.status, 'ok');
+  t.match(ready.shards, [
+    { shard: 0, status: 'up', primary: `127.0.0.1:${P}`, follows: true },
+    { shard: 1, status: 'up', primary: `127.0.0.1:${P}`, follows: true },
+    { shard: 2, status: 'up', primary: '127.0.0.1:55433', follows: false },
+  ], 'admin /readyz names each shard\'s primary');
+  t.ok(primaryChanges().some((l) => l.shard === 1 && l.from === `127.0.0.1:${S}` && l.to === `127.0.0.1:${P}`),
+    'the move off shard 1\'s read-only first host is logged (shard, from, to)');
+
+  // The failover: the primary crashes; until the standby is promoted, neither shard has a writable host.
+  crash(pair!.primary);
+  const gap: Answer[] = [];
+  for (let i = 0; i < 6; i++) gap.push(await buy(token, i % 2 === 0 ? i0.id : i1.id));
+  t.same(gap.map((a) => [a.status, a.type]), Array.from({ length: 6 }, () => [503, 'unavailable']),
+    'during the gap each order on the failing shards is answered 503 unavailable (none hangs)');
+  t.ok(gap.every((a) => Number(a.retryAfter) >= 1), 'each with Retry-After');
+  t.equal((await buy(token, i2.id)).status, 201, 'shard 2 keeps selling meanwhile');
+  const gone = await call('GET', `/v1/orders/${before0.body.orders[0].id}/events`, token);
+  t.same([gone.status, gone.type], [503, 'unavailable'], 'a read of shard 0 too');
+
+  promote(pair!.standby);
+  // Healed without a restart: both shards write on the promoted node.
+  const healed0 = await until('an order on shard 0 after the promotion', async () => keep(0, await buy(token, i0.id)), (a) => a.status === 201, 30_000, 100);
+  t.equal(healed0.value.status, 201, `shard 0 healed on its own (${Math.round(healed0.ms)} ms after the promotion)`);
+  const healed1 = await until('an order on shard 1 after the promotion', async () => keep(1, await buy(token, i1.id)), (a) => a.status === 201, 30_000, 100);
+  t.equal(healed1.value.status, 201, 'shard 1 healed on its own');
+  t.equal(engine.child.exitCode, null, 'the engine was not restarted');
+
+  // The orders made before the crash are on the promoted node (the standby was synchronous), and readable.
+  const standby = pair!.standby;
+  t.same(await orderIds(standby, 'engine0'), [localId(before0.body.orders[0].id), localId(healed0.value.body.orders[0].id)], 'shard 0: the order from before and the new one, on the promoted node');
+  t.same(await orderIds(standby, 'engine1'), [localId(before1.body.orders[0].id), localId(healed1.value.body.orders[0].id)], 'shard 1 likewise');
+  const events = await call('GET', `/v1/orders/${before0.body.orders[0].id}/events`, token);
+  t.equal(events.status, 200, 'the order made before the failover is readable through the engine');
+  t.ok(events.body.data.length > 0, 'with its audit trail');
+
+  const after = await readyzAsAdmin();
+  t.match(after.shards, [{ shard: 0, primary: `127.0.0.1:${S}` }, { shard: 1, primary: `127.0.0.1:${S}` }], 'admin /readyz names the promoted node');
+  for (const shard of [0, 1]) {
+    t.ok(primaryChanges().some((l) => l.shard === shard && l.from === `127.0.0.1:${P}` && l.to === `127.0.0.1:${S}`), `shard ${shard}: the change is logged`);
+  }
+
+  // What the standby saw while it was read-only (its log up to the promotion): the
+  // engine connected (its connections were checked there) and never sent a write.
+  const log = serverLog(standby);
+  const promotedAt = log.indexOf('selected new timeline ID');
+  t.ok(promotedAt > 0, 'the standby logged its promotion');
+  const readOnly = log.slice(0, promotedAt);
+  t.match(readOnly, /connection authorized: .*application_name=engine-/, 'the engine connected to the standby while it was read-only');
+  t.notMatch(log, /app=engine-\S* sqlstate=25006/, 'and never had a write refused there (no 25006 from the engine)');
+  t.notMatch(log, /cannot execute .* in a read-only transaction/, 'no statement was refused as read-only at all');
+});
+
+t.test('the way back, a planned switchover: the primary fenced, the rebuilt node promoted; no connection stays at the fenced one', async (t) => {
+  const [formerPrimary, current] = [pair!.primary, pair!.standby];
+  await attachStandby(current, formerPrimary);
+  for (const shard of [0, 1] as const) t.equal(keep(shard, await buy(token, shard === 0 ? i0.id : i1.id)).status, 201, `shard ${shard} writes on the current primary`);
+  const engineOn = async (node: Node) => (await query(node, 'postgres',
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'engine-%' AND application_name NOT LIKE '%-probe'"))[0].n as number;
+  t.ok((await engineOn(current)) > 0, 'the engine holds pooled connections to the current primary');
+
+  await fence(current);
+  const refused = await buy(token, i0.id);
+  t.same([refused.status, refused.type], [503, 'unavailable'], 'a write meeting the fenced primary is answered 503 unavailable');
+  t.ok(Number(refused.retryAfter) >= 1, 'with Retry-After');
+  promote(formerPrimary);
+  for (const shard of [0, 1] as const) {
+    const healed = await until(`an order on shard ${shard} after the switchover`, async () => keep(shard, await buy(token, shard === 0 ? i0.id : i1.id)), (a) => a.status === 201, 30_000, 100);
+    t.equal(healed.value.status, 201, `shard ${shard} follows to the rebuilt node`);
+  }
+  // Idle connections at the fenced node are dropped when a process re-resolves (well
+  // before the pools' 30 s idle timeout); busy ones when handed back.
+  const left = await until('no engine connection left at the fenced node', () => engineOn(current), (n) => n === 0, 20_000, 200);
+  t.equal(left.value, 0, 'no engine connection is left at the fenced former primary');
+  const after = await readyzAsAdmin();
+  t.match(after.shards, [{ shard: 0, primary: `127.0.0.1:${P}` }, { shard: 1, primary: `127.0.0.1:${P}` }], 'admin /readyz names the rebuilt node');
+  for (const shard of [0, 1]) {
+    t.ok(primaryChanges().some((l) => l.shard === shard && l.from === `127.0.0.1:${S}` && l.to === `127.0.0.1:${P}`), `shard ${shard}: the switchover is logged`);
+  }
+  t.same(await orderIds(formerPrimary, 'engine0'), made[0], 'every order of shard 0 ever acknowledged is on the new primary');
+  t.same(await orderIds(formerPrimary, 'engine1'), made[1], 'and of shard 1');
+  t.notMatch(serverLog(formerPrimary), /sqlstate=25006/, 'no write was ever refused on the rebuilt node (a standby until promoted)');
+});
