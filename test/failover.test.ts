@@ -10,12 +10,15 @@
 // node is rebuilt as a standby, the current primary fenced (read-only, still running,
 // the engine's connections to it open) and the rebuilt node promoted; the engine
 // follows again and keeps no connection to the fenced node.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import pg from 'pg';
 import t from 'tap';
 import { DEFAULT_PG_SHARDS } from '../src/config.js';
 import { setLogLevel } from '../src/log.js';
+import { ROOT } from '../src/paths.js';
 import { admin, api, categoryOnShard, item, localId, useWorld } from './helpers/api.js';
-import { startCluster, stop } from './helpers/engine.js';
+import { startCluster, stop, type Spawned } from './helpers/engine.js';
 import { until } from './helpers/live.js';
 import { attachStandby, crash, fence, promote, query, removePair, serverLog, startPair, type Node, type Pair } from './helpers/replicas.js';
 import { OWN_PORTS } from './setup/env.js';
@@ -35,7 +38,19 @@ async function onThird(text: string): Promise<void> {
 }
 
 let pair: Pair | null = null;
+let engine: Spawned | null = null;
+const engineOut: Buffer[] = []; // all of it (startCluster keeps the tail), for a failed run's record
+// One teardown, in order: the engine first, then what explains a failure, then the nodes.
 t.teardown(async () => {
+  if (engine) await stop(engine);
+  if (!t.passing() && pair) {
+    const dir = path.join(ROOT, '.stack', `failover-${ENGINE_PORT}`);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'engine.log'), Buffer.concat(engineOut));
+    writeFileSync(path.join(dir, 'primary.log'), serverLog(pair.primary));
+    writeFileSync(path.join(dir, 'standby.log'), serverLog(pair.standby));
+    t.comment(`logs of the failed run: ${dir}`);
+  }
   if (pair) removePair(pair.root);
   await onThird(`DROP DATABASE IF EXISTS "${THIRD_DB}" WITH (FORCE)`).catch(() => undefined);
 });
@@ -46,21 +61,23 @@ await onThird(`CREATE DATABASE "${THIRD_DB}"`);
 const hosts = (first: number, second: number, db: string) => `postgres://postgres@127.0.0.1:${first},127.0.0.1:${second}/${db}`;
 const PG_SHARDS = [hosts(P, S, 'engine0'), hosts(S, P, 'engine1'), DEFAULT_PG_SHARDS.split(',')[2]!.replace(/\/[^/]+$/, `/${THIRD_DB}`)].join(',');
 
-const engine = startCluster(ENGINE_PORT, {
+engine = startCluster(ENGINE_PORT, {
   PG_SHARDS, WORKERS: '1', LOG_LEVEL: 'info',
   // Test speed: a down shard is probed again after 200 ms, its hosts at most every 200 ms.
   SHARD_DOWN_COOLDOWN_MS: '200', PG_PRIMARY_PROBE_EVERY_MS: '200', PG_PRIMARY_PROBE_TIMEOUT_MS: '2000', PG_CONNECT_TIMEOUT_MS: '2000',
 });
-t.teardown(() => stop(engine));
-await until('the engine is ready', async () => engine.out(), (o) => o.includes('"msg":"engine ready"') || engine.child.exitCode !== null, 60_000, 100);
-if (engine.child.exitCode !== null) throw new Error(`the engine exited at start:\n${engine.out()}`);
-useWorld({ engine: engine.url });
+engine.child.stdout!.on('data', (d: Buffer) => engineOut.push(d));
+engine.child.stderr!.on('data', (d: Buffer) => engineOut.push(d));
+const cluster = engine;
+await until('the engine is ready', async () => cluster.out(), (o) => o.includes('"msg":"engine ready"') || cluster.child.exitCode !== null, 60_000, 100);
+if (cluster.child.exitCode !== null) throw new Error(`the engine exited at start:\n${cluster.out()}`);
+useWorld({ engine: cluster.url });
 
 interface Answer { status: number; type?: string; retryAfter: string | null; body: any }
 
 /** A request that must be answered: one that hangs fails the test instead of waiting for tap. */
 async function call(method: string, path: string, token: string, body?: unknown): Promise<Answer> {
-  const res = await fetch(`${engine.url}${path}`, {
+  const res = await fetch(`${cluster.url}${path}`, {
     method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(15_000),
   });
@@ -83,10 +100,18 @@ async function customerOnThird(): Promise<string> {
   throw new Error('no account landed on shard 2');
 }
 
-const primaryChanges = () => engine.out().split('\n').filter((l) => l.includes('"msg":"shard primary changed"')).map((l) => JSON.parse(l));
+const primaryChanges = () => Buffer.concat(engineOut).toString().split('\n').filter((l) => l.includes('"msg":"shard primary changed"')).map((l) => JSON.parse(l));
 
+/**
+ * Admin /readyz once every shard answers it: each lane of a shard heals on its own first
+ * request (one probe at a time), so right after the writes heal a read may still be the
+ * probe's neighbour and get a fast 503.
+ */
 async function readyzAsAdmin(): Promise<any> {
-  return (await api('GET', '/readyz', { token: await admin() })).body;
+  const token = await admin();
+  const ready = await until('admin /readyz answers ok', async () => (await api('GET', '/readyz', { token })).body,
+    (b) => b?.status === 'ok' && Array.isArray(b.pools), 10_000, 100);
+  return ready.value;
 }
 
 const token = await customerOnThird();
@@ -104,7 +129,6 @@ t.test('the engine follows a shard primary through a failover, with no restart',
   const before1 = keep(1, await buy(token, i1.id));
   t.equal(before1.status, 201, 'an order on shard 1 (hosts: standby, primary) is served by the primary from the start');
   const ready = await readyzAsAdmin();
-  t.equal(ready.status, 'ok');
   t.match(ready.shards, [
     { shard: 0, status: 'up', primary: `127.0.0.1:${P}`, follows: true },
     { shard: 1, status: 'up', primary: `127.0.0.1:${P}`, follows: true },
@@ -130,7 +154,8 @@ t.test('the engine follows a shard primary through a failover, with no restart',
   t.equal(healed0.value.status, 201, `shard 0 healed on its own (${Math.round(healed0.ms)} ms after the promotion)`);
   const healed1 = await until('an order on shard 1 after the promotion', async () => keep(1, await buy(token, i1.id)), (a) => a.status === 201, 30_000, 100);
   t.equal(healed1.value.status, 201, 'shard 1 healed on its own');
-  t.equal(engine.child.exitCode, null, 'the engine was not restarted');
+  t.equal(cluster.child.exitCode, null, 'the engine was not restarted');
+  t.notMatch(Buffer.concat(engineOut).toString(), /process died, respawning/, 'nor any of its workers or its cron process');
 
   // The orders made before the crash are on the promoted node (the standby was synchronous), and readable.
   const standby = pair!.standby;

@@ -76,6 +76,11 @@ export class Shard implements Queryable {
       query_timeout: opts.statementTimeoutMs + 1000,
       application_name: opts.appName,
     } as Pool.Config<pg.Client>);
+    // pg-pool listens for a client's 'error' only while it is idle: a server ending a
+    // checked-out connection (a crash, a failover's shutdown: 57P01) emits one with no
+    // listener, and that would kill the process. The query in flight fails with it
+    // anyway (or the next one, as not queryable), and is handled there.
+    this.pool.on('connect', (client) => { client.on('error', () => undefined); });
     // An idle client losing its server must not crash the process; the shard is down
     // for the cooldown and, if it has standbys, looks for its primary.
     this.pool.on('error', (err) => {
@@ -96,14 +101,16 @@ export class Shard implements Queryable {
 
   /**
    * The primary moved: idle connections to the former one go now (a demoted primary
-   * must not serve another write; the pool's own idle-error path removes them), busy
-   * ones when handed back, and the new primary is tried at once, not after the cooldown.
+   * must not serve another write), busy ones when handed back, and the new primary is
+   * tried at once, not after the cooldown. An idle client is removed the way pg-pool
+   * removes one whose server went away: by the 'error' it listens for on idle clients
+   * (pg-pool 3.10 has no public call for it); the pool then ends the connection.
    */
   private followPrimary(): void {
     for (const client of [...this.idle]) {
       if (!this.primary.isStale(hostOf(client))) continue;
       this.idle.delete(client);
-      if (client.listenerCount('error') > 0) client.emit('error', new LeftBehind());
+      client.emit('error', new LeftBehind());
     }
     this.downUntil = 0;
   }
@@ -204,10 +211,15 @@ export class Shard implements Queryable {
     else client.release();
   }
 
-  /** The connection met a failure: it is destroyed, the shard is down for the cooldown and looks for its primary. */
+  /**
+   * The connection met a failure: it is destroyed and the shard (if it has standbys)
+   * looks for its primary. A broken socket also marks the shard down for the cooldown;
+   * a server's own word (read-only, shutting down) does not: one terminated session
+   * is no outage, and a host that is really going away refuses the next connect.
+   */
   private lost(client: pg.PoolClient, err: unknown): void {
     client.release(err instanceof Error ? err : new Error(String(err)));
-    this.markDown(err);
+    if (!isServerError(err)) this.markDown(err);
     this.primary.suspect();
   }
 

@@ -44,12 +44,14 @@ async function probeHost(url: string, timeoutMs: number, appName: string): Promi
   client.on('error', () => undefined); // a probe's socket dying late must not crash the process
   try {
     await client.connect();
-    return { state: await writability(client, timeoutMs) };
-  } catch (err) {
-    return { state: 'unreachable', error: messageOf(err) };
-  } finally {
-    // Not awaited: on a partitioned host the goodbye would wait for TCP.
+    const state = await writability(client, timeoutMs);
     client.end().catch(() => undefined);
+    return { state };
+  } catch (err) {
+    // A polite goodbye to a partitioned host would wait for TCP to give up: cut the socket
+    // (as pg-pool does on a connect timeout).
+    client.connection.stream.destroy();
+    return { state: 'unreachable', error: messageOf(err) };
   }
 }
 
@@ -160,6 +162,9 @@ export class Primary {
         const at = primary.host;
         super({ ...(typeof config === 'string' ? {} : config), connectionString: primary.target.urlFor(at) });
         this.at = at;
+        // The check runs after pg's connect and before the pool listens for errors: a
+        // server going away then fails the check, and must not also kill the process.
+        this.on('error', () => undefined);
       }
 
       override connect(): Promise<void>;

@@ -15,12 +15,14 @@ export interface Pair { root: string; primary: Node; standby: Node }
 const bin = (name: string) => path.join(findPgBin(), name);
 
 // fsync off: nothing here must survive a power cut, and the box's disk is shared.
-// Connections and errors are logged with the client's application_name and SQLSTATE,
-// so a test can read what the engine did on each node.
+// TCP only: a socket's lock file in the data folder would be copied by pg_basebackup,
+// and a node rebuilt from that copy may refuse to start while the former postmaster
+// it names is not yet reaped. Connections and errors are logged with the client's
+// application_name and SQLSTATE, so a test can read what the engine did on each node.
 const conf = (node: Node) => `
 listen_addresses = '127.0.0.1'
 port = ${node.port}
-unix_socket_directories = '${node.dir}'
+unix_socket_directories = ''
 max_connections = 60
 shared_buffers = 32MB
 fsync = off
@@ -29,7 +31,12 @@ log_line_prefix = '%m [%p] app=%a sqlstate=%e '
 `;
 
 function pgCtl(node: Node, args: string[]): void {
-  runPg(bin('pg_ctl'), ['-D', node.dir, ...args]);
+  try {
+    runPg(bin('pg_ctl'), ['-D', node.dir, ...args]);
+  } catch (err) {
+    // pg_ctl says only "examine the log output": the log's tail says why.
+    throw new Error(`${(err as Error).message}\n--- ${node.log} (tail) ---\n${serverLog(node).split('\n').slice(-15).join('\n')}`);
+  }
 }
 
 /** Stops whatever runs in a folder (a crash: nothing to keep); quiet when nothing does. */
