@@ -14,13 +14,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import t from 'tap';
-import { DEFAULT_PG_SHARDS } from '../src/config.js';
+import { ConfigError, DEFAULT_PG_SHARDS, loadConfig } from '../src/config.js';
 import { setLogLevel } from '../src/log.js';
 import { ROOT } from '../src/paths.js';
 import { admin, api, categoryOnShard, item, localId, useWorld } from './helpers/api.js';
 import { startCluster, stop, type Spawned } from './helpers/engine.js';
 import { until } from './helpers/live.js';
-import { attachStandby, crash, fence, promote, query, removePair, serverLog, startPair, type Node, type Pair } from './helpers/replicas.js';
+import { attachStandby, crash, fence, pairRoot, promote, query, removePair, serverLog, startPair, type Node, type Pair } from './helpers/replicas.js';
 import { OWN_PORTS } from './setup/env.js';
 
 setLogLevel('warn'); // migrateShard's progress lines are not TAP
@@ -51,8 +51,14 @@ t.teardown(async () => {
     writeFileSync(path.join(dir, 'standby.log'), serverLog(pair.standby));
     t.comment(`logs of the failed run: ${dir}`);
   }
-  if (pair) removePair(pair.root);
+  removePair(pairRoot('failover', P));
   await onThird(`DROP DATABASE IF EXISTS "${THIRD_DB}" WITH (FORCE)`).catch(() => undefined);
+});
+
+// If this process is ended before its teardown (a tap timeout), still stop what it started.
+process.once('exit', () => {
+  if (engine && engine.child.exitCode === null) engine.child.kill('SIGTERM');
+  removePair(pairRoot('failover', P));
 });
 
 pair = await startPair('failover', P, S, ['engine0', 'engine1']);
@@ -197,12 +203,12 @@ t.test('the way back, a planned switchover: the primary fenced, the rebuilt node
   promote(formerPrimary);
   for (const shard of [0, 1] as const) {
     const healed = await until(`an order on shard ${shard} after the switchover`, async () => keep(shard, await buy(token, shard === 0 ? i0.id : i1.id)), (a) => a.status === 201, 30_000, 100);
-    t.equal(healed.value.status, 201, `shard ${shard} follows to the rebuilt node`);
+    t.equal(healed.value.status, 201, `shard ${shard} follows to the rebuilt node (${Math.round(healed.ms)} ms after the promotion)`);
   }
   // Idle connections at the fenced node are dropped when a process re-resolves (well
   // before the pools' 30 s idle timeout); busy ones when handed back.
   const left = await until('no engine connection left at the fenced node', () => engineOn(current), (n) => n === 0, 20_000, 200);
-  t.equal(left.value, 0, 'no engine connection is left at the fenced former primary');
+  t.equal(left.value, 0, `no engine connection is left at the fenced former primary (${Math.round(left.ms)} ms after)`);
   const after = await readyzAsAdmin();
   t.match(after.shards, [{ shard: 0, primary: `127.0.0.1:${P}` }, { shard: 1, primary: `127.0.0.1:${P}` }], 'admin /readyz names the rebuilt node');
   for (const shard of [0, 1]) {
@@ -211,4 +217,24 @@ t.test('the way back, a planned switchover: the primary fenced, the rebuilt node
   t.same(await orderIds(formerPrimary, 'engine0'), made[0], 'every order of shard 0 ever acknowledged is on the new primary');
   t.same(await orderIds(formerPrimary, 'engine1'), made[1], 'and of shard 1');
   t.notMatch(serverLog(formerPrimary), /sqlstate=25006/, 'no write was ever refused on the rebuilt node (a standby until promoted)');
+});
+
+t.test('PG_SHARDS: several hosts per shard in the libpq form are accepted; a malformed list is refused naming the shard', async (t) => {
+  const two = 'postgres://engine:s3cret@10.0.0.1:5432,10.0.0.2:5433/engine?query_timeout=6000&target_session_attrs=read-write';
+  const one = 'postgres://engine:s3cret@10.0.0.3:5432/engine';
+  t.same(loadConfig({ PG_SHARDS: `${two},${one}` }).pgShards, [two, one], 'a comma inside a URL does not split the list');
+  const refused = (url: string) => {
+    try {
+      loadConfig({ PG_SHARDS: `${one},${url}` });
+      return 'accepted';
+    } catch (err) {
+      return err instanceof ConfigError ? err.message : `not a ConfigError: ${String(err)}`;
+    }
+  };
+  t.match(refused('postgres://engine:s3cret@10.0.0.1:5432,10.0.0.2:x/engine'), /^PG_SHARDS shard 1: invalid host "10.0.0.2:x"/);
+  t.match(refused('postgres://engine:s3cret@10.0.0.1:5432,/engine'), /^PG_SHARDS shard 1: invalid host ""/);
+  t.match(refused('postgres://engine:s3cret@10.0.0.1,10.0.0.1/engine'), /^PG_SHARDS shard 1: a host is listed twice/);
+  t.match(refused('postgres://engine:s3cret@10.0.0.1,10.0.0.2/engine?target_session_attrs=any'), /target_session_attrs=any is not supported/);
+  t.match(refused('postgres://engine:s3cret@10.0.0.1/engine?host=a,b'), /list the hosts in the URL instead/);
+  t.notMatch(refused('postgres://engine:s3cret@10.0.0.1,10.0.0.2:99999/engine'), /s3cret/, 'the password is not in the message');
 });

@@ -45,6 +45,9 @@ function stopQuietly(dir: string): void {
   try { runPg(bin('pg_ctl'), ['-D', dir, '-m', 'immediate', '-w', 'stop']); } catch { /* already gone */ }
 }
 
+/** Where a pair lives: known before it exists, so a run ended half-way can be cleaned up. */
+export const pairRoot = (name: string, primaryPort: number) => path.join(os.tmpdir(), `bf-${name}-${primaryPort}`);
+
 export const urlOf = (port: number, db: string) => `postgres://postgres@127.0.0.1:${port}/${db}`;
 
 async function sql<T extends pg.QueryResultRow = any>(port: number, db: string, text: string, params: unknown[] = []): Promise<T[]> {
@@ -68,7 +71,7 @@ export async function query<T extends pg.QueryResultRow = any>(node: Node, db: s
  * primary acknowledged is on the standby, so a crash of the primary loses nothing.
  */
 export async function startPair(name: string, primaryPort: number, standbyPort: number, dbs: string[]): Promise<Pair> {
-  const root = path.join(os.tmpdir(), `bf-${name}-${primaryPort}`);
+  const root = pairRoot(name, primaryPort);
   removePair(root);
   pgOwned(root);
   const primary: Node = { port: primaryPort, dir: path.join(root, 'primary'), log: path.join(root, 'primary.log') };
