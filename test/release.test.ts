@@ -73,8 +73,9 @@ const built = await release();
 const shards = built.code === 0 ? await isolatedShards(`engine_release_${PORT}`) : '';
 
 t.test('npm run release: a self-contained directory and a tarball beside it', async (t) => {
-  t.equal(built.code, 0, `the release tool exits 0\n${built.out}`);
+  t.equal(built.code, 0, `the release tool exits 0${built.code === 0 ? '' : `\n${built.out}`}`);
   if (built.code !== 0) return;
+  for (const line of built.out.split('\n').filter((l) => /^release: \d\./.test(l))) t.comment(line);
   t.same(readdirSync(dir).sort(), ['deploy', 'dist', 'node_modules', 'package-lock.json', 'package.json', MANIFEST, 'sql'].sort(),
     'package.json, the lock, dist/, sql/, deploy/, node_modules and the manifest; no src/, test/, bench/');
   t.same(readdirSync(path.join(dir, 'dist')), ['src'], 'dist/ holds no bench/');
@@ -119,7 +120,11 @@ if (built.code === 0) {
       PG_SHARDS: shards, WORKERS: '1', GATEWAY_URL: gateway.url, PROVIDER_URL: provider.url, NOTIFY_FILE: path.join(tmp, 'notices.jsonl'),
     }, SMALL_POOLS, install);
     const engine = running.engine;
-    await waitFor(`${engine.url}/readyz`, 60_000).catch((err: Error) => { throw new Error(`${err.message}\n${engine.out()}`); });
+    // Ready, or the reason it exited (a refused start need not wait out the timeout).
+    await Promise.race([
+      waitFor(`${engine.url}/readyz`, 60_000),
+      engine.exited.then((e) => { throw new Error(`the engine exited (code ${e.code})`); }),
+    ]).catch((err: Error) => { throw new Error(`${err.message}\n${engine.out()}`); });
     useWorld({ engine: engine.url, gateway: gateway.url, provider: provider.url, shards });
 
     t.equal((await api('GET', '/healthz')).status, 200, '/healthz');
