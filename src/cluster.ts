@@ -6,9 +6,11 @@ import { AdminEmailTaken, ensureAdmin } from './accounts/service.js';
 import { assertBudget, ConfigError, loadConfig, type Config } from './config.js';
 import { runCron } from './cron/main.js';
 import { createEngine } from './engine.js';
+import { buildDashboard } from './http/dashboard/page.js';
 import { merge, type Snapshot } from './http/metrics.js';
 import { log, setLogContext } from './log.js';
-import { migrateReachable } from './shard/migrate.js';
+import { SQL_DIR } from './paths.js';
+import { loadMigrations, migrateReachable } from './shard/migrate.js';
 import { runWorker } from './worker.js';
 
 type Role = 'worker' | 'cron';
@@ -31,6 +33,20 @@ function loadOrExit(): Config {
   }
 }
 
+/**
+ * The files read at start besides the code, checked once here: a copy of the engine
+ * without them (dist/ from tsc alone, a hand-made release) would otherwise crash
+ * every worker as it starts, respawned forever. Nothing a restart can fix.
+ */
+function checkInstallation(cfg: Config): void {
+  try {
+    buildDashboard();
+    if (cfg.migrateOnStart && loadMigrations().length === 0) throw new Error(`no migrations in ${SQL_DIR}`);
+  } catch (err) {
+    refuse(`incomplete installation: ${(err as Error).message} (install what \`npm run release\` builds)`);
+  }
+}
+
 async function prepare(cfg: Config): Promise<void> {
   if (cfg.migrateOnStart) await migrateReachable(cfg.pgShards);
   const tool = createEngine(cfg, 'tool');
@@ -49,6 +65,7 @@ async function prepare(cfg: Config): Promise<void> {
 async function runPrimary(): Promise<void> {
   setLogContext({ role: 'primary', pid: process.pid });
   const cfg = loadOrExit();
+  checkInstallation(cfg);
   try {
     await prepare(cfg);
   } catch (err) {

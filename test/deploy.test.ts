@@ -1,6 +1,7 @@
 // deploy/6-node: the connection budget of a topology is judged by the engine's own
 // formula and a topology that breaks it is refused with the numbers; and the whole
-// six-host deployment, proven on network namespaces, isolates a cut shard and heals.
+// six-host deployment of the release (`npm run release`, unpacked on every app server),
+// proven on network namespaces, isolates a cut shard and heals.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -123,6 +124,11 @@ t.test('six hosts on network namespaces: smoke load, one shard cut off is isolat
   t.match(out, /fault {4}link: db2 \(shard 1\) cut: (\d+)\/\1 requests to its categories answered 503 unavailable/, 'a network partition: every request to the cut shard got 503');
   t.match(out, /fault {4}stop: db2 \(shard 1\) cut: (\d+)\/\1 requests to its categories answered 503 unavailable/, 'a crash: likewise');
   t.match(out, /other shards (\d+)\/\1 succeeded/, 'the other shards kept answering');
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  const release = `${pkg.name}-${pkg.version}`.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const servers = [...out.matchAll(new RegExp(`^deploy:local +(app\\d) http://\\S+ ready \\(.*, as nobody, in \\.stack/deploy/(app\\d)/opt/${release}\\)$`, 'gm'))];
+  t.same(servers.map((m) => m[1]), ['app1', 'app2', 'app3'], 'every engine ran from the release unpacked on its own server');
+  t.ok(servers.every((m) => m[1] === m[2]), 'each from its own copy');
   t.match(out, /cleanup: done/, 'and it cleaned up');
   const leftovers = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => /^bf-(app|db)\d/.test(l));
   t.same(leftovers, [], 'no namespace left behind');
