@@ -7,7 +7,7 @@ import { assertBudget, ConfigError, loadConfig, type Config } from './config.js'
 import { runCron } from './cron/main.js';
 import { createEngine } from './engine.js';
 import { merge, type Snapshot } from './http/metrics.js';
-import { log, setLogContext } from './log.js';
+import { log, setLogContext, setLogLevel } from './log.js';
 import { migrateReachable } from './shard/migrate.js';
 import { runWorker } from './worker.js';
 
@@ -23,6 +23,7 @@ function refuse(reason: string): never {
 function loadOrExit(): Config {
   try {
     const cfg = loadConfig();
+    setLogLevel(cfg.logLevel);
     assertBudget(cfg);
     return cfg;
   } catch (err) {
@@ -123,6 +124,7 @@ if (cluster.isPrimary) {
   await runPrimary();
 } else {
   const cfg = loadConfig();
+  setLogLevel(cfg.logLevel);
   if (process.env.ENGINE_ROLE === 'cron') await runCron(cfg);
   else await runWorker(cfg);
 }
