@@ -223,7 +223,7 @@ export type Config = ReturnType<typeof loadConfig>;
  * (src/shard/pools.ts): a quarter each for reads (most are answered by the cache; what
  * reaches Postgres is misses and searches) and payments (a paid order is three
  * statements plus its creation), half for checkouts and other writes. Measured at the
- * seed load: payments with a fifth queued for seconds and were shed, reads with two
+ * target load (2,500 reads/s + 500 writes/s): payments with a fifth queued for seconds and were shed, reads with two
  * fifths never used them. Each lane gets at least one.
  */
 export function laneSizes(total: number): { read: number; write: number; payment: number } {

@@ -7,7 +7,7 @@
 //        has to race a GET against the first change)
 //   {"op":"event","topic":"items/<id>","type":"item.available","data":{"id","available"}}
 //   {"op":"event","topic":"orders/<id>","type":"order.status","data":{"id","status"}}
-// Where the contract is silent: {"op":"unsubscribe","topics":[...]} -> "unsubscribed";
+// Also (docs/API.md has the whole protocol): {"op":"unsubscribe","topics":[...]} -> "unsubscribed";
 // a good auth message is answered {"op":"authenticated","user_id","role"}; a bad one,
 // or a bad message, with {"op":"error","error":{type,code,message}} (the HTTP error
 // shape), and a bad token closes the socket (4401).
