@@ -9,7 +9,7 @@ type Doc = Record<string, any>;
 const STYLE = `
 body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:72rem;padding:1rem 1.5rem;color:#1b1f24}
 h1{font-size:1.5rem}h2{font-size:1.1rem;margin:2rem 0 .3rem;font-family:ui-monospace,monospace}
-code,pre{font-family:ui-monospace,monospace;font-size:13px}pre{background:#f4f5f7;padding:.6rem;overflow:auto;max-height:28rem}
+code,pre{font-family:ui-monospace,monospace;font-size:13px}pre{background:#f4f5f7;padding:.6rem;white-space:pre-wrap;overflow:auto;max-height:28rem}
 table{border-collapse:collapse;margin:.4rem 0}td,th{border:1px solid #d0d4da;padding:.2rem .5rem;text-align:left;vertical-align:top}
 .m{display:inline-block;min-width:4.2rem;font-weight:700;text-transform:uppercase}
 .get{color:#0a6b2e}.post{color:#0b4f9c}.put,.patch{color:#8a5a00}.delete{color:#a11}
@@ -64,8 +64,8 @@ function schemaBlock(label: string, schema: Doc, marks: boolean): string {
 
 function parameters(params: Doc[]): string {
   if (params.length === 0) return '';
-  const rows = params.map((p) => `<tr><td><code>${esc(p.name)}</code></td><td>${esc(p.in)}</td><td>${p.required ? 'required' : ''}</td><td>${esc(brief(p.schema))}</td><td>${esc(p.description ?? '')}</td></tr>`);
-  return `<table><tr><th>parameter</th><th>in</th><th></th><th>schema</th><th></th></tr>${rows.join('')}</table>`;
+  const rows = params.map((p) => `<tr><td><code>${esc(p.name)}</code></td><td>${esc(p.in)}</td><td>${p.required ? 'yes' : 'no'}</td><td>${esc(brief(p.schema))}</td><td>${esc(p.description ?? '')}</td></tr>`);
+  return `<table><tr><th>parameter</th><th>in</th><th>required</th><th>schema</th><th>meaning</th></tr>${rows.join('')}</table>`;
 }
 
 function responses(rs: Doc): string {
