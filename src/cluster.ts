@@ -8,7 +8,7 @@ import { runCron } from './cron/main.js';
 import { createEngine } from './engine.js';
 import { buildDashboard } from './http/dashboard/page.js';
 import { merge, type Snapshot } from './http/metrics.js';
-import { log, setLogContext } from './log.js';
+import { log, setLogContext, setLogLevel } from './log.js';
 import { SQL_DIR } from './paths.js';
 import { loadMigrations, migrateReachable } from './shard/migrate.js';
 import { runWorker } from './worker.js';
@@ -25,6 +25,7 @@ function refuse(reason: string): never {
 function loadOrExit(): Config {
   try {
     const cfg = loadConfig();
+    setLogLevel(cfg.logLevel);
     assertBudget(cfg);
     return cfg;
   } catch (err) {
@@ -140,6 +141,7 @@ if (cluster.isPrimary) {
   await runPrimary();
 } else {
   const cfg = loadConfig();
+  setLogLevel(cfg.logLevel);
   if (process.env.ENGINE_ROLE === 'cron') await runCron(cfg);
   else await runWorker(cfg);
 }

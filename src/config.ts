@@ -1,6 +1,7 @@
 // Configuration comes from environment variables, is validated once at start, and
 // every default runs the local stack. A bad value fails start with the variable's name.
 import os from 'node:os';
+import { LOG_LEVELS } from './log.js';
 
 export class ConfigError extends Error {}
 
@@ -27,6 +28,13 @@ function bool(env: Env, name: string, def: boolean): boolean {
   if (/^(1|true|yes|on)$/i.test(raw)) return true;
   if (/^(0|false|no|off)$/i.test(raw)) return false;
   throw new ConfigError(`${name}=${raw} is invalid: expected true or false`);
+}
+
+function oneOf<T extends string>(env: Env, name: string, def: T, allowed: readonly T[]): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (!(allowed as readonly string[]).includes(raw)) throw new ConfigError(`${name}=${raw} is invalid: expected one of ${allowed.join(', ')}`);
+  return raw as T;
 }
 
 function urls(env: Env, name: string, def: string, scheme: RegExp): string[] {
@@ -132,6 +140,7 @@ export function loadConfig(env: Env = process.env) {
     expiryEveryMs: int(env, 'EXPIRY_EVERY_MS', 2000, 50, 600000),
     shutdownGraceMs: int(env, 'SHUTDOWN_GRACE_MS', 10000, 100, 300000),
     migrateOnStart: bool(env, 'MIGRATE_ON_START', true),
+    logLevel: oneOf(env, 'LOG_LEVEL', 'info', LOG_LEVELS),
     logRequests: bool(env, 'LOG_REQUESTS', false),
     gatewayUrl: str(env, 'GATEWAY_URL', 'http://127.0.0.1:8090'),
     gatewayApiKey: str(env, 'GATEWAY_API_KEY', SHIPPED.GATEWAY_API_KEY),
@@ -214,7 +223,7 @@ export type Config = ReturnType<typeof loadConfig>;
  * (src/shard/pools.ts): a quarter each for reads (most are answered by the cache; what
  * reaches Postgres is misses and searches) and payments (a paid order is three
  * statements plus its creation), half for checkouts and other writes. Measured at the
- * seed load: payments with a fifth queued for seconds and were shed, reads with two
+ * target load (2,500 reads/s + 500 writes/s): payments with a fifth queued for seconds and were shed, reads with two
  * fifths never used them. Each lane gets at least one.
  */
 export function laneSizes(total: number): { read: number; write: number; payment: number } {

@@ -469,10 +469,12 @@ restore_db() { # link|stop
 #   stop (connections reset): a new connection fails within PG_CONNECT_TIMEOUT_MS, and
 #     the shard is then declared down: + 0.5 s of slack. This is the "fast" promise.
 #   link (a partition, packets vanish): a request on a pooled connection to the host
-#     waits for the client-side query_timeout of PG_SHARDS. Measured: requests arriving
-#     in the first second, before any worker has seen an error, can wait for it twice
-#     (the engine marks a shard up again whenever the pool hands out a connection, dead
-#     or not: src/shard/pools.ts). Bound: 2 x query_timeout + PG_CONNECT_TIMEOUT_MS + 0.5 s.
+#     waits for the client-side query_timeout (PG_SHARDS' value overrides the engine's
+#     own, PG_STATEMENT_TIMEOUT_MS + 1 s). Measured: requests arriving in the first
+#     second, before any worker has seen an error, can wait for it twice (a down shard
+#     turns checkouts away only for SHARD_DOWN_COOLDOWN_MS; after it a checkout may get
+#     another idle connection to the vanished host: src/shard/pools.ts).
+#     Bound: 2 x query_timeout + PG_CONNECT_TIMEOUT_MS + 0.5 s.
 fault_bound() { # link|stop
   local env=$WORK/engine.env qt ct
   qt=$(sed -n 's/^PG_SHARDS=.*query_timeout=\([0-9]*\).*/\1/p' "$env")

@@ -18,7 +18,7 @@ import { opsRoutes } from './routes/ops.js';
 import { orderRoutes } from './routes/orders.js';
 import { paymentRoutes } from './routes/payments.js';
 import { storefrontRoutes } from './routes/storefront.js';
-import { mountStream } from './routes/stream.js';
+import { mountStream, streamOpenApi } from './routes/stream.js';
 
 /** `live` (workers): the WebSocket stream is mounted on the same app. */
 export interface AppParts { deps: Deps; redis: RedisSet; live?: Live<CachedItem> | null; extraRoutes?: RouteDef[] }
@@ -37,7 +37,7 @@ export function buildApp(parts: AppParts): { app: uWS.TemplatedApp; routes: Rout
     authenticate: (token, lane) => authenticate(inLane(deps, lane), token),
     nextRequestId: () => `${tag}-${(++seq).toString(36)}`,
   };
-  let openapi: unknown = null;
+  let openapi: Record<string, unknown> = {};
   const group = (d: Deps): RouteDef[] => [
     ...opsRoutes(d, redis, () => openapi),
     ...accountRoutes(d),
@@ -47,7 +47,7 @@ export function buildApp(parts: AppParts): { app: uWS.TemplatedApp; routes: Rout
     ...storefrontRoutes(d),
   ];
   const routes = [...inLanes(deps, group), ...(parts.extraRoutes ?? [])];
-  openapi = buildOpenApi(routes);
+  openapi = buildOpenApi(routes, parts.live ? streamOpenApi() : {});
   const app = uWS.App();
   for (const r of routes) mount(app, env, r);
   if (parts.live) mountStream(app, { deps, live: parts.live, authenticate: (token) => env.authenticate(token, 'read'), nextRequestId: env.nextRequestId });

@@ -39,9 +39,18 @@ export interface RouteDef<B = any, Q = any> {
   /** Raw bodies are handed over unparsed (webhooks sign the exact bytes). */
   rawBody?: boolean;
   query?: Schema;
-  response?: { status: number; schema?: Schema };
+  /** The success answer; `type` when the body is not JSON (text/plain, text/html). */
+  response?: { status: number; schema?: Schema; type?: string; description?: string };
   /** Extra request headers the handler reads, lower-case. */
   headers?: string[];
+  /** Longer text for /openapi.json and /docs, where the summary is not enough. */
+  description?: string;
+  /** The handler runs under Idempotency-Key handling (routes/orders.ts `idempotent`): published with its headers. */
+  idempotent?: boolean;
+  /** May answer 429 rate_limited with Retry-After (login and registration limits). */
+  rateLimited?: boolean;
+  /** Other answers of the route's own (not the error shape), published as they are. */
+  alsoAnswers?: { status: number; description: string; schema: Schema }[];
   handler: (ctx: Ctx<B, Q>) => Promise<Reply>;
   /** Whose connections it draws on (src/shard/pools.ts); by default GETs read, the rest write. */
   lane?: Lane;

@@ -25,7 +25,7 @@ const REFUSALS: Record<string, Refusal> = {
   BFRK1: () => new EngineError('idempotency_mismatch', 'This request key placed an order for other items'),
 };
 
-/** place_order's refusals (SQLSTATE class BF, item id in DETAIL) as the errors clients see. */
+/** place_orders' refusals (SQLSTATE class BF, item id in DETAIL) as the errors clients see. */
 export function refusal(err: unknown, shard: number): EngineError | null {
   const cause = (err instanceof EngineError ? err.cause : err) as { code?: string; detail?: string; hint?: string } | undefined;
   const make = cause?.code ? REFUSALS[cause.code] : undefined;

@@ -229,7 +229,7 @@ export function configVariables(): string[] {
   const candidates = ['config.js', 'config.ts'].map((f) => path.join(here, '..', f));
   const file = candidates.find((f) => existsSync(f));
   if (!file) throw new TopologyError(`cannot find src/config next to ${here}`);
-  const names = [...readFileSync(file, 'utf8').matchAll(/\b(?:str|int|bool|urls)\(env, '([A-Z][A-Z0-9_]*)'/g)].map((m) => m[1]!);
+  const names = [...readFileSync(file, 'utf8').matchAll(/\b(?:str|int|bool|urls|oneOf|namespace)\(env, '([A-Z][A-Z0-9_]*)'/g)].map((m) => m[1]!);
   return [...new Set(names)];
 }
 

@@ -7,7 +7,7 @@
 //        has to race a GET against the first change)
 //   {"op":"event","topic":"items/<id>","type":"item.available","data":{"id","available"}}
 //   {"op":"event","topic":"orders/<id>","type":"order.status","data":{"id","status"}}
-// Where the contract is silent: {"op":"unsubscribe","topics":[...]} -> "unsubscribed";
+// Also (docs/API.md has the whole protocol): {"op":"unsubscribe","topics":[...]} -> "unsubscribed";
 // a good auth message is answered {"op":"authenticated","user_id","role"}; a bad one,
 // or a bad message, with {"op":"error","error":{type,code,message}} (the HTTP error
 // shape), and a bad token closes the socket (4401).
@@ -34,6 +34,7 @@ import type { Live } from '../../realtime/live.js';
 import { encodeFrame, wireTopic, type EventFrame, type Format } from '../../realtime/hub.js';
 import { decodeRow, type RowId } from '../../router/ids.js';
 import { admitRequest, admitStream, streamBudget } from '../admission.js';
+import { documentedOperation, type PathItems } from '../openapi.js';
 import { errorReply, send } from '../reply.js';
 import { compileBody, compileQuery, object } from '../schemas.js';
 
@@ -64,13 +65,38 @@ const PENDING_MAX = 8;
 const CHECKS_PER_MESSAGE_MAX = 8;
 const TOPIC_RE = /^(items|orders)\/([a-z]{2}_[0-9a-z]{2,12})$/;
 
-const validateQuery = compileQuery(object({ token: { type: 'string', minLength: 1, maxLength: 200 }, format: { type: 'string', enum: ['json', 'msgpack'] } }));
+const QUERY = { token: { type: 'string', minLength: 1, maxLength: 200 }, format: { type: 'string', enum: ['json', 'msgpack'] } };
+const validateQuery = compileQuery(object(QUERY));
 const topicList = { type: 'array', minItems: 1, maxItems: TOPICS_PER_MESSAGE_MAX, items: { type: 'string', minLength: 1, maxLength: 80 } };
 const validators: Record<string, (v: unknown) => void> = {
   auth: compileBody(object({ op: { const: 'auth' }, token: { type: 'string', minLength: 1, maxLength: 200 } }, ['op', 'token'])),
   subscribe: compileBody(object({ op: { const: 'subscribe' }, topics: topicList }, ['op', 'topics'])),
   unsubscribe: compileBody(object({ op: { const: 'unsubscribe' }, topics: topicList }, ['op', 'topics'])),
 };
+
+/** The stream in /openapi.json: an upgrade, documented beside the route table. */
+export function streamOpenApi(): PathItems {
+  return {
+    '/v1/stream': {
+      get: documentedOperation({
+        name: 'stream', auth: 'optional',
+        summary: 'Live item availability and order status over a WebSocket (upgrade)',
+        description: 'A WebSocket upgrade (Connection: Upgrade, Upgrade: websocket). Messages are JSON text frames ' +
+          '(binary msgpack with format=msgpack): {"op":"auth","token"} -> {"op":"authenticated","user_id","role"}; ' +
+          '{"op":"subscribe","topics":["items/<id>","orders/<id>"]} -> {"op":"subscribed","topics":[...],"refused":[...]} then the current state of each topic; ' +
+          '{"op":"unsubscribe","topics":[...]} -> {"op":"unsubscribed","topics":[...]}; events {"op":"event","topic","type":"item.available"|"order.status","data"}; ' +
+          'errors {"op":"error","error":{type,code,message}}. Orders only to their owner or an admin. A GET without the upgrade headers is not this route (404).',
+        parameters: Object.entries(QUERY).map(([name, schema]) => ({
+          name, in: 'query', schema,
+          description: name === 'token' ? 'a bearer token, instead of an auth message; a bad one is 401 and no upgrade' : 'frame encoding (default json)',
+        })),
+        responses: {
+          '101': { description: 'Switching Protocols: the socket is open', headers: { 'X-Request-Id': { schema: { type: 'string' } } } },
+        },
+      }),
+    },
+  };
+}
 
 /** The open sockets of each signed-in user, so a session that ends elsewhere ends here too. */
 class UserSockets {
