@@ -1,6 +1,7 @@
-// Process entry. The node:cluster primary validates config and the connection
-// budget, migrates the shards, ensures the first admin, then forks WORKERS HTTP
-// workers and one cron process, respawns any that die, and drains all on SIGTERM.
+// Process entry. The node:cluster primary checks that a native uWS loads here,
+// validates config and the connection budget, migrates the shards, ensures the first
+// admin, then forks WORKERS HTTP workers and one cron process, respawns any that die,
+// and drains all on SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
 import { AdminEmailTaken, ensureAdmin } from './accounts/service.js';
 import { assertBudget, ConfigError, loadConfig, type Config } from './config.js';
@@ -8,6 +9,7 @@ import { runCron } from './cron/main.js';
 import { createEngine } from './engine.js';
 import { buildDashboard } from './http/dashboard/page.js';
 import { merge, type Snapshot } from './http/metrics.js';
+import { loadUws, runtime, UwsUnavailable, UWS_UNAVAILABLE_EXIT, type UwsBuild } from './http/uws.js';
 import { log, setLogContext, setLogLevel } from './log.js';
 import { SQL_DIR } from './paths.js';
 import { loadMigrations, migrateReachable } from './shard/migrate.js';
@@ -15,11 +17,28 @@ import { runWorker } from './worker.js';
 
 type Role = 'worker' | 'cron';
 
-/** A start that restarting cannot fix: say why on stderr and exit EX_CONFIG (systemd does not retry it). */
-function refuse(reason: string): never {
-  log.error('refusing to start', { reason });
+const EX_CONFIG = 78;
+
+/**
+ * A start that restarting cannot fix: say why on stderr and exit EX_CONFIG, or
+ * EX_UNAVAILABLE for a runtime with no native uWS (systemd retries neither).
+ */
+function refuse(reason: string, code = EX_CONFIG): never {
+  log.error('refusing to start', { reason, exit_code: code });
   process.stderr.write(`engine: ${reason}\n`);
-  process.exit(78); // EX_CONFIG
+  process.exit(code);
+}
+
+/** Before anything is forked: workers that could only serve on the JavaScript fallback never start. */
+function nativeUwsOrExit(): UwsBuild {
+  try {
+    const { build } = loadUws();
+    log.info('uws loaded', { uws: build, runtime: runtime() });
+    return build;
+  } catch (err) {
+    if (!(err instanceof UwsUnavailable)) throw err;
+    return refuse(err.message, UWS_UNAVAILABLE_EXIT);
+  }
 }
 
 function loadOrExit(): Config {
@@ -66,6 +85,7 @@ async function prepare(cfg: Config): Promise<void> {
 async function runPrimary(): Promise<void> {
   setLogContext({ role: 'primary', pid: process.pid });
   const cfg = loadOrExit();
+  const build = nativeUwsOrExit();
   checkInstallation(cfg);
   try {
     await prepare(cfg);
@@ -86,7 +106,7 @@ async function runPrimary(): Promise<void> {
     w.on('message', (msg: { type?: string; snapshot?: Snapshot }) => {
       if (msg?.type === 'metrics:worker' && msg.snapshot) snapshots.set(w.id, msg.snapshot);
       if (msg?.type === 'listening' && ++listening === cfg.workers) {
-        log.info('engine ready', { url: `http://${cfg.host}:${cfg.port}`, workers: cfg.workers, shards: cfg.pgShards.length, redis: cfg.redisUrls });
+        log.info('engine ready', { url: `http://${cfg.host}:${cfg.port}`, workers: cfg.workers, shards: cfg.pgShards.length, redis: cfg.redisUrls, uws: `${build.package}@${build.version}` });
       }
     });
   };
@@ -96,6 +116,8 @@ async function runPrimary(): Promise<void> {
     roles.delete(w);
     snapshots.delete(w.id);
     if (stopping) return;
+    // A worker that found no native uWS will not find one when forked again.
+    if (code === UWS_UNAVAILABLE_EXIT) refuse(`a ${role} process found no native uWS build (exit ${code})`, UWS_UNAVAILABLE_EXIT);
     const now = Date.now();
     respawns.push(now);
     while (respawns.length && respawns[0]! < now - 10_000) respawns.shift();

@@ -1,6 +1,5 @@
 // One HTTP worker: the uWS app on the shared port (SO_REUSEPORT), drained on shutdown.
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import uWS from 'uWebSockets.js';
 import type { Config } from './config.js';
 import { counterSamples } from './cache/counters.js';
 import { createEngine } from './engine.js';
@@ -8,10 +7,12 @@ import { idleMs, inflightCount, streamInflightCount } from './http/admission.js'
 import { buildApp } from './http/app.js';
 import { setGauge, startMetricsShipping } from './http/metrics.js';
 import { closeConnectionsAfterReply } from './http/reply.js';
+import { loadUws, uws, UwsUnavailable, UWS_UNAVAILABLE_EXIT, type TemplatedApp, type us_listen_socket } from './http/uws.js';
 import { log, setLogContext } from './log.js';
 
 export async function runWorker(cfg: Config): Promise<void> {
   setLogContext({ role: 'worker', pid: process.pid });
+  nativeUwsOrExit();
   const engine = createEngine(cfg, 'worker');
   const { app } = buildApp({ deps: engine.deps, redis: engine.redis, live: engine.live });
   engine.live?.attach(app);
@@ -44,7 +45,7 @@ export async function runWorker(cfg: Config): Promise<void> {
     if (stopping) return;
     stopping = true;
     closeConnectionsAfterReply();
-    uWS.us_listen_socket_close(socket);
+    uws().us_listen_socket_close(socket);
     await quiesce(Date.now() + cfg.shutdownGraceMs);
     log.info('worker drained', { inflight: inflightCount() });
     await engine.close();
@@ -54,6 +55,17 @@ export async function runWorker(cfg: Config): Promise<void> {
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => void drain());
   process.on('message', (msg: { type?: string }) => { if (msg?.type === 'shutdown') void drain(); });
+}
+
+/** The primary checked before forking; a worker that still finds none exits so that the primary stops. */
+function nativeUwsOrExit(): void {
+  try {
+    loadUws();
+  } catch (err) {
+    if (!(err instanceof UwsUnavailable)) throw err;
+    log.error('no native uWS build', { reason: err.message });
+    process.exit(UWS_UNAVAILABLE_EXIT);
+  }
 }
 
 // One idle instant is not a drained worker: a request already sitting in an accepted
@@ -86,7 +98,7 @@ function loopStats(): () => { utilization: number; delayP99Ms: number } {
   };
 }
 
-function listen(app: uWS.TemplatedApp, host: string, port: number): Promise<uWS.us_listen_socket> {
+function listen(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
   return new Promise((resolve, reject) => {
     app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`))));
   });

@@ -1,6 +1,5 @@
 // build() is separate from listen(): this assembles the uWS app from the route
 // table; the process entry decides where it listens.
-import uWS from 'uWebSockets.js';
 import { authenticate } from '../accounts/service.js';
 import type { RedisSet } from '../cache/redis.js';
 import type { CachedItem } from '../catalog/service.js';
@@ -19,6 +18,7 @@ import { orderRoutes } from './routes/orders.js';
 import { paymentRoutes } from './routes/payments.js';
 import { storefrontRoutes } from './routes/storefront.js';
 import { mountStream, streamOpenApi } from './routes/stream.js';
+import { uws, type TemplatedApp } from './uws.js';
 
 /** `live` (workers): the WebSocket stream is mounted on the same app. */
 export interface AppParts { deps: Deps; redis: RedisSet; live?: Live<CachedItem> | null; extraRoutes?: RouteDef[] }
@@ -26,7 +26,7 @@ export interface AppParts { deps: Deps; redis: RedisSet; live?: Live<CachedItem>
 let seq = 0;
 const tag = `${process.pid.toString(36)}`;
 
-export function buildApp(parts: AppParts): { app: uWS.TemplatedApp; routes: RouteDef[] } {
+export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef[] } {
   const { deps, redis } = parts;
   const env: HttpEnv = {
     bodyLimitBytes: deps.cfg.bodyLimitBytes,
@@ -48,7 +48,7 @@ export function buildApp(parts: AppParts): { app: uWS.TemplatedApp; routes: Rout
   ];
   const routes = [...inLanes(deps, group), ...(parts.extraRoutes ?? [])];
   openapi = buildOpenApi(routes, parts.live ? streamOpenApi() : {});
-  const app = uWS.App();
+  const app = uws().App();
   for (const r of routes) mount(app, env, r);
   if (parts.live) mountStream(app, { deps, live: parts.live, authenticate: (token) => env.authenticate(token, 'read'), nextRequestId: env.nextRequestId });
   mountDashboard(app, env.nextRequestId);

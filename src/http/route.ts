@@ -3,7 +3,6 @@
 // authenticate, run the handler, map any error, and write the answer corked. Routes
 // only declare what they need. The slot comes back on every path: an answer, an error,
 // a client that hangs up mid-body, a body that never finishes.
-import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Principal } from '../accounts/service.js';
 import { EngineError } from '../errors.js';
 import type { Lane } from '../shard/pools.js';
@@ -12,6 +11,7 @@ import { admitRequest } from './admission.js';
 import { observe } from './metrics.js';
 import { errorReply, send, type Reply } from './reply.js';
 import { compileBody, compileQuery, type Schema } from './schemas.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
 
 export type Method = 'get' | 'post' | 'patch' | 'put' | 'del';
 export type AuthMode = 'none' | 'optional' | 'user' | 'admin';

@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { TemplatedApp } from 'uWebSockets.js';
 import { send } from '../reply.js';
+import type { TemplatedApp } from '../uws.js';
 
 const DIR = path.dirname(fileURLToPath(import.meta.url));
 

@@ -5,10 +5,13 @@ import { docsPage } from '../docs-page.js';
 import { render } from '../metrics.js';
 import type { RouteDef } from '../route.js';
 import { object, type Schema } from '../schemas.js';
+import { loadUws, runtime } from '../uws.js';
 
 // /readyz answers anyone with statuses only: an error text names hosts, ports and users
-// of the databases, and pool figures show load. Those go to the logs (when a component
-// goes down) and to an admin's bearer token, here.
+// of the databases, pool figures show load, and the runtime (Node, glibc, which uWS
+// build serves) tells an attacker what to try. Those go to the logs (when a component
+// goes down, and the primary's "uws loaded" line at start) and to an admin's bearer
+// token, here.
 
 interface ShardPing { shard: number; status: 'up' | 'down'; ms: number; error?: string }
 interface RedisPing { redis: number; status: 'up' | 'down'; state?: string; error?: string }
@@ -52,7 +55,7 @@ async function readiness(deps: Deps, redis: RedisSet, token: string | null) {
   const degraded = shards.every((s) => s.status === 'up');
   const status = ok ? 'ok' : degraded ? 'degraded' : 'unavailable';
   const body = admin
-    ? { status, shards, redis: redisStates, pools: deps.pools.stats() }
+    ? { status, shards, redis: redisStates, pools: deps.pools.stats(), runtime: { ...runtime(), uws: loadUws().build } }
     : { status, shards: shards.map((s) => ({ shard: s.shard, status: s.status })), redis: redisStates.map((r) => ({ redis: r.redis, status: r.status })) };
   return { status: ok ? 200 : 503, body };
 }
@@ -72,7 +75,7 @@ export function opsRoutes(deps: Deps, redis: RedisSet, openapi: () => Record<str
     { method: 'get', path: '/healthz', name: 'healthz', summary: 'Liveness', auth: 'none', response: { status: 200, schema: object({ status: { const: 'ok' } }) }, handler: async () => ({ status: 200, body: { status: 'ok' } }) },
     {
       method: 'get', path: '/readyz', name: 'readyz', auth: 'none',
-      summary: 'Readiness: every shard and Redis (statuses; an admin bearer token also sees errors and pools)',
+      summary: 'Readiness: every shard and Redis (statuses; an admin bearer token also sees errors, pools and the runtime)',
       response: { status: 200, schema: ReadySchema },
       alsoAnswers: [{ status: 503, description: 'A shard or a Redis is down (the readiness body); or this worker is overloaded (the error shape, with Retry-After)', schema: notReady }],
       handler: async (ctx) => readiness(deps, redis, ctx.token),

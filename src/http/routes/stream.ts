@@ -23,7 +23,6 @@
 // share of MAX_INFLIGHT it is answered {"op":"error"} `overloaded` and nothing is read.
 // A topic the id codec rules out (malformed, another kind, a shard past the count) is
 // refused without a read and without a slot.
-import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from 'uWebSockets.js';
 import type { Principal } from '../../accounts/service.js';
 import { unpack } from '../../cache/codec.js';
 import type { CachedItem } from '../../catalog/service.js';
@@ -37,6 +36,7 @@ import { admitRequest, admitStream, streamBudget } from '../admission.js';
 import { documentedOperation, type PathItems } from '../openapi.js';
 import { errorReply, send } from '../reply.js';
 import { compileBody, compileQuery, object } from '../schemas.js';
+import { CLOSE_ON_BACKPRESSURE_LIMIT, uws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from '../uws.js';
 
 export interface StreamEnv {
   deps: Deps;
@@ -140,10 +140,10 @@ export function mountStream(app: TemplatedApp, env: StreamEnv): void {
   app.ws<Conn>('/v1/stream', {
     maxPayloadLength: cfg.streamMaxMessageBytes,
     maxBackpressure: cfg.streamMaxBackpressureBytes,
-    closeOnBackpressureLimit: 1,
+    closeOnBackpressureLimit: CLOSE_ON_BACKPRESSURE_LIMIT,
     idleTimeout: cfg.streamIdleTimeoutS,
     sendPingsAutomatically: true,
-    compression: uWS.DISABLED,
+    compression: uws().DISABLED,
     upgrade: (res, req, context) => upgrade(env, res, req, context, () => sockets < cfg.streamMaxSockets),
     open: (ws) => { sockets++; users.add(ws); },
     message: (ws, message, isBinary) => onMessage(env, users, ws, message, isBinary),
