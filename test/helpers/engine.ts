@@ -18,7 +18,8 @@ export interface Spawned { child: ChildProcess; url: string; out: () => string; 
 /** Small pools by default: these clusters share the test Postgres with the suite's engine. */
 export const SMALL_POOLS = { PG_POOL_SIZE: '4', CRON_POOL_SIZE: '2' };
 
-export function startCluster(port: number, overrides: Record<string, string>, pools: Record<string, string> = SMALL_POOLS, install = CHECKOUT): Spawned {
+/** `node`: the Node binary to run the primary with (its workers are forked on the same one). */
+export function startCluster(port: number, overrides: Record<string, string>, pools: Record<string, string> = SMALL_POOLS, install = CHECKOUT, node = process.execPath): Spawned {
   // A cluster on databases of its own shares the suite's Redis and gateway, so it gets
   // its own keys and channels there: its ids repeat the shared databases' ids.
   const own: Record<string, string> = overrides.PG_SHARDS ? { REDIS_NAMESPACE: `t${port}:`, GATEWAY_KEY_PREFIX: `t${port}:` } : {};
@@ -27,7 +28,7 @@ export function startCluster(port: number, overrides: Record<string, string>, po
     REDIS_URLS: process.env.REDIS_URLS ?? 'redis://127.0.0.1:6391',
     PORT: String(port), LOG_LEVEL: 'info', ...pools, ...own, ...overrides,
   });
-  const child = spawn(process.execPath, [path.join(install.dir, 'dist', 'src', 'cluster.js')], { cwd: install.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(node, [path.join(install.dir, 'dist', 'src', 'cluster.js')], { cwd: install.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); };
   child.stdout!.on('data', keep);

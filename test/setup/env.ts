@@ -17,6 +17,7 @@ export const OWN_PORTS = {
   faultsEngine: TEST_PORT + 330, faultsGateway: TEST_PORT + 331, faultsProvider: TEST_PORT + 332,
   admissionEngine: TEST_PORT + 340, readyzEngine: TEST_PORT + 341, bulkheadsEngine: TEST_PORT + 342, roundTripsEngine: TEST_PORT + 350,
   releaseEngine: TEST_PORT + 360, releaseGateway: TEST_PORT + 361, releaseProvider: TEST_PORT + 362,
+  uwsNode24Engine: TEST_PORT + 370, uwsFallbackEngine: TEST_PORT + 371, uwsNativeEngine: TEST_PORT + 372,
 } as const;
 export const ENGINE_URL = `http://127.0.0.1:${TEST_PORT}`;
 export const GATEWAY_URL = `http://127.0.0.1:${GATEWAY_PORT}`;
