@@ -52,7 +52,11 @@ async function settles(want: number, timeoutMs = 8000): Promise<number> {
   return v;
 }
 
-/** The gauge of an idle worker, once the first snapshot has been shipped. */
+/**
+ * The gauge of an idle worker, once the first snapshot has been shipped. /metrics can
+ * be up to ~2 s behind (worker to primary to worker), so right after the previous case
+ * it may still show that case's requests: an idle worker's reading is waited out to 0.
+ */
 async function baseline(): Promise<number> {
   const deadline = Date.now() + 5000;
   for (;;) {
@@ -60,7 +64,7 @@ async function baseline(): Promise<number> {
     if (text.includes('http_inflight{') || Date.now() > deadline) break;
     await sleep(200);
   }
-  return inflight();
+  return settles(0);
 }
 
 function head(path: string, length: number, extra = ''): string {
