@@ -24,6 +24,8 @@ const UPSTREAM_VERSION = '20.57.0';
 const host = runtime();
 /** Upstream's Linux binaries need glibc 2.38: on such a host Node 24 serves, here it must refuse. */
 const upstreamLoadsHere = host.glibc !== null && atLeast(host.glibc, '2.38');
+/** The build this process's runtime must load: upstream where it can, else the fork (Node 20 on glibc 2.36). */
+const EXPECTED = upstreamLoadsHere ? { package: 'uws-upstream', version: UPSTREAM_VERSION, native: true } : { package: 'uws-fork', version: FORK_VERSION, native: true };
 
 function atLeast(version: string, min: string): boolean {
   const [a, b] = [version, min].map((v) => v.split('.').map(Number));
@@ -98,28 +100,26 @@ t.test('no file but src/http/uws.ts loads a uWS package', async (t) => {
   t.same(offenders, [], 'values and types come from src/http/uws.ts');
 });
 
-t.test('this test process (Node 20, glibc 2.36) loads the fork natively', async (t) => {
-  t.equal(process.versions.node.split('.')[0], '20', 'the development machine runs Node 20');
+t.test(`this test process (Node ${process.version}, glibc ${host.glibc}) loads ${upstreamLoadsHere ? 'upstream' : 'the fork'} natively`, async (t) => {
   const { build } = loadUws();
-  t.same(build, upstreamLoadsHere ? { package: 'uws-upstream', version: UPSTREAM_VERSION, native: true } : { package: 'uws-fork', version: FORK_VERSION, native: true });
+  t.same(build, EXPECTED, upstreamLoadsHere ? 'a glibc 2.38+ host: upstream' : 'Node 20 on glibc 2.36 (the development machine): the fork');
 });
 
-t.test('the engine on Node 20 logs and reports the build that serves', async (t) => {
+t.test('the engine on this Node logs and reports the build that serves', async (t) => {
   const port = OWN_PORTS.uwsNativeEngine;
   const s = startCluster(port, { WORKERS: '1' });
   t.teardown(() => stop(s));
   const result = await refusal(s);
   t.equal(result, 'ready', 'it serves');
-  const expected = upstreamLoadsHere ? { package: 'uws-upstream', version: UPSTREAM_VERSION, native: true } : { package: 'uws-fork', version: FORK_VERSION, native: true };
   const loaded = logLines(s).filter((l) => l.msg === 'uws loaded');
   t.equal(loaded.length, 1, 'one "uws loaded" line');
-  t.match(loaded[0], { role: 'primary', uws: expected, runtime: { node: process.version, glibc: host.glibc } }, 'naming the build, the Node and the glibc');
+  t.match(loaded[0], { role: 'primary', uws: EXPECTED, runtime: { node: process.version, glibc: host.glibc } }, 'naming the build, the Node and the glibc');
   const ready = await adminReadiness(s.url);
   t.equal(ready.status, 200);
-  t.same(ready.body.runtime, { ...host, uws: expected }, 'an admin\'s /readyz shows the build a worker serves on');
+  t.same(ready.body.runtime, { ...host, uws: EXPECTED }, 'an admin\'s /readyz shows the build a worker serves on');
   const anonymous = await api('GET', '/readyz', { base: s.url });
   t.notOk('runtime' in anonymous.body, 'anonymous callers do not see it');
-  t.match(deployCheckRuntime(process.execPath), `ok   runtime: ${expected.package} ${expected.version} loads natively on Node ${process.version}`, 'deploy-check --env says so too');
+  t.match(deployCheckRuntime(process.execPath), `ok   runtime: ${EXPECTED.package} ${EXPECTED.version} loads natively on Node ${process.version}`, 'deploy-check --env says so too');
 });
 
 t.test('the fork\'s own UWS_USE_FALLBACK=1 does not make the engine serve on the fallback', { skip: upstreamLoadsHere && 'upstream loads natively on this host: the fork is not consulted' }, async (t) => {
