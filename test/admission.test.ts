@@ -33,15 +33,15 @@ t.before(async () => {
 });
 t.teardown(() => stop(engine));
 
-/** The worker's in-flight gauge from /metrics (NaN when /metrics itself is refused). */
+/** The worker's in-flight gauge from /metrics, the scrape's own slot included (NaN when /metrics itself is refused). */
 async function inflight(): Promise<number> {
   const res = await fetch(`${BASE}/metrics`).catch(() => null);
   if (!res || res.status !== 200) return NaN;
   const text = await res.text();
-  return text.split('\n').filter((l) => l.startsWith('http_inflight{')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  return text.split('\n').filter((l) => /^bf_http_inflight_requests[{ ]/.test(l)).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }
 
-/** Polls the gauge (shipped once a second) until it reads `want`; the last reading. */
+/** Polls the gauge until it reads `want`; the last reading. */
 async function settles(want: number, timeoutMs = 8000): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   let v = await inflight();
@@ -52,12 +52,12 @@ async function settles(want: number, timeoutMs = 8000): Promise<number> {
   return v;
 }
 
-/** The gauge of an idle worker, once the first snapshot has been shipped. */
+/** The gauge of an idle worker, once its metrics are served. */
 async function baseline(): Promise<number> {
   const deadline = Date.now() + 5000;
   for (;;) {
     const text = await (await fetch(`${BASE}/metrics`)).text();
-    if (text.includes('http_inflight{') || Date.now() > deadline) break;
+    if (/^bf_http_inflight_requests /m.test(text) || Date.now() > deadline) break;
     await sleep(200);
   }
   return inflight();

@@ -9,7 +9,7 @@ import { EngineError } from '../errors.js';
 import type { Lane } from '../shard/pools.js';
 import { log } from '../log.js';
 import { admitRequest } from './admission.js';
-import { observe } from './metrics.js';
+import { admissionShed, idempotencyReplays, observeRequest, zeroRequests } from '../metrics/index.js';
 import { errorReply, send, type Reply } from './reply.js';
 import { compileBody, compileQuery, type Schema } from './schemas.js';
 
@@ -45,6 +45,8 @@ export interface RouteDef<B = any, Q = any> {
   handler: (ctx: Ctx<B, Q>) => Promise<Reply>;
   /** Whose connections it draws on (src/shard/pools.ts); by default GETs read, the rest write. */
   lane?: Lane;
+  /** Takes an Idempotency-Key and replays its first answer (counted in bf_idempotency_replays_total). */
+  idempotent?: boolean;
 }
 
 export function laneOf(def: Pick<RouteDef, 'method' | 'lane'>): Lane {
@@ -83,6 +85,8 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
   const validateQuery = compileQuery(def.query ?? { type: 'object', properties: {}, additionalProperties: false });
   const paramNames = [...def.path.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
   const headerNames = [...BASE_HEADERS, ...(def.headers ?? [])];
+  zeroRequests(def.name, [def.response?.status ?? 200, 500, 503]);
+  if (def.idempotent) idempotencyReplays.inc({ route: def.name }, 0);
 
   app[def.method](def.path, (res: HttpResponse, req: HttpRequest) => {
     const started = performance.now();
@@ -107,12 +111,14 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
       const ms = performance.now() - started;
       const status = state.aborted ? CLIENT_CLOSED : reply.status;
       if (!state.aborted) send(res, requestId, reply);
-      observe(def.name, status, ms);
+      observeRequest(def.name, status, ms / 1000);
+      if (reply.headers?.['idempotent-replayed'] !== undefined) idempotencyReplays.inc({ route: def.name });
       if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status, ms: Math.round(ms * 10) / 10 });
     };
 
     const release = admitRequest(env.maxInflight);
     if (!release) {
+      admissionShed.inc({ reason: 'http_inflight' });
       finish(errorReply(new EngineError('overloaded', undefined, { retryAfterS: 1 }), requestId));
       return;
     }

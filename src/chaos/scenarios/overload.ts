@@ -80,8 +80,8 @@ async function run(ctx: RunCtx, v: Variant) {
       peaks.rssMiB = Math.max(peaks.rssMiB, ...rss());
       const m = await ctx.api.call('GET', '/metrics', { timeoutMs: 2000 });
       if (m.status === 200 && typeof m.body === 'string') {
-        for (const [, name, v] of m.body.matchAll(/^(pg_pool_waiting|http_inflight)\{[^}]*\} (\d+)/gm)) {
-          if (name === 'pg_pool_waiting') peaks.pgWaiting = Math.max(peaks.pgWaiting, Number(v));
+        for (const [, name, v] of m.body.matchAll(/^(bf_pg_pool_waiting|bf_http_inflight_requests)(?:\{[^}]*\})? (\d+)/gm)) {
+          if (name === 'bf_pg_pool_waiting') peaks.pgWaiting = Math.max(peaks.pgWaiting, Number(v));
           else peaks.inflight = Math.max(peaks.inflight, Number(v));
         }
       }

@@ -33,6 +33,7 @@ export function cartRoutes(deps: Deps): RouteDef[] {
     {
       method: 'post', path: '/v1/cart/items', name: 'add_cart_item', summary: 'Add units of an item (a new line or more on its line); holds no stock', auth: 'user',
       body: object({ item_id: S.id, quantity }, ['item_id', 'quantity']), response: { status: 201, schema: CartSchema },
+      idempotent: true,
       handler: (ctx) => idempotent(deps, ctx, 'add_cart_item', async () => {
         const r = await cart.addItem(deps, ctx.principal!, ctx.body.item_id, ctx.body.quantity);
         return { status: r.created ? 201 : 200, body: r.cart };
@@ -57,6 +58,7 @@ export function cartRoutes(deps: Deps): RouteDef[] {
       method: 'post', path: '/v1/cart/checkout', name: 'checkout_cart',
       summary: 'POST /v1/orders with the cart\'s lines (one order per shard, all or nothing); removes the ordered lines on success', auth: 'user',
       body: object({}), response: { status: 201, schema: object({ orders: { type: 'array', items: OrderSchema } }) },
+      idempotent: true,
       handler: (ctx) => idempotent(deps, ctx, 'checkout_cart', async () => ({
         status: 201, body: { orders: await cart.checkout(deps, ctx.principal!, ctx.idempotencyKey) },
       })),

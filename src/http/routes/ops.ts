@@ -1,7 +1,7 @@
 import { authenticate } from '../../accounts/service.js';
 import type { RedisSet } from '../../cache/redis.js';
 import type { Deps } from '../../deps.js';
-import { render } from '../metrics.js';
+import { fleetText } from '../../metrics/fleet.js';
 import type { RouteDef } from '../route.js';
 
 // /readyz answers anyone with statuses only: an error text names hosts, ports and users
@@ -64,8 +64,8 @@ export function opsRoutes(deps: Deps, redis: RedisSet, openapi: () => unknown): 
       handler: async (ctx) => readiness(deps, redis, ctx.token),
     },
     {
-      method: 'get', path: '/metrics', name: 'metrics', summary: 'Prometheus metrics', auth: 'none',
-      handler: async () => ({ status: 200, body: render(), headers: { 'content-type': 'text/plain; version=0.0.4' } }),
+      method: 'get', path: '/metrics', name: 'metrics', summary: 'Prometheus metrics of this app server (every process, merged)', auth: 'none',
+      handler: async () => ({ status: 200, body: await fleetText(), headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } }),
     },
     { method: 'get', path: '/openapi.json', name: 'openapi', summary: 'This contract as OpenAPI 3.1', auth: 'none', handler: async () => ({ status: 200, body: openapi() }) },
   ];

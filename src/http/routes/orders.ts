@@ -38,6 +38,7 @@ export function orderRoutes(deps: Deps): RouteDef[] {
       // shards the key is claimed on the caller's shard and each part is one statement.
       // Without a key the sold-out gate answers a storm on a sold-out item with no write;
       // with one, the refusal is that key's answer like any other.
+      idempotent: true,
       handler: async (ctx) => {
         const key = ctx.idempotencyKey;
         if (key && orders.isSingleShard(deps, ctx.body.items)) {
@@ -66,6 +67,7 @@ export function orderRoutes(deps: Deps): RouteDef[] {
     {
       method: 'post', path: '/v1/orders/:id/cancel', name: 'cancel_order', summary: 'Cancel; releases holds, refunds if paid', auth: 'user',
       body: object({}), response: { status: 200, schema: OrderSchema },
+      idempotent: true,
       handler: (ctx) => idempotent(deps, ctx, 'cancel_order', async () => ({
         status: 200, body: await orders.cancelOrder(deps, ctx.principal!, ctx.params.id!),
       })),

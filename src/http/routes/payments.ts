@@ -2,6 +2,7 @@ import type { Deps } from '../../deps.js';
 import { EngineError } from '../../errors.js';
 import { advanceOrder } from '../../fulfillment/service.js';
 import { log } from '../../log.js';
+import { webhookSignatureFailures } from '../../metrics/index.js';
 import { ledgerReport } from '../../payments/audit.js';
 import { verifySignature } from '../../payments/gateway.js';
 import * as payments from '../../payments/service.js';
@@ -35,6 +36,7 @@ export function paymentRoutes(deps: Deps): RouteDef[] {
     {
       method: 'post', path: '/v1/orders/:id/payments', name: 'create_payment', summary: 'Open a card or QR payment for an order (owner)', auth: 'user', lane: 'payment',
       body: object({ method: { type: 'string', enum: ['card', 'qr'] } }, ['method']), response: { status: 201, schema: PaymentSchema },
+      idempotent: true,
       handler: (ctx) => idempotent(deps, ctx, 'create_payment', async () => {
         const r = await payments.createPayment(deps, ctx.principal!, ctx.params.id!, ctx.body.method);
         return { status: r.created ? 201 : 200, body: r.payment };
@@ -50,7 +52,10 @@ export function paymentRoutes(deps: Deps): RouteDef[] {
       rawBody: true, headers: ['gateway-signature'],
       handler: async (ctx) => {
         const sig = ctx.headers['gateway-signature'] ?? '';
-        if (!verifySignature(deps.cfg.gatewayWebhookSecret, sig, ctx.rawBody, deps.cfg.webhookToleranceS)) throw new EngineError('invalid_signature');
+        if (!verifySignature(deps.cfg.gatewayWebhookSecret, sig, ctx.rawBody, deps.cfg.webhookToleranceS)) {
+          webhookSignatureFailures.inc({ source: 'gateway' });
+          throw new EngineError('invalid_signature');
+        }
         const applied = await payments.applyGatewayEvent(deps, parseEvent(ctx.rawBody));
         if (applied.placed) {
           void advanceOrder(deps, applied.shard, applied.orderLocal, applied.order).catch((err: unknown) => log.warn('fulfilment deferred to cron', { err }));
