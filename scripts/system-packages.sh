@@ -3,8 +3,9 @@
 #   postgres  (initdb, pg_ctl: the three local shards)
 #   redis     (redis-server)
 #   chromium  (/usr/bin/chromium: the dashboard test drives it with playwright-core)
+#   promtool  (/usr/bin/promtool, Debian package prometheus: the metrics test checks /metrics and the alert rules)
 # As root on Debian/Ubuntu it installs what is missing with apt-get; otherwise it
-# prints the exact command to run and exits 1. Usage: system-packages.sh postgres redis chromium
+# prints the exact command to run and exits 1. Usage: system-packages.sh postgres redis chromium promtool
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,7 @@ for want in "$@"; do
     postgres) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql) ;;
     redis) command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) ;;
     chromium) [ -x /usr/bin/chromium ] || missing+=(chromium) ;;
+    promtool) [ -x /usr/bin/promtool ] || missing+=(prometheus) ;;
     *) echo "system-packages: unknown package '$want'" >&2; exit 2 ;;
   esac
 done

@@ -16,6 +16,7 @@ export const OWN_PORTS = {
   productionEngine: TEST_PORT + 324, rehashEngine: TEST_PORT + 325,
   faultsEngine: TEST_PORT + 330, faultsGateway: TEST_PORT + 331, faultsProvider: TEST_PORT + 332,
   admissionEngine: TEST_PORT + 340, readyzEngine: TEST_PORT + 341, bulkheadsEngine: TEST_PORT + 342, roundTripsEngine: TEST_PORT + 350,
+  metricsEngine: TEST_PORT + 360,
 } as const;
 export const ENGINE_URL = `http://127.0.0.1:${TEST_PORT}`;
 export const GATEWAY_URL = `http://127.0.0.1:${GATEWAY_PORT}`;
@@ -40,6 +41,8 @@ export function engineEnv(base: NodeJS.ProcessEnv, overrides: Record<string, str
     // production cost (2^17, ~128 MiB and a third of a second each) would dominate its
     // run time. The production cost itself is proven in passwords.test.ts.
     PASSWORD_SCRYPT_N: '16384',
+    // The shard figures of /metrics (outbox backlog, hold-expiry lag) at test speed.
+    METRICS_SAMPLE_MS: '1000',
     ...overrides,
   };
 }
