@@ -36,7 +36,7 @@ export function exportEngine(engine: Engine, role: Role): void {
       ['closed', 'open', 'half_open'].map((state) => ({ labels: { dependency: dependency!, state }, value: now === state ? 1 : 0 }))));
   exportCacheCounters();
   if (role === 'worker') {
-    collected(app, 'bf_http_inflight_requests', 'Admission slots held: HTTP requests in progress and WebSocket topic checks', 'gauge', () => [{ labels: {}, value: inflightCount() }]);
+    collected(app, 'bf_http_inflight_requests', 'Admission slots held: HTTP requests in progress (the scrape reading this included) and WebSocket topic checks', 'gauge', () => [{ labels: {}, value: inflightCount() }]);
     collected(app, 'bf_http_inflight_limit', 'Admission slots available (MAX_INFLIGHT per worker)', 'gauge', () => [{ labels: {}, value: cfg.maxInflight }]);
     collected(app, 'bf_stream_inflight_checks', 'Admission slots held by WebSocket topic checks (at most half of MAX_INFLIGHT)', 'gauge', () => [{ labels: {}, value: streamInflightCount() }]);
   }
