@@ -123,7 +123,7 @@ t.test('counters with known labels exist at zero before their first event', asyn
     ['bf_payments_total', { outcome: 'declined' }], ['bf_webhook_signature_failures_total', { source: 'gateway' }],
     ['bf_idempotency_replays_total', { route: 'checkout_cart' }], ['bf_breaker_opens_total', { dependency: 'provider' }],
     ['bf_admission_shed_total', { reason: 'http_inflight' }], ['bf_admission_shed_total', { reason: 'pg_queue_full' }],
-    ['bf_holds_expired_total', { shard: '2', via: 'reclaim' }], ['bf_cron_runs_total', { job: 'hold-expiry', shard: '1', outcome: 'failed' }],
+    ['bf_holds_expired_total', { shard: '2', via: 'reclaim' }], ['bf_cron_runs_total', { cron_job: 'hold-expiry', shard: '1', outcome: 'failed' }],
     ['bf_process_restarts_total', { role: 'worker' }], ['bf_outbox_delivery_failures_total', { shard: '0' }],
     ['bf_http_requests_total', { route: 'create_payment', status: '503' }],
   ];
@@ -182,10 +182,12 @@ t.test('bench/enginewatch reads the engine\'s figures', async (t) => {
   t.equal(m.delay.length, 2, 'a loop delay per worker');
 });
 
-t.test('the alert rules and the scrape config pass promtool', async (t) => {
+t.test('the alert rules and the scrape config pass promtool, and the rules fire on made-up series', async (t) => {
   const rules = promtool(['check', 'rules', 'rules.yml']);
   t.equal(rules.status, 0, rules.out);
   t.match(rules.out, /SUCCESS: \d+ rules found/);
+  const unit = promtool(['test', 'rules', 'rules.test.yml']);
+  t.equal(unit.status, 0, `promtool test rules rules.test.yml: ${unit.out}`);
   const config = promtool(['check', 'config', 'prometheus.yml']);
   t.equal(config.status, 0, config.out);
 });
@@ -198,7 +200,7 @@ t.test('every metric the alert rules read is exported', async (t) => {
   const wanted = [...new Set(exprs.flatMap(metricNames))].filter((n) => n !== 'up').sort();
   // The cron samples the shards and records successes as it goes: wait for both.
   const { value: text } = await until('the sampled and cron figures', () => scrape(),
-    (s) => sample(s, 'bf_outbox_pending', { shard: '2' }) !== undefined && sample(s, 'bf_cron_last_success_timestamp_seconds', { job: 'retention', shard: '2' }) !== undefined, 20_000, 250);
+    (s) => sample(s, 'bf_outbox_pending', { shard: '2' }) !== undefined && sample(s, 'bf_cron_last_success_timestamp_seconds', { cron_job: 'retention', shard: '2' }) !== undefined, 20_000, 250);
   const exported = sampleNames(text);
   t.same(wanted.filter((n) => !exported.has(n)), [], `all ${wanted.length} metrics the rules read are exported: ${wanted.join(', ')}`);
 });

@@ -45,7 +45,7 @@ export class Scheduler {
 
 /** One job's run on one shard, counted by outcome; a run that did the work is timed too. */
 export async function timed<R extends { ran: boolean }>(job: string, shard: number, run: () => Promise<R>): Promise<R> {
-  const labels = { job, shard: String(shard) };
+  const labels = { cron_job: job, shard: String(shard) };
   const started = performance.now();
   try {
     const r = await run();

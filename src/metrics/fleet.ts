@@ -88,7 +88,6 @@ export class Fleet {
   private retired: Promise<Family[]> = Promise.resolve([]);
   private readonly rounds = new Map<number, Round>();
   private seq = 0;
-  private current: Promise<string> | null = null;
 
   constructor(private readonly children: () => Iterable<Worker>) {}
 
@@ -132,15 +131,11 @@ export class Fleet {
     this.retired = this.retired.then(async (sum) => (await client.AggregatorRegistry.aggregate([sum, kept]).getMetricsAsJSON()) as unknown as Family[]);
   }
 
-  /** Concurrent scrapes share one round. */
-  text(): Promise<string> {
-    this.current ??= this.gather().finally(() => { this.current = null; });
-    return this.current;
-  }
-
-  private async gather(): Promise<string> {
+  /** A round of its own per scrape: a scrape sees everything answered before it was asked. */
+  async text(): Promise<string> {
     const got = await this.collect();
-    for (const [id, families] of got) this.last.set(id, families);
+    // A process that exited meanwhile is in the retired sum already.
+    for (const [id, families] of got) if (this.ready.has(id)) this.last.set(id, families);
     return render([...this.last.values(), await this.retired, await localFamilies()]);
   }
 

@@ -35,18 +35,19 @@ export const breakerOpens = counter('bf_breaker_opens_total', 'Times a circuit b
 export const admissionShed = counter('bf_admission_shed_total', 'Work refused with 503 overloaded, by the bound it hit: http_inflight (MAX_INFLIGHT), stream_inflight (the stream share, half of it), stream_sockets (STREAM_MAX_SOCKETS), pg_queue_full (PG_MAX_WAITING), pg_queue_timeout (no connection within PG_CONNECT_TIMEOUT_MS), checkout_queue_full', ['reason']);
 export const outboxDelivered = counter('bf_outbox_delivered_total', 'Notices delivered by the outbox dispatcher, by shard', ['shard']);
 export const outboxFailures = counter('bf_outbox_delivery_failures_total', 'Outbox batches whose delivery failed (retried with backoff), by shard', ['shard']);
-export const cronRuns = counter('bf_cron_runs_total', 'Cron job runs per shard: ok, failed, or skipped (another runner held the lock)', ['job', 'shard', 'outcome']);
+export const cronRuns = counter('bf_cron_runs_total', 'Cron job runs per shard: ok, failed, or skipped (another runner held the lock)', ['cron_job', 'shard', 'outcome']);
 export const processRestarts = counter('bf_process_restarts_total', 'Worker and cron processes the primary respawned after they died', ['role']);
 
-export const cronDuration = new client.Histogram<'job' | 'shard'>({
+export const cronDuration = new client.Histogram<'cron_job' | 'shard'>({
   name: 'bf_cron_run_duration_seconds', help: 'Duration of cron job runs that did the work, per job and shard',
-  labelNames: ['job', 'shard'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [app],
+  labelNames: ['cron_job', 'shard'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [app],
 });
 // Each cron process reports its own; the newest wins within a host, and across hosts
-// (one leader per job and shard) an alert takes the max.
-export const cronLastSuccess = new client.Gauge<'job' | 'shard'>({
+// (one leader per job and shard) an alert takes the max. The label is `cron_job`:
+// Prometheus keeps `job` for the scrape job and would rename ours to exported_job.
+export const cronLastSuccess = new client.Gauge<'cron_job' | 'shard'>({
   name: 'bf_cron_last_success_timestamp_seconds', help: 'Unix time of the last successful run of a cron job on a shard by this host',
-  labelNames: ['job', 'shard'], aggregator: 'max', registers: [app],
+  labelNames: ['cron_job', 'shard'], aggregator: 'max', registers: [app],
 });
 
 // Sampled from the shards by every cron process (src/cron/stats.ts), METRICS_SAMPLE_MS apart.
@@ -71,6 +72,6 @@ export function zeroCounters(shards: number, known: { jobs?: readonly string[] }
     for (const via of ['cron', 'reclaim']) holdsExpired.inc({ shard, via }, 0);
     outboxDelivered.inc({ shard }, 0);
     outboxFailures.inc({ shard }, 0);
-    for (const job of known.jobs ?? []) for (const outcome of ['ok', 'failed', 'skipped']) cronRuns.inc({ job, shard, outcome }, 0);
+    for (const job of known.jobs ?? []) for (const outcome of ['ok', 'failed', 'skipped']) cronRuns.inc({ cron_job: job, shard, outcome }, 0);
   }
 }
