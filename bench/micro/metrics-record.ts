@@ -65,6 +65,13 @@ function promClientBound(): Record {
   };
 }
 
+/** For scale: one prom-client Counter.inc with one label, what a business event (an order, a refund) costs. */
+function promClientEventCounter(): Record {
+  const registry = new client.Registry();
+  const events = new client.Counter({ name: 'e_total', help: 'e', labelNames: ['reason'], registers: [registry] });
+  return (route) => events.inc({ reason: route });
+}
+
 /** By hand, the new conventions: series found by route then status (no string built), buckets by binary search. */
 function byHand(): Record {
   const series = new Map<string, Map<number, { count: number; sum: number; buckets: Float64Array }>>();
@@ -94,10 +101,13 @@ function time(record: Record): number {
   return Number(process.hrtime.bigint() - t) / N;
 }
 
-const ways: [string, () => Record][] = [['before (hand, string key)', before], ['prom-client', promClient], ['prom-client, bound labels', promClientBound], ['by hand, new conventions', byHand]];
+const ways: [string, () => Record][] = [
+  ['before (hand, string key)', before], ['prom-client', promClient], ['prom-client, bound labels', promClientBound],
+  ['by hand, new conventions', byHand], ['one Counter.inc (an event)', promClientEventCounter],
+];
 const results = new Map<string, number[]>(ways.map(([name]) => [name, []]));
 for (let round = 0; round < ROUNDS; round++) for (const [name, make] of ways) results.get(name)!.push(time(make()));
 for (const [name, ns] of results) {
   const sorted = [...ns].sort((a, b) => a - b);
-  console.log(`${name.padEnd(28)} median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0)} ns/op  (rounds: ${ns.map((x) => x.toFixed(0)).join(', ')})`);
+  console.log(`${name.padEnd(30)} median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0)} ns/op  (rounds: ${ns.map((x) => x.toFixed(0)).join(', ')})`);
 }
