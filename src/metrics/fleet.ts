@@ -107,10 +107,11 @@ export class Fleet {
         return true;
       }
       case 'metrics:scrape':
-        this.text().then(
-          (text) => w.isConnected() && w.send({ type: 'metrics:fleet', id: msg.id, text }),
-          (err: unknown) => w.isConnected() && w.send({ type: 'metrics:fleet', id: msg.id, error: err instanceof Error ? err.message : String(err) }),
-        );
+        void this.text()
+          .then((text) => ({ text }), (err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }))
+          .then((answer) => { if (w.isConnected()) w.send({ type: 'metrics:fleet', id: msg.id, ...answer }); })
+          // The asker died meanwhile: nobody is waiting for the answer, and the primary must not fall over.
+          .catch(() => undefined);
         return true;
       default:
         return false;
