@@ -8,9 +8,12 @@ import { assertBudget, ConfigError, loadConfig, type Config } from './config.js'
 import { runCron } from './cron/main.js';
 import { createEngine } from './engine.js';
 import { buildDashboard } from './http/dashboard/page.js';
-import { merge, type Snapshot } from './http/metrics.js';
 import { loadUws, runtime, UwsUnavailable, UWS_UNAVAILABLE_EXIT, type UwsBuild } from './http/uws.js';
 import { log, setLogContext, setLogLevel } from './log.js';
+import { Fleet } from './metrics/fleet.js';
+import { processRestarts, zeroCounters } from './metrics/index.js';
+import { startProcessMetrics } from './metrics/process.js';
+import { app as appMetrics, collected } from './metrics/registry.js';
 import { SQL_DIR } from './paths.js';
 import { loadMigrations, migrateReachable } from './shard/migrate.js';
 import { runWorker } from './worker.js';
@@ -94,17 +97,20 @@ async function runPrimary(): Promise<void> {
     log.error('start failed: shards not reachable or migration failed', { err });
     process.exit(1);
   }
-  const roles = new Map<Worker, Role>();
-  const snapshots = new Map<number, Snapshot>();
+  // Each child has a role and a slot ("0".."WORKERS-1", or "cron"): a respawn takes over
+  // its predecessor's slot, which labels its per-process metrics.
+  const roles = new Map<Worker, { role: Role; slot: string }>();
+  const fleet = new Fleet(() => roles.keys());
+  exportPrimary(cfg, roles);
   const respawns: number[] = [];
   let stopping = false;
   let listening = 0;
 
-  const fork = (role: Role) => {
-    const w = cluster.fork({ ENGINE_ROLE: role });
-    roles.set(w, role);
-    w.on('message', (msg: { type?: string; snapshot?: Snapshot }) => {
-      if (msg?.type === 'metrics:worker' && msg.snapshot) snapshots.set(w.id, msg.snapshot);
+  const fork = (role: Role, slot: string) => {
+    const w = cluster.fork({ ENGINE_ROLE: role, ENGINE_WORKER_INDEX: slot });
+    roles.set(w, { role, slot });
+    w.on('message', (msg: { type?: string }) => {
+      if (fleet.handle(w, msg)) return;
       if (msg?.type === 'listening' && ++listening === cfg.workers) {
         log.info('engine ready', { url: `http://${cfg.host}:${cfg.port}`, workers: cfg.workers, shards: cfg.pgShards.length, redis: cfg.redisUrls, uws: `${build.package}@${build.version}` });
       }
@@ -112,9 +118,9 @@ async function runPrimary(): Promise<void> {
   };
 
   cluster.on('exit', (w, code, signal) => {
-    const role = roles.get(w) ?? 'worker';
+    const { role, slot } = roles.get(w) ?? { role: 'worker' as const, slot: '0' };
     roles.delete(w);
-    snapshots.delete(w.id);
+    fleet.exited(w);
     if (stopping) return;
     // A worker that found no native uWS will not find one when forked again.
     if (code === UWS_UNAVAILABLE_EXIT) refuse(`a ${role} process found no native uWS build (exit ${code})`, UWS_UNAVAILABLE_EXIT);
@@ -126,18 +132,13 @@ async function runPrimary(): Promise<void> {
       process.exit(1);
     }
     log.warn('process died, respawning', { role, code, signal });
-    fork(role);
+    processRestarts.inc({ role });
+    fork(role, slot);
   });
-
-  const fleetTimer = setInterval(() => {
-    const snapshot = merge([...snapshots.values()]);
-    for (const w of roles.keys()) if (w.isConnected()) w.send({ type: 'metrics:fleet', snapshot });
-  }, 1000);
 
   const shutdown = (sig: string) => {
     if (stopping) return;
     stopping = true;
-    clearInterval(fleetTimer);
     log.info('shutting down', { signal: sig });
     for (const w of roles.keys()) if (w.isConnected()) w.send({ type: 'shutdown' });
     const force = setTimeout(() => {
@@ -155,8 +156,21 @@ async function runPrimary(): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 
-  for (let i = 0; i < cfg.workers; i++) fork('worker');
-  fork('cron');
+  for (let i = 0; i < cfg.workers; i++) fork('worker', String(i));
+  fork('cron', 'cron');
+}
+
+/** The primary's own figures: its process metrics, respawns, and the children it runs. */
+function exportPrimary(cfg: Config, roles: Map<Worker, { role: Role }>): void {
+  startProcessMetrics('primary');
+  zeroCounters(cfg.pgShards.length);
+  collected(appMetrics, 'bf_processes', 'Worker and cron processes running under the primary, by role', 'gauge', () => {
+    const running = { worker: 0, cron: 0 };
+    for (const { role } of roles.values()) running[role]++;
+    return Object.entries(running).map(([role, value]) => ({ labels: { role }, value }));
+  });
+  collected(appMetrics, 'bf_processes_expected', 'Worker and cron processes the primary is configured to run (WORKERS, and one cron)', 'gauge',
+    () => [{ labels: { role: 'worker' }, value: cfg.workers }, { labels: { role: 'cron' }, value: 1 }]);
 }
 
 if (cluster.isPrimary) {

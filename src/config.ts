@@ -168,6 +168,9 @@ export function loadConfig(env: Env = process.env) {
     retentionEveryMs: int(env, 'RETENTION_EVERY_MS', 60_000, 100, 86_400_000),
     outboxRetentionS: int(env, 'OUTBOX_RETENTION_S', 7 * 86400, 1, 365 * 86400),
     idempotencyRetentionS: int(env, 'IDEMPOTENCY_RETENTION_S', 86400, 60, 365 * 86400),
+    // How often each cron process reads the outbox backlog, hold-expiry lag and overdue
+    // refunds off every shard for /metrics (one cheap statement per shard, on indexes).
+    metricsSampleMs: int(env, 'METRICS_SAMPLE_MS', 15_000, 100, 600_000),
     notifyFile: str(env, 'NOTIFY_FILE', ''),
     notifyWebhookUrl: str(env, 'NOTIFY_WEBHOOK_URL', ''),
     maxInflight: int(env, 'MAX_INFLIGHT', 5000, 1, 1_000_000),

@@ -196,7 +196,7 @@ t.test('/readyz with a shard down: anonymous callers see which, never why; an ad
 t.test('/metrics shows request counts by route and pool usage per shard', async (t) => {
   const it = await item();
   t.equal((await api('GET', `/v1/items/${it.id}`)).status, 200);
-  const wanted = ['http_requests_total{route="get_item",status="200"}', 'pg_pool_total{shard="0"', 'pg_pool_total{shard="2"'];
+  const wanted = ['bf_http_requests_total{route="get_item",status="200"}', 'bf_pg_pool_connections{shard="0"', 'bf_pg_pool_connections{shard="2"'];
   const deadline = Date.now() + 5000;
   let text = '';
   let ctype = '';
@@ -210,10 +210,10 @@ t.test('/metrics shows request counts by route and pool usage per shard', async 
   }
   for (const w of wanted) t.ok(text.includes(w), `metrics include ${w}`);
   t.match(ctype, /^text\/plain/);
-  const count = /http_requests_total\{route="get_item",status="200"\} (\d+)/.exec(text);
+  const count = /^bf_http_requests_total\{route="get_item",status="200"\} (\d+)/m.exec(text);
   t.ok(count && Number(count[1]) >= 1, 'the count is a positive number');
-  t.match(text, /# TYPE http_requests_total counter/);
-  t.match(text, /http_request_duration_ms_bucket\{route="get_item",status="200",le="\+Inf"\} \d+/);
+  t.match(text, /# TYPE bf_http_requests_total counter/);
+  t.match(text, /bf_http_request_duration_seconds_bucket\{route="get_item",status_class="2xx",le="\+Inf"\} \d+/);
 });
 
 t.test('/openapi.json is OpenAPI 3.1 and every path it lists is served', async (t) => {

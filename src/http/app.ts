@@ -6,6 +6,7 @@ import type { CachedItem } from '../catalog/service.js';
 import { inLane, type Deps } from '../deps.js';
 import { EngineError, invariant } from '../errors.js';
 import { LANES, type Lane } from '../shard/pools.js';
+import { observeRequest } from '../metrics/index.js';
 import { buildOpenApi } from './openapi.js';
 import type { Live } from '../realtime/live.js';
 import { mountDashboard } from './dashboard/page.js';
@@ -53,8 +54,10 @@ export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef
   if (parts.live) mountStream(app, { deps, live: parts.live, authenticate: (token) => env.authenticate(token, 'read'), nextRequestId: env.nextRequestId });
   mountDashboard(app, env.nextRequestId);
   app.any('/*', (res, req) => {
+    const started = performance.now();
     const requestId = requestIdOf(req.getHeader('x-request-id'), env);
     send(res, requestId, errorReply(new EngineError('route_not_found'), requestId));
+    observeRequest('unmatched', 404, (performance.now() - started) / 1000);
   });
   return { app, routes };
 }

@@ -8,7 +8,7 @@ import { EngineError } from '../errors.js';
 import type { Lane } from '../shard/pools.js';
 import { log } from '../log.js';
 import { admitRequest } from './admission.js';
-import { observe } from './metrics.js';
+import { admissionShed, idempotencyReplays, observeRequest, zeroRequests } from '../metrics/index.js';
 import { errorReply, send, type Reply } from './reply.js';
 import { compileBody, compileQuery, type Schema } from './schemas.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
@@ -45,7 +45,7 @@ export interface RouteDef<B = any, Q = any> {
   headers?: string[];
   /** Longer text for /openapi.json and /docs, where the summary is not enough. */
   description?: string;
-  /** The handler runs under Idempotency-Key handling (routes/orders.ts `idempotent`): published with its headers. */
+  /** Takes an Idempotency-Key and replays its first answer (routes/orders.ts `idempotent`): published with its headers, replays counted in bf_idempotency_replays_total. */
   idempotent?: boolean;
   /** May answer 429 rate_limited with Retry-After (login and registration limits). */
   rateLimited?: boolean;
@@ -92,6 +92,8 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
   const validateQuery = compileQuery(def.query ?? { type: 'object', properties: {}, additionalProperties: false });
   const paramNames = [...def.path.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
   const headerNames = [...BASE_HEADERS, ...(def.headers ?? [])];
+  zeroRequests(def.name, [def.response?.status ?? 200, 500, 503]);
+  if (def.idempotent) idempotencyReplays.inc({ route: def.name }, 0);
 
   app[def.method](def.path, (res: HttpResponse, req: HttpRequest) => {
     const started = performance.now();
@@ -116,12 +118,14 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
       const ms = performance.now() - started;
       const status = state.aborted ? CLIENT_CLOSED : reply.status;
       if (!state.aborted) send(res, requestId, reply);
-      observe(def.name, status, ms);
+      observeRequest(def.name, status, ms / 1000);
+      if (reply.headers?.['idempotent-replayed'] !== undefined) idempotencyReplays.inc({ route: def.name });
       if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status, ms: Math.round(ms * 10) / 10 });
     };
 
     const release = admitRequest(env.maxInflight);
     if (!release) {
+      admissionShed.inc({ reason: 'http_inflight' });
       finish(errorReply(new EngineError('overloaded', undefined, { retryAfterS: 1 }), requestId));
       return;
     }

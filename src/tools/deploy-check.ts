@@ -160,6 +160,15 @@ function simFindings(t: Topology, out: Finding[]): void {
   check(out, ok, `sim.env: gateway ${vars.GATEWAY_HOST}:${vars.GATEWAY_PORT}, provider ${vars.PROVIDER_HOST}:${vars.PROVIDER_PORT} (topology: ${host.name} ${host.address})`);
 }
 
+/** The scrape config lists every app server's engine, in host order (each is scraped on its own). */
+function prometheusFindings(t: Topology, out: Finding[]): void {
+  const conf = readOrSkip(t.files.prometheus, 'prometheus.yml', out);
+  if (conf === null) return;
+  const targets = [...conf.matchAll(/^\s*-?\s*targets:\s*\[([^\]]*)\]/gm)].flatMap((m) => [...m[1]!.matchAll(/"([^"]+)"/g)].map((x) => x[1]!));
+  const want = t.apps.map((a) => `${a.address}:${t.engine.port}`);
+  check(out, targets.join() === want.join(), `prometheus.yml: scrapes ${targets.join(', ') || 'nothing'} (the app servers: ${want.join(', ')})`);
+}
+
 function unitFindings(t: Topology, vars: Record<string, string> | null, out: Finding[]): void {
   const unit = readOrSkip(t.files.engineUnit, 'bf-engine.service', out);
   if (unit === null) return;
@@ -210,6 +219,7 @@ export function checkDeploy(topologyFile: string, envFile?: string): Report {
   redisFindings(t, findings);
   simFindings(t, findings);
   unitFindings(t, vars, findings);
+  prometheusFindings(t, findings);
   if (envFile !== undefined) runtimeFindings(findings);
   return { findings, verdict, refused: findings.some((f) => f.level === 'fail') };
 }

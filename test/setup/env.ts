@@ -18,6 +18,7 @@ export const OWN_PORTS = {
   admissionEngine: TEST_PORT + 340, readyzEngine: TEST_PORT + 341, bulkheadsEngine: TEST_PORT + 342, roundTripsEngine: TEST_PORT + 350,
   releaseEngine: TEST_PORT + 360, releaseGateway: TEST_PORT + 361, releaseProvider: TEST_PORT + 362,
   uwsNode24Engine: TEST_PORT + 370, uwsFallbackEngine: TEST_PORT + 371, uwsNativeEngine: TEST_PORT + 372,
+  metricsEngine: TEST_PORT + 380,
 } as const;
 export const ENGINE_URL = `http://127.0.0.1:${TEST_PORT}`;
 export const GATEWAY_URL = `http://127.0.0.1:${GATEWAY_PORT}`;
@@ -42,6 +43,8 @@ export function engineEnv(base: NodeJS.ProcessEnv, overrides: Record<string, str
     // production cost (2^17, ~128 MiB and a third of a second each) would dominate its
     // run time. The production cost itself is proven in passwords.test.ts.
     PASSWORD_SCRYPT_N: '16384',
+    // The shard figures of /metrics (outbox backlog, hold-expiry lag) at test speed.
+    METRICS_SAMPLE_MS: '1000',
     ...overrides,
   };
 }

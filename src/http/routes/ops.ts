@@ -1,8 +1,8 @@
 import { authenticate } from '../../accounts/service.js';
 import type { RedisSet } from '../../cache/redis.js';
 import type { Deps } from '../../deps.js';
+import { fleetText } from '../../metrics/fleet.js';
 import { docsPage } from '../docs-page.js';
-import { render } from '../metrics.js';
 import type { RouteDef } from '../route.js';
 import { object, type Schema } from '../schemas.js';
 import { loadUws, runtime } from '../uws.js';
@@ -82,8 +82,8 @@ export function opsRoutes(deps: Deps, redis: RedisSet, openapi: () => Record<str
       handler: async (ctx) => readiness(deps, redis, ctx.token),
     },
     {
-      method: 'get', path: '/metrics', name: 'metrics', summary: 'Prometheus metrics', auth: 'none', response: { status: 200, type: 'text/plain' },
-      handler: async () => ({ status: 200, body: render(), headers: { 'content-type': 'text/plain; version=0.0.4' } }),
+      method: 'get', path: '/metrics', name: 'metrics', summary: 'Prometheus metrics of this app server (every process, merged)', auth: 'none', response: { status: 200, type: 'text/plain' },
+      handler: async () => ({ status: 200, body: await fleetText(), headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } }),
     },
     { method: 'get', path: '/openapi.json', name: 'openapi', summary: 'This contract as OpenAPI 3.1', auth: 'none', handler: async () => ({ status: 200, body: openapi() }) },
     {

@@ -2,6 +2,7 @@ import type { Deps } from '../../deps.js';
 import { EngineError } from '../../errors.js';
 import { advanceOrder } from '../../fulfillment/service.js';
 import { log } from '../../log.js';
+import { webhookSignatureFailures } from '../../metrics/index.js';
 import { ledgerReport } from '../../payments/audit.js';
 import { verifySignature } from '../../payments/gateway.js';
 import * as payments from '../../payments/service.js';
@@ -56,7 +57,10 @@ export function paymentRoutes(deps: Deps): RouteDef[] {
       response: { status: 200, schema: object({ received: { type: 'boolean' }, duplicate: { type: 'boolean' } }) },
       handler: async (ctx) => {
         const sig = ctx.headers['gateway-signature'] ?? '';
-        if (!verifySignature(deps.cfg.gatewayWebhookSecret, sig, ctx.rawBody, deps.cfg.webhookToleranceS)) throw new EngineError('invalid_signature');
+        if (!verifySignature(deps.cfg.gatewayWebhookSecret, sig, ctx.rawBody, deps.cfg.webhookToleranceS)) {
+          webhookSignatureFailures.inc({ source: 'gateway' });
+          throw new EngineError('invalid_signature');
+        }
         const applied = await payments.applyGatewayEvent(deps, parseEvent(ctx.rawBody));
         if (applied.placed) {
           void advanceOrder(deps, applied.shard, applied.orderLocal, applied.order).catch((err: unknown) => log.warn('fulfilment deferred to cron', { err }));

@@ -32,6 +32,7 @@ import { getOrderRow } from '../../orders/service.js';
 import type { Live } from '../../realtime/live.js';
 import { encodeFrame, wireTopic, type EventFrame, type Format } from '../../realtime/hub.js';
 import { decodeRow, type RowId } from '../../router/ids.js';
+import { admissionShed } from '../../metrics/index.js';
 import { admitRequest, admitStream, streamBudget } from '../admission.js';
 import { documentedOperation, type PathItems } from '../openapi.js';
 import { errorReply, send } from '../reply.js';
@@ -170,7 +171,10 @@ function upgrade(env: StreamEnv, res: HttpResponse, req: HttpRequest, context: u
     try {
       const query = Object.fromEntries(new URLSearchParams(rawQuery)) as { token?: string; format?: Format };
       validateQuery(query);
-      if (!hasRoom()) throw new EngineError('overloaded', 'Too many stream connections on this server', { retryAfterS: 1 });
+      if (!hasRoom()) {
+        admissionShed.inc({ reason: 'stream_sockets' });
+        throw new EngineError('overloaded', 'Too many stream connections on this server', { retryAfterS: 1 });
+      }
       const principal = query.token ? await admitted(env, 'request', 1, () => env.authenticate(query.token!)) : null;
       if (query.token && !principal) throw new EngineError('unauthenticated');
       if (state.aborted) return;
@@ -275,7 +279,10 @@ async function endIfRevoked(env: StreamEnv, users: UserSockets, ws: WebSocket<Co
 async function admitted<T>(env: StreamEnv, kind: 'request' | 'stream', units: number, fn: () => Promise<T>): Promise<T> {
   const max = env.deps.cfg.maxInflight;
   const release = kind === 'request' ? admitRequest(max) : admitStream(units, max);
-  if (!release) throw new EngineError('overloaded', 'Too much stream work on this server', { retryAfterS: 1 });
+  if (!release) {
+    admissionShed.inc({ reason: kind === 'request' ? 'http_inflight' : 'stream_inflight' });
+    throw new EngineError('overloaded', 'Too much stream work on this server', { retryAfterS: 1 });
+  }
   try {
     return await fn();
   } finally {
