@@ -5,7 +5,7 @@
 import cluster from 'node:cluster';
 import net from 'node:net';
 import os from 'node:os';
-import uWS from 'uWebSockets.js';
+import { loadUws, uws, UwsUnavailable, UWS_UNAVAILABLE_EXIT } from '../src/http/uws.js';
 
 // About the size of one item as GET /v1/items/:id returns it.
 const BODY = JSON.stringify({
@@ -26,6 +26,7 @@ function freePort(): Promise<number> {
 }
 
 async function primary(): Promise<void> {
+  refuseWithoutNativeUws();
   const workers = Math.max(1, Math.min(64, Number(process.argv[2]) || os.availableParallelism()));
   const port = Number(process.argv[3]) || (await freePort());
   let ready = 0;
@@ -50,9 +51,20 @@ async function primary(): Promise<void> {
   process.on('SIGINT', stop);
 }
 
+/** Like the engine: a ceiling measured on the JavaScript fallback would be no ceiling. */
+function refuseWithoutNativeUws(): void {
+  try {
+    loadUws();
+  } catch (err) {
+    if (!(err instanceof UwsUnavailable)) throw err;
+    process.stderr.write(`bare-uws: ${err.message}\n`);
+    process.exit(UWS_UNAVAILABLE_EXIT);
+  }
+}
+
 function worker(): void {
   const port = Number(process.env.BARE_PORT);
-  uWS.App()
+  uws().App()
     .any('/*', (res) => {
       res.cork(() => { res.writeStatus('200 OK').writeHeader('content-type', 'application/json').end(BODY); });
     })

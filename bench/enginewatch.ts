@@ -1,9 +1,9 @@
 // What the engine says about itself during a scenario, sampled each second from its
-// /metrics (the fleet's sum, at most ~2 s behind): how busy each worker's event loop
-// was and how late it ran, and per shard the database round trips, the time requests
-// waited for a pooled connection and the time queries took. Read next to Postgres'
-// own view (pgwatch.ts), it says where a request's time goes: the loop, the pool queue,
-// or the database.
+// /metrics (the app server's processes merged at the moment of the scrape): how busy
+// each worker's event loop was and how late it ran, and per shard the database round
+// trips, the time requests waited for a pooled connection and the time queries took.
+// Read next to Postgres' own view (pgwatch.ts), it says where a request's time goes:
+// the loop, the pool queue, or the database.
 
 export interface EngineSample {
   t_s: number;
@@ -13,33 +13,51 @@ export interface EngineSample {
 
 interface Totals { round_trips: number; checkouts: number; checkout_wait_ms: number; query_ms: number }
 
-const MAX_SAMPLES = 3600;
-const LINE_RE = /^([a-z0-9_]+)\{([^}]*)\} ([0-9.eE+-]+)$/;
+export interface EngineMetrics {
+  /** Per shard, the workers' usage totals (every lane but the cron process's, summed). */
+  shards: Map<number, Totals>;
+  /** Per worker slot, its event loop's busy time so far (s); utilization is its rate. */
+  busy: Map<string, number>;
+  /** Per worker, how late its timers fired since the previous scrape (p99, ms). */
+  delay: number[];
+}
 
-/** The per-shard usage totals (summed over processes) and the per-worker loop gauges of one scrape. */
-export function parseEngineMetrics(text: string): { shards: Map<number, Totals>; utilization: number[]; delay: number[] } {
+const MAX_SAMPLES = 3600;
+const LINE_RE = /^([a-z0-9_]+)\{([^}]*)\} ([0-9.eE+-]+|NaN)$/;
+// The engine's names (src/metrics/engine.ts); seconds become the milliseconds reported here.
+const USAGE: Record<string, [keyof Totals, number]> = {
+  bf_pg_round_trips_total: ['round_trips', 1], bf_pg_checkouts_total: ['checkouts', 1],
+  bf_pg_checkout_wait_seconds_total: ['checkout_wait_ms', 1000], bf_pg_query_seconds_total: ['query_ms', 1000],
+};
+
+const label = (labels: string, name: string) => new RegExp(`(?:^|,)${name}="([^"]*)"`).exec(labels)?.[1];
+
+/** One scrape: per-shard usage of the workers (the cron process's lane left out) and per-worker loop figures. */
+export function parseEngineMetrics(text: string): EngineMetrics {
   const shards = new Map<number, Totals>();
-  const utilization: number[] = [];
+  const busy = new Map<string, number>();
   const delay: number[] = [];
   for (const line of text.split('\n')) {
     const m = LINE_RE.exec(line);
     if (!m) continue;
     const [, name, labels, value] = m as unknown as [string, string, string, string];
     const v = Number(value);
-    if (name === 'event_loop_utilization') utilization.push(v);
-    else if (name === 'event_loop_delay_p99_ms') delay.push(v);
-    const usage = /^pg_(round_trips|checkouts|checkout_wait_ms|query_ms)_total$/.exec(name);
-    const shard = /shard="(\d+)"/.exec(labels);
-    if (usage && shard) {
-      const t = shards.get(Number(shard[1])) ?? { round_trips: 0, checkouts: 0, checkout_wait_ms: 0, query_ms: 0 };
-      t[usage[1] as keyof Totals] += v;
-      shards.set(Number(shard[1]), t);
+    const worker = label(labels, 'worker');
+    const isWorker = worker !== undefined && /^\d+$/.test(worker);
+    if (name === 'bf_event_loop_busy_seconds_total' && isWorker) busy.set(worker, v);
+    else if (name === 'nodejs_eventloop_lag_p99_seconds' && isWorker) delay.push(Math.round(v * 10_000) / 10);
+    const usage = USAGE[name];
+    const shard = label(labels, 'shard');
+    if (usage && shard !== undefined && label(labels, 'lane') !== 'cron') {
+      const t = shards.get(Number(shard)) ?? { round_trips: 0, checkouts: 0, checkout_wait_ms: 0, query_ms: 0 };
+      t[usage[0]] += v * usage[1];
+      shards.set(Number(shard), t);
     }
   }
-  return { shards, utilization, delay };
+  return { shards, busy, delay };
 }
 
-export async function scrape(engineUrl: string): Promise<ReturnType<typeof parseEngineMetrics> | null> {
+export async function scrape(engineUrl: string): Promise<EngineMetrics | null> {
   try {
     const res = await fetch(`${engineUrl}/metrics`, { signal: AbortSignal.timeout(2000) });
     return parseEngineMetrics(await res.text());
@@ -49,7 +67,7 @@ export async function scrape(engineUrl: string): Promise<ReturnType<typeof parse
 }
 
 /** Round trips of every shard together, from one scrape. */
-export function roundTrips(m: ReturnType<typeof parseEngineMetrics>): number {
+export function roundTrips(m: EngineMetrics): number {
   let n = 0;
   for (const t of m.shards.values()) n += t.round_trips;
   return n;
@@ -57,7 +75,7 @@ export function roundTrips(m: ReturnType<typeof parseEngineMetrics>): number {
 
 export class EngineWatch {
   private timer: NodeJS.Timeout | null = null;
-  private last: ReturnType<typeof parseEngineMetrics> | null = null;
+  private last: EngineMetrics | null = null;
   private lastAt = 0;
   private startedAt = 0;
   private busy = false;
@@ -88,7 +106,7 @@ export class EngineWatch {
     }
   }
 
-  private diff(a: ReturnType<typeof parseEngineMetrics>, b: ReturnType<typeof parseEngineMetrics>, dtS: number, at: number): EngineSample {
+  private diff(a: EngineMetrics, b: EngineMetrics, dtS: number, at: number): EngineSample {
     const shards = [...b.shards.entries()].sort((x, y) => x[0] - y[0]).map(([i, t]) => {
       const p = a.shards.get(i) ?? { round_trips: 0, checkouts: 0, checkout_wait_ms: 0, query_ms: 0 };
       const rt = t.round_trips - p.round_trips, co = t.checkouts - p.checkouts;
@@ -98,7 +116,7 @@ export class EngineWatch {
         query_ms_per_round_trip: rt > 0 ? r1((t.query_ms - p.query_ms) / rt) : 0,
       };
     });
-    return { t_s: r1((at - this.startedAt) / 1000), loop: { utilization: b.utilization, delay_p99_ms: b.delay }, shards };
+    return { t_s: r1((at - this.startedAt) / 1000), loop: { utilization: utilization(a, b, dtS), delay_p99_ms: b.delay }, shards };
   }
 
   stop(): EngineSample[] {
@@ -106,6 +124,11 @@ export class EngineWatch {
     this.timer = null;
     return this.samples;
   }
+}
+
+/** Each worker's share of the interval its event loop was busy (a slot new in `b` counts from zero). */
+function utilization(a: EngineMetrics, b: EngineMetrics, dtS: number): number[] {
+  return [...b.busy].sort((x, y) => Number(x[0]) - Number(y[0])).map(([w, s]) => r3(Math.min(1, Math.max(0, (s - (a.busy.get(w) ?? 0)) / Math.max(dtS, 0.001)))));
 }
 
 /** Over the samples: mean loop utilization and the worst loop delay; per shard the mean figures. */

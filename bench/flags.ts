@@ -31,6 +31,8 @@ export interface Flags {
   flashHotShare: number;
   /** Orders carry an Idempotency-Key (false: --no-keys, the unkeyed checkout path). */
   keys: boolean;
+  /** black-friday: who sends the reads: autocannon (per-kind latencies) or wrk (a fifth of its CPU, a true open-loop schedule with --rate). */
+  readGenerator: 'autocannon' | 'wrk';
   /** reads: seconds of each half (cache on, cache off). */
   readsDuration: number;
   gateConnections: number;
@@ -96,6 +98,9 @@ export const HELP = `npm run bench [-- flags]   (or: node dist/bench/run.js [fla
   --seed N              seed of every random choice (default 42)
   --no-cache            rebuild the catalog and customers instead of reusing bench/results/fixture-*.json
   --no-keys             orders without an Idempotency-Key (black-friday, flash-sale)
+  --read-generator G    black-friday's reads from autocannon (default: latency per read kind) or wrk
+                        (C, a fifth of autocannon's CPU per request; with --rate the requests leave
+                        on a fixed schedule whatever the latency, a true open loop; one latency for all reads)
   --cpu-prof            run the own engine under node --cpu-prof (profiles in the result directory)
   --strict-invariants   also fail on broken rows this run never touched (other clients' data on a
                         shared stack; by default those are reported as foreign, not failed)
@@ -110,7 +115,7 @@ function defaults(): Flags {
     scenarios: [...SCENARIOS], url: null, gateway: null, port: 8480, workers: cores, connections: 3000, duration: 30,
     mix: { reads: 5, writes: 1 }, rate: null, readMix: { item: 3, search: 1, status: 1 }, items: 3000, categories: 30, customers: 300,
     stock: 1_000_000, zipf: 1.1, payShare: 0.2, flashConnections: 2000, flashDuration: 10, flashStock: 100,
-    flashHotShare: 0.5, keys: true, readsDuration: 15, gateConnections: 500, gateDuration: 5, gateStock: 20, gateOff: true,
+    flashHotShare: 0.5, keys: true, readGenerator: 'autocannon', readsDuration: 15, gateConnections: 500, gateDuration: 5, gateStock: 20, gateOff: true,
     ceilingDuration: 10, costsDuration: 6, costsConnections: 100, pgbenchClients: 0, timeout: 10, seed: 42, cache: true, cpuProf: false, strictInvariants: false,
     out: null, smoke: false,
   };
@@ -173,6 +178,10 @@ const VALUED: Record<string, Setter> = {
   connections: (f, v) => { f.connections = num('connections', v, 2, 15000); },
   duration: (f, v) => { f.duration = num('duration', v, 1, 3600); },
   mix: (f, v) => { f.mix = parseReadsWrites('mix', v ?? '', 'reads:writes, e.g. 5:1'); },
+  'read-generator': (f, v) => {
+    if (v !== 'autocannon' && v !== 'wrk') throw new FlagError(`--read-generator ${v ?? ''}: expected autocannon or wrk`);
+    f.readGenerator = v;
+  },
   rate: (f, v) => { f.rate = parseReadsWrites('rate', v ?? '', 'reads/s:writes/s, e.g. 2500:500'); },
   'read-mix': (f, v) => { f.readMix = parseReadMix(v ?? ''); },
   items: (f, v) => { f.items = num('items', v, 10, 100_000); },

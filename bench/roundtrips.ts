@@ -1,5 +1,5 @@
-// Database round trips per request type, counted by the engine itself (its per-shard
-// totals in /metrics): each kind of request is sent alone, one at a time, on an idle
+// Database round trips per request type, counted by the engine itself (its workers'
+// per-shard totals in /metrics, bf_pg_round_trips_total): each kind of request is sent alone, one at a time, on an idle
 // engine, and the count it added is divided by the requests. Sequential requests never
 // share a batched statement, so this is the cost of one request with nobody to share
 // it with; under load the batched statements make it less. Background work of the
@@ -10,7 +10,10 @@ import { call, sleep } from './http.js';
 import { sessionIdOf } from './payments.js';
 import { say } from './say.js';
 
-/** Workers ship their numbers to the fleet sum once a second: wait for two shipments. */
+/**
+ * /metrics is read at the moment of the scrape; the wait on each side lets the work a
+ * request leaves behind (cache refreshes after writes) finish inside its window.
+ */
 const SHIPPED_MS = 2200;
 const PER_KIND = 10;
 

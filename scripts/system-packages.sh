@@ -4,8 +4,9 @@
 #   redis     (redis-server)
 #   chromium  (/usr/bin/chromium: the dashboard test drives it with playwright-core)
 #   wrk       (the bench's second, cheaper load generator)
+#   promtool  (/usr/bin/promtool, Debian package prometheus: the metrics test checks /metrics and the alert rules)
 # As root on Debian/Ubuntu it installs what is missing with apt-get; otherwise it
-# prints the exact command to run and exits 1. Usage: system-packages.sh postgres redis chromium
+# prints the exact command to run and exits 1. Usage: system-packages.sh postgres redis chromium wrk promtool
 set -euo pipefail
 
 missing=()
@@ -15,6 +16,7 @@ for want in "$@"; do
     redis) command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) ;;
     chromium) [ -x /usr/bin/chromium ] || missing+=(chromium) ;;
     wrk) command -v wrk >/dev/null 2>&1 || missing+=(wrk) ;;
+    promtool) [ -x /usr/bin/promtool ] || missing+=(prometheus) ;;
     *) echo "system-packages: unknown package '$want'" >&2; exit 2 ;;
   esac
 done

@@ -1,33 +1,72 @@
-// Process entry. The node:cluster primary validates config and the connection
-// budget, migrates the shards, ensures the first admin, then forks WORKERS HTTP
-// workers and one cron process, respawns any that die, and drains all on SIGTERM.
+// Process entry. The node:cluster primary checks that a native uWS loads here,
+// validates config and the connection budget, migrates the shards, ensures the first
+// admin, then forks WORKERS HTTP workers and one cron process, respawns any that die,
+// and drains all on SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
 import { AdminEmailTaken, ensureAdmin } from './accounts/service.js';
 import { assertBudget, ConfigError, loadConfig, type Config } from './config.js';
 import { runCron } from './cron/main.js';
 import { createEngine } from './engine.js';
-import { merge, type Snapshot } from './http/metrics.js';
-import { log, setLogContext } from './log.js';
-import { migrateReachable } from './shard/migrate.js';
+import { buildDashboard } from './http/dashboard/page.js';
+import { loadUws, runtime, UwsUnavailable, UWS_UNAVAILABLE_EXIT, type UwsBuild } from './http/uws.js';
+import { log, setLogContext, setLogLevel } from './log.js';
+import { Fleet } from './metrics/fleet.js';
+import { processRestarts, zeroCounters } from './metrics/index.js';
+import { startProcessMetrics } from './metrics/process.js';
+import { app as appMetrics, collected } from './metrics/registry.js';
+import { SQL_DIR } from './paths.js';
+import { loadMigrations, migrateReachable } from './shard/migrate.js';
 import { runWorker } from './worker.js';
 
 type Role = 'worker' | 'cron';
 
-/** A start that restarting cannot fix: say why on stderr and exit EX_CONFIG (systemd does not retry it). */
-function refuse(reason: string): never {
-  log.error('refusing to start', { reason });
+const EX_CONFIG = 78;
+
+/**
+ * A start that restarting cannot fix: say why on stderr and exit EX_CONFIG, or
+ * EX_UNAVAILABLE for a runtime with no native uWS (systemd retries neither).
+ */
+function refuse(reason: string, code = EX_CONFIG): never {
+  log.error('refusing to start', { reason, exit_code: code });
   process.stderr.write(`engine: ${reason}\n`);
-  process.exit(78); // EX_CONFIG
+  process.exit(code);
+}
+
+/** Before anything is forked: workers that could only serve on the JavaScript fallback never start. */
+function nativeUwsOrExit(): UwsBuild {
+  try {
+    const { build } = loadUws();
+    log.info('uws loaded', { uws: build, runtime: runtime() });
+    return build;
+  } catch (err) {
+    if (!(err instanceof UwsUnavailable)) throw err;
+    return refuse(err.message, UWS_UNAVAILABLE_EXIT);
+  }
 }
 
 function loadOrExit(): Config {
   try {
     const cfg = loadConfig();
+    setLogLevel(cfg.logLevel);
     assertBudget(cfg);
     return cfg;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     return refuse(err.message);
+  }
+}
+
+/**
+ * The files read at start besides the code, checked once here: a copy of the engine
+ * without them (dist/ from tsc alone, a hand-made release) would otherwise crash
+ * every worker as it starts, respawned forever. Nothing a restart can fix.
+ */
+function checkInstallation(cfg: Config): void {
+  try {
+    buildDashboard();
+    if (cfg.migrateOnStart && loadMigrations().length === 0) throw new Error(`no migrations in ${SQL_DIR}`);
+  } catch (err) {
+    refuse(`incomplete installation: ${(err as Error).message} (install what \`npm run release\` builds)`);
   }
 }
 
@@ -49,6 +88,8 @@ async function prepare(cfg: Config): Promise<void> {
 async function runPrimary(): Promise<void> {
   setLogContext({ role: 'primary', pid: process.pid });
   const cfg = loadOrExit();
+  const build = nativeUwsOrExit();
+  checkInstallation(cfg);
   try {
     await prepare(cfg);
   } catch (err) {
@@ -56,28 +97,33 @@ async function runPrimary(): Promise<void> {
     log.error('start failed: shards not reachable or migration failed', { err });
     process.exit(1);
   }
-  const roles = new Map<Worker, Role>();
-  const snapshots = new Map<number, Snapshot>();
+  // Each child has a role and a slot ("0".."WORKERS-1", or "cron"): a respawn takes over
+  // its predecessor's slot, which labels its per-process metrics.
+  const roles = new Map<Worker, { role: Role; slot: string }>();
+  const fleet = new Fleet(() => roles.keys());
+  exportPrimary(cfg, roles);
   const respawns: number[] = [];
   let stopping = false;
   let listening = 0;
 
-  const fork = (role: Role) => {
-    const w = cluster.fork({ ENGINE_ROLE: role });
-    roles.set(w, role);
-    w.on('message', (msg: { type?: string; snapshot?: Snapshot }) => {
-      if (msg?.type === 'metrics:worker' && msg.snapshot) snapshots.set(w.id, msg.snapshot);
+  const fork = (role: Role, slot: string) => {
+    const w = cluster.fork({ ENGINE_ROLE: role, ENGINE_WORKER_INDEX: slot });
+    roles.set(w, { role, slot });
+    w.on('message', (msg: { type?: string }) => {
+      if (fleet.handle(w, msg)) return;
       if (msg?.type === 'listening' && ++listening === cfg.workers) {
-        log.info('engine ready', { url: `http://${cfg.host}:${cfg.port}`, workers: cfg.workers, shards: cfg.pgShards.length, redis: cfg.redisUrls });
+        log.info('engine ready', { url: `http://${cfg.host}:${cfg.port}`, workers: cfg.workers, shards: cfg.pgShards.length, redis: cfg.redisUrls, uws: `${build.package}@${build.version}` });
       }
     });
   };
 
   cluster.on('exit', (w, code, signal) => {
-    const role = roles.get(w) ?? 'worker';
+    const { role, slot } = roles.get(w) ?? { role: 'worker' as const, slot: '0' };
     roles.delete(w);
-    snapshots.delete(w.id);
+    fleet.exited(w);
     if (stopping) return;
+    // A worker that found no native uWS will not find one when forked again.
+    if (code === UWS_UNAVAILABLE_EXIT) refuse(`a ${role} process found no native uWS build (exit ${code})`, UWS_UNAVAILABLE_EXIT);
     const now = Date.now();
     respawns.push(now);
     while (respawns.length && respawns[0]! < now - 10_000) respawns.shift();
@@ -86,18 +132,13 @@ async function runPrimary(): Promise<void> {
       process.exit(1);
     }
     log.warn('process died, respawning', { role, code, signal });
-    fork(role);
+    processRestarts.inc({ role });
+    fork(role, slot);
   });
-
-  const fleetTimer = setInterval(() => {
-    const snapshot = merge([...snapshots.values()]);
-    for (const w of roles.keys()) if (w.isConnected()) w.send({ type: 'metrics:fleet', snapshot });
-  }, 1000);
 
   const shutdown = (sig: string) => {
     if (stopping) return;
     stopping = true;
-    clearInterval(fleetTimer);
     log.info('shutting down', { signal: sig });
     for (const w of roles.keys()) if (w.isConnected()) w.send({ type: 'shutdown' });
     const force = setTimeout(() => {
@@ -115,14 +156,28 @@ async function runPrimary(): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 
-  for (let i = 0; i < cfg.workers; i++) fork('worker');
-  fork('cron');
+  for (let i = 0; i < cfg.workers; i++) fork('worker', String(i));
+  fork('cron', 'cron');
+}
+
+/** The primary's own figures: its process metrics, respawns, and the children it runs. */
+function exportPrimary(cfg: Config, roles: Map<Worker, { role: Role }>): void {
+  startProcessMetrics('primary');
+  zeroCounters(cfg.pgShards.length);
+  collected(appMetrics, 'bf_processes', 'Worker and cron processes running under the primary, by role', 'gauge', () => {
+    const running = { worker: 0, cron: 0 };
+    for (const { role } of roles.values()) running[role]++;
+    return Object.entries(running).map(([role, value]) => ({ labels: { role }, value }));
+  });
+  collected(appMetrics, 'bf_processes_expected', 'Worker and cron processes the primary is configured to run (WORKERS, and one cron)', 'gauge',
+    () => [{ labels: { role: 'worker' }, value: cfg.workers }, { labels: { role: 'cron' }, value: 1 }]);
 }
 
 if (cluster.isPrimary) {
   await runPrimary();
 } else {
   const cfg = loadConfig();
+  setLogLevel(cfg.logLevel);
   if (process.env.ENGINE_ROLE === 'cron') await runCron(cfg);
   else await runWorker(cfg);
 }

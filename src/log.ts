@@ -1,10 +1,13 @@
 // Structured logs: one JSON line per event on stdout. Callers pass the request id
-// in fields so a request can be followed across workers.
+// in fields so a request can be followed across workers. The level comes from the
+// validated config (LOG_LEVEL): each process entry sets it once the config is loaded,
+// and until then (a config refusal included) it is info.
 
-type Level = 'debug' | 'info' | 'warn' | 'error';
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type Level = (typeof LOG_LEVELS)[number];
 const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
-let minRank = RANK[(process.env.LOG_LEVEL as Level) ?? 'info'] ?? RANK.info;
+let minRank = RANK.info;
 const base: Record<string, unknown> = {};
 
 export function setLogContext(fields: Record<string, unknown>): void { Object.assign(base, fields); }

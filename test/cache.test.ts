@@ -147,7 +147,7 @@ t.test('exact counts on a private cluster', async (t) => {
     await api('GET', `/v1/items/${it.id}`, { base }); // warm both workers' connections
     await redis.del(itemKey(it.id));
     await settleMetrics();
-    const [loads0, misses0, errors0] = [await counter('cache_loads_total', 'item', base), await counter('cache_misses_total', 'item', base), await counter('cache_redis_errors_total', undefined, base)];
+    const [loads0, misses0, errors0] = [await counter('bf_cache_loads_total', 'item', base), await counter('bf_cache_misses_total', 'item', base), await counter('bf_cache_redis_errors_total', undefined, base)];
     // Hold the shard's items table for a moment so every request misses while the
     // first loads of each process wait: they all have to share them.
     const url = (process.env.PG_SHARDS ?? DEFAULT_PG_SHARDS).split(',')[shardOf(it.id)]!;
@@ -162,11 +162,11 @@ t.test('exact counts on a private cluster', async (t) => {
     const res = await Promise.all(reads);
     t.ok(res.every((r) => r.status === 200 && r.body.available === 7), 'all 1000 answered with the item');
     await settleMetrics();
-    const loads = (await counter('cache_loads_total', 'item', base)) - loads0;
-    const misses = (await counter('cache_misses_total', 'item', base)) - misses0;
+    const loads = (await counter('bf_cache_loads_total', 'item', base)) - loads0;
+    const misses = (await counter('bf_cache_misses_total', 'item', base)) - misses0;
     // A Redis command past its timeout counts as a miss by design (Postgres answers
     // instead), so on a starved machine each such timeout may cost one more read.
-    const timeouts = (await counter('cache_redis_errors_total', undefined, base)) - errors0;
+    const timeouts = (await counter('bf_cache_redis_errors_total', undefined, base)) - errors0;
     t.comment(`1000 reads: ${misses} missed Redis, ${loads} database reads, ${timeouts} Redis timeouts`);
     t.ok(loads >= 1 && loads <= 2 + timeouts, `one read per worker process (2 workers), plus one per Redis timeout at most: ${loads}`);
     t.ok(misses > 100, `many requests missed and shared those reads: ${misses}`);
@@ -180,8 +180,8 @@ t.test('exact counts on a private cluster', async (t) => {
     await sleep(200); // the sold-out state reaches both workers over pub/sub
     const buyers = await customers(200, 16);
     await settleMetrics();
-    const blocked0 = await counter('gate_blocked_total', undefined, base);
-    const passed0 = await counter('gate_passed_total', undefined, base);
+    const blocked0 = await counter('bf_sold_out_gate_blocked_total', undefined, base);
+    const passed0 = await counter('bf_sold_out_gate_passed_total', undefined, base);
 
     // Nobody else talks to this cluster: its gate counters are this storm's alone.
     const started = performance.now();
@@ -192,8 +192,8 @@ t.test('exact counts on a private cluster', async (t) => {
     t.ok(storm.every((r) => r.status === 409 && r.type === 'sold_out'), '200 holds, all 409 sold_out');
     t.comment(`200 concurrent holds answered in ${Math.max(...storm.map((r) => r.ms)).toFixed(0)} ms`);
     await settleMetrics();
-    t.equal((await counter('gate_blocked_total', undefined, base)) - blocked0, 200, 'the gate refused all 200');
-    t.equal((await counter('gate_passed_total', undefined, base)) - passed0, 0, 'and let none through to Postgres');
+    t.equal((await counter('bf_sold_out_gate_blocked_total', undefined, base)) - blocked0, 200, 'the gate refused all 200');
+    t.equal((await counter('bf_sold_out_gate_passed_total', undefined, base)) - passed0, 0, 'and let none through to Postgres');
     t.same(await itemRow(it.id), { available: 0, held: 2, sold: 0, stocked: 2 });
 
     // A cancel reopens it at once for every process (the writer's own hook, then pub/sub).

@@ -1,7 +1,8 @@
 // deploy/6-node: the connection budget of a topology is judged by the engine's own
-// formula and a topology that breaks it is refused with the numbers; and the whole
-// six-host deployment, proven on network namespaces, isolates a cut shard and heals.
-import { spawn, spawnSync } from 'node:child_process';
+// formula and a topology that breaks it is refused with the numbers, and the files
+// beside it agree with it. (The six-host proof on network namespaces, which needs
+// root, is test/deploy-proof.test.ts.)
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,11 +13,6 @@ import { checkDeploy } from '../src/tools/deploy-check.js';
 import { DEFAULT_TOPOLOGY, DEPLOY_DIR, judgeBudget, loadTopology, topologyEnv } from '../src/tools/topology.js';
 
 const EX_CONFIG = 78;
-const EX_SKIP = 77;
-const PROOF_LIMIT_MS = 270_000;
-
-// The proof runs for a minute or two (longer while other suites load the machine).
-t.setTimeout(PROOF_LIMIT_MS + 30_000);
 
 /** A copy of topology.json, changed by `edit`, in a fresh directory (no files beside it). */
 function topologyWith(edit: (t: any) => void): string {
@@ -99,31 +95,4 @@ t.test('a rendered env file with a placeholder left, or shards out of order, is 
   t.ok(order.findings.some((f) => f.level === 'fail' && /PG_SHARDS lists .* topology order is/.test(f.what)), 'shards in another order: refused');
   const noDeadline = checkDeploy(DEFAULT_TOPOLOGY, write('nodeadline.env', filled.replace(/\?query_timeout=6000/g, '')));
   t.ok(noDeadline.findings.some((f) => f.level === 'fail' && /query_timeout/.test(f.what)), 'no client-side query deadline: refused');
-});
-
-t.test('six hosts on network namespaces: smoke load, one shard cut off is isolated, and heals', async (t) => {
-  const started = Date.now();
-  const child = spawn('bash', [path.join(DEPLOY_DIR, 'deploy-local.sh'), '--quick'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
-  // The script cleans up on SIGTERM (namespaces, bridge, every process it started).
-  const guard = setTimeout(() => child.kill('SIGTERM'), PROOF_LIMIT_MS);
-  t.teardown(() => { clearTimeout(guard); if (child.exitCode === null) child.kill('SIGTERM'); });
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-  clearTimeout(guard);
-  const tail = out.split('\n').slice(-60).join('\n');
-  if (code === EX_SKIP) {
-    t.fail(`deploy-local.sh could not run on this machine (exit 77), so nothing was proven:\n${out.split('\n').filter((l) => /SKIPPED/.test(l)).join('\n')}`);
-    return;
-  }
-  for (const line of out.split('\n').filter((l) => /^deploy:local (hosts|timings|smoke|rolling|fault|heal|RESULT) /.test(l))) t.comment(line);
-  t.equal(code, 0, `deploy-local.sh exits 0 (took ${Math.round((Date.now() - started) / 1000)} s)${code === 0 ? '' : `\n${tail}`}`);
-  t.match(out, /^deploy:local RESULT PASS smoke_ok=yes rolling_restart=\w+ fault_isolated=yes healed=yes$/m, 'the summary shows the fault isolated and healed');
-  t.match(out, /fault {4}link: db2 \(shard 1\) cut: (\d+)\/\1 requests to its categories answered 503 unavailable/, 'a network partition: every request to the cut shard got 503');
-  t.match(out, /fault {4}stop: db2 \(shard 1\) cut: (\d+)\/\1 requests to its categories answered 503 unavailable/, 'a crash: likewise');
-  t.match(out, /other shards (\d+)\/\1 succeeded/, 'the other shards kept answering');
-  t.match(out, /cleanup: done/, 'and it cleaned up');
-  const leftovers = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => /^bf-(app|db)\d/.test(l));
-  t.same(leftovers, [], 'no namespace left behind');
 });

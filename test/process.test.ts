@@ -235,6 +235,11 @@ t.test('a killed worker is respawned and the service keeps answering', async (t)
   const pid = s.child.pid!;
   const before = await until('two workers and a cron', () => children(pid), (c) => c.workers.length === 2 && c.cron.length === 1, 10_000);
   const victim = before.workers[0]!;
+  // Requests on connections of their own, so both workers answer some before one dies.
+  await Promise.all(Array.from({ length: 20 }, () => call(port, 'GET', '/healthz')));
+  const textBefore = await metricsOf(port);
+  const startsBefore = workerStarts(textBefore);
+  t.equal(startsBefore.size, 2, `both worker slots report their start time (${[...startsBefore.keys()].join(', ')})`);
   process.kill(victim, 'SIGKILL');
   await until('the killed worker reaped', () => alive(victim), (a) => !a, 5000);
 
@@ -246,10 +251,15 @@ t.test('a killed worker is respawned and the service keeps answering', async (t)
   t.ok(fresh, `a new worker (${fresh}) replaced ${victim}`);
   t.same(after.cron, before.cron, 'the cron process was left alone');
   t.ok(after.workers.includes(before.workers[1]!), 'the surviving worker kept running');
-  // Workers ship gauges labelled with their pid once a second: the new one is serving.
-  await until('the new worker in /metrics', async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
-    (m) => m.includes(`pid="${fresh}"`), 30_000);
-  t.pass('the new worker reports metrics');
+  // Metrics carry a stable worker slot, not a pid: the new worker took over the slot of
+  // the one it replaced, and reports a later start time there.
+  const newest = Math.max(...startsBefore.values());
+  const text = await until('the new worker in /metrics', () => metricsOf(port),
+    (m) => [...workerStarts(m).values()].some((s) => s > newest), 30_000);
+  t.same([...workerStarts(text).keys()].sort(), [...startsBefore.keys()].sort(), 'the same two worker slots, one of them restarted');
+  t.match(text, /^bf_process_restarts_total\{role="worker"\} 1$/m, 'the primary counted one respawned worker');
+  t.equal(served(text), served(textBefore) + 20, 'the dead worker\'s answers stay counted: the count went on from where it was, plus the 20 after the kill');
+  t.notMatch(text, /pid="/, 'no series is labelled with a pid');
   t.match(s.out(), /process died, respawning/, 'the primary logged the respawn');
 });
 
@@ -317,3 +327,15 @@ t.test('SIGTERM drains in-flight requests and the primary exits 0', async (t) =>
   t.ok(lateResults.some((o) => o.error === 'ECONNREFUSED'), 'once closed, new connections are refused');
   for (const w of workers) t.notOk(alive(w), `worker ${w} is gone`);
 });
+
+const metricsOf = async (port: number) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+
+/** process_start_time_seconds per worker slot ("0", "1", ...) from a /metrics text. */
+function workerStarts(text: string): Map<string, number> {
+  return new Map([...text.matchAll(/^process_start_time_seconds\{worker="(\d+)"\} (\S+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+}
+
+/** Answers counted in bf_http_requests_total, but for the scrapes themselves. */
+function served(text: string): number {
+  return [...text.matchAll(/^bf_http_requests_total\{route="([^"]+)",status="\d+"\} (\S+)$/gm)].filter((m) => m[1] !== 'metrics').reduce((n, m) => n + Number(m[2]), 0);
+}

@@ -1,6 +1,8 @@
 // NODE_ENV=production refuses to start on the test defaults: secrets that every checkout
-// of this repository knows, and a password hash cheaper than the production cost.
+// of this repository knows, and a password hash cheaper than the production cost. And any
+// invalid variable refuses to start the same way (exit 78, naming it).
 import t from 'tap';
+import { ConfigError, loadConfig } from '../src/config.js';
 import { refusal, startCluster, stop } from './helpers/engine.js';
 import { OWN_PORTS } from './setup/env.js';
 
@@ -36,4 +38,14 @@ t.test('a password cost that is not a power of two is refused anywhere', async (
   const { outcome, line } = await refused(t, { PASSWORD_SCRYPT_N: '100000' });
   t.same(outcome, { code: 78 });
   t.match(line, /PASSWORD_SCRYPT_N=100000/);
+});
+
+t.test('LOG_LEVEL is validated like every other variable', async (t) => {
+  t.equal(loadConfig({}).logLevel, 'info', 'info by default');
+  t.equal(loadConfig({ LOG_LEVEL: 'warn' }).logLevel, 'warn');
+  t.throws(() => loadConfig({ LOG_LEVEL: 'WARN' }), { message: /^LOG_LEVEL=WARN is invalid/ }, 'levels are lower-case, as logged');
+  t.ok((() => { try { loadConfig({ LOG_LEVEL: 'trace' }); } catch (err) { return err instanceof ConfigError; } return false; })(), 'a ConfigError, as every invalid variable');
+  const { outcome, line } = await refused(t, { LOG_LEVEL: 'verbose' });
+  t.same(outcome, { code: 78 }, 'a level that does not exist refuses to start, not a silent fallback');
+  t.match(line, 'LOG_LEVEL=verbose is invalid: expected one of debug, info, warn, error');
 });

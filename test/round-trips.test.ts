@@ -1,8 +1,8 @@
 // What the paid path costs the databases, counted by the engine itself: the round trips
-// its workers made (pg_round_trips_total in /metrics, summed over workers and shards;
-// the cron process does not report there). The engine is one of its own, on databases
-// of its own, so nothing but this file's requests is in a window. Each window waits
-// for two shipments of the workers' numbers (about once a second) on both sides.
+// its workers made (bf_pg_round_trips_total in /metrics, summed over workers, shards and
+// lanes; the cron process's lane is left out). The engine is one of its own, on
+// databases of its own, so nothing but this file's requests is in a window. Each window
+// waits on both sides for the work a request leaves behind (cache refreshes) to finish.
 import t from 'tap';
 import { roundTrips, scrape } from '../bench/enginewatch.js';
 import { eventually, localId, onShard, shardOf, useWorld } from './helpers/api.js';

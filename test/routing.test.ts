@@ -1,9 +1,12 @@
 // Routing and operations: ids are untrusted input (malformed, foreign shard, forged),
 // every answer carries a request id, and the ops endpoints report the real fleet.
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import path from 'node:path';
 import t from 'tap';
 import { DEFAULT_PG_SHARDS } from '../src/config.js';
-import { admin, api, category, customer, item, localId, onShard, shardOf } from './helpers/api.js';
+import { ROOT } from '../src/paths.js';
+import { admin, api, category, customer, item, localId, onShard, order, shardOf, uniq } from './helpers/api.js';
 import { startCluster, stop } from './helpers/engine.js';
 import { OWN_PORTS, TEST_PORT } from './setup/env.js';
 import { waitFor } from './setup/procs.js';
@@ -193,7 +196,7 @@ t.test('/readyz with a shard down: anonymous callers see which, never why; an ad
 t.test('/metrics shows request counts by route and pool usage per shard', async (t) => {
   const it = await item();
   t.equal((await api('GET', `/v1/items/${it.id}`)).status, 200);
-  const wanted = ['http_requests_total{route="get_item",status="200"}', 'pg_pool_total{shard="0"', 'pg_pool_total{shard="2"'];
+  const wanted = ['bf_http_requests_total{route="get_item",status="200"}', 'bf_pg_pool_connections{shard="0"', 'bf_pg_pool_connections{shard="2"'];
   const deadline = Date.now() + 5000;
   let text = '';
   let ctype = '';
@@ -207,10 +210,10 @@ t.test('/metrics shows request counts by route and pool usage per shard', async 
   }
   for (const w of wanted) t.ok(text.includes(w), `metrics include ${w}`);
   t.match(ctype, /^text\/plain/);
-  const count = /http_requests_total\{route="get_item",status="200"\} (\d+)/.exec(text);
+  const count = /^bf_http_requests_total\{route="get_item",status="200"\} (\d+)/m.exec(text);
   t.ok(count && Number(count[1]) >= 1, 'the count is a positive number');
-  t.match(text, /# TYPE http_requests_total counter/);
-  t.match(text, /http_request_duration_ms_bucket\{route="get_item",status="200",le="\+Inf"\} \d+/);
+  t.match(text, /# TYPE bf_http_requests_total counter/);
+  t.match(text, /bf_http_request_duration_seconds_bucket\{route="get_item",status_class="2xx",le="\+Inf"\} \d+/);
 });
 
 t.test('/openapi.json is OpenAPI 3.1 and every path it lists is served', async (t) => {
@@ -238,4 +241,85 @@ t.test('/openapi.json is OpenAPI 3.1 and every path it lists is served', async (
       t.ok(served.status < 500, `${method.toUpperCase()} ${path} does not fail (${served.status})`);
     }
   }
+});
+
+/** Every operation of /openapi.json as "METHOD /path", with its object. */
+async function operations(): Promise<Map<string, any>> {
+  const doc = (await api('GET', '/openapi.json')).body;
+  const ops = new Map<string, any>();
+  for (const [p, item] of Object.entries<Record<string, any>>(doc.paths)) {
+    for (const [method, op] of Object.entries<any>(item)) ops.set(`${method.toUpperCase()} ${p}`, op);
+  }
+  return ops;
+}
+
+const headerParam = (op: any, name: string) => (op.parameters ?? []).find((p: any) => p.in === 'header' && p.name === name);
+const responseHeader = (op: any, status: string, name: string) => op.responses?.[status]?.headers?.[name];
+
+/** The POSTs that run under Idempotency-Key handling (docs/API.md, "Idempotency"). */
+const KEYED = [
+  'POST /v1/orders', 'POST /v1/orders/{id}/cancel', 'POST /v1/orders/{id}/payments', 'POST /v1/cart/items',
+  'POST /v1/cart/checkout', 'POST /v1/orders/{id}/ship', 'POST /v1/orders/{id}/deliver',
+];
+
+t.test('/openapi.json publishes the headers: X-Request-Id everywhere, Idempotency-Key and Idempotent-Replayed, Retry-After, Gateway-Signature', async (t) => {
+  const ops = await operations();
+  for (const [name, op] of ops) {
+    t.ok(headerParam(op, 'X-Request-Id'), `${name} takes X-Request-Id`);
+    for (const status of Object.keys(op.responses)) t.ok(responseHeader(op, status, 'X-Request-Id'), `${name} ${status} answers X-Request-Id`);
+    t.ok(responseHeader(op, '503', 'Retry-After'), `${name} 503 carries Retry-After`);
+    const keyed = KEYED.includes(name);
+    t.equal(Boolean(headerParam(op, 'Idempotency-Key')), keyed, `${name} ${keyed ? 'takes' : 'does not take'} Idempotency-Key`);
+    if (!keyed) continue;
+    const success = Object.keys(op.responses).find((s) => /^2\d\d$/.test(s))!;
+    t.ok(responseHeader(op, success, 'Idempotent-Replayed'), `${name} ${success} may be Idempotent-Replayed`);
+    t.ok(responseHeader(op, 'default', 'Idempotent-Replayed'), `${name}: a replayed refusal is marked too`);
+    t.ok(responseHeader(op, '409', 'Retry-After'), `${name} 409 in progress carries Retry-After`);
+    t.ok(op.responses['422'], `${name} documents 422 idempotency_mismatch`);
+  }
+  for (const name of ['POST /v1/sessions', 'POST /v1/users']) t.ok(responseHeader(ops.get(name), '429', 'Retry-After'), `${name} 429 carries Retry-After`);
+  const signature = headerParam(ops.get('POST /v1/webhooks/gateway'), 'Gateway-Signature');
+  t.match(signature, { required: true }, 'the webhook requires Gateway-Signature');
+
+  // What is published is what the engine does.
+  const c = await customer();
+  const it = await item({ stock: 5 });
+  const key = uniq('openapi-key');
+  const first = await order(c.token, [{ item_id: it.id, quantity: 1 }], key);
+  const again = await api('POST', '/v1/orders', { token: c.token, body: { items: [{ item_id: it.id, quantity: 1 }] }, headers: { 'idempotency-key': key, 'x-request-id': 'openapi-replay-1' } });
+  t.equal(first.status, 201);
+  t.equal(first.headers.get('idempotent-replayed'), null, 'a first answer is not marked');
+  t.equal(again.status, 201);
+  t.equal(again.headers.get('idempotent-replayed'), 'true', 'the replay is marked');
+  t.equal(again.headers.get('x-request-id'), 'openapi-replay-1', 'the client\'s request id comes back');
+  const other = await api('POST', '/v1/orders', { token: c.token, body: { items: [{ item_id: it.id, quantity: 2 }] }, headers: { 'idempotency-key': key } });
+  t.equal(other.status, 422);
+  t.equal(other.body.error.code, 'idempotency_mismatch');
+  const unsigned = await api('POST', '/v1/webhooks/gateway', { raw: '{}', headers: { 'content-type': 'application/json' } });
+  t.equal(unsigned.status, 401);
+  t.equal(unsigned.body.error.code, 'invalid_signature');
+});
+
+t.test('/docs is one self-contained page listing every operation of /openapi.json', async (t) => {
+  const ops = await operations();
+  const res = await api('GET', '/docs');
+  t.equal(res.status, 200);
+  t.match(res.headers.get('content-type'), /^text\/html/);
+  const html = String(res.body);
+  t.notMatch(html, /<script|<link|\bsrc=|https?:\/\//i, 'no script, stylesheet or address outside the page');
+  t.match(res.headers.get('content-security-policy'), /default-src 'none'/, 'and the policy allows nothing else');
+  for (const name of ops.keys()) t.ok(html.includes(`data-op="${name}"`), `lists ${name}`);
+  const listed = [...html.matchAll(/data-op="([A-Z]+ [^"]+)"/g)].map((m) => m[1]);
+  t.same(listed.sort(), [...ops.keys()].sort(), 'and nothing else');
+});
+
+t.test('docs/API.md lists exactly the operations of /openapi.json', async (t) => {
+  const text = readFileSync(path.join(ROOT, 'docs', 'API.md'), 'utf8');
+  const section = text.slice(text.indexOf('\n## Routes\n'), text.indexOf('\n## ', text.indexOf('\n## Routes\n') + 1));
+  t.ok(section.length > 100, 'docs/API.md has a "## Routes" section');
+  const documented = [...section.matchAll(/^\| (GET|POST|PUT|PATCH|DELETE) \| `([^`]+)` \|/gm)].map((m) => `${m[1]} ${m[2]}`);
+  const published = [...(await operations()).keys()];
+  t.same(documented.filter((d) => !published.includes(d)), [], 'every route of docs/API.md is in /openapi.json');
+  t.same(published.filter((p) => !documented.includes(p)), [], 'every operation of /openapi.json is in docs/API.md');
+  t.equal(new Set(documented).size, documented.length, 'each listed once');
 });

@@ -15,7 +15,7 @@ export interface Summary {
     reads_ok_per_s: number; writes_ok_per_s: number; orders_created_per_s: number; payments_per_s: number;
     reads_p99_ms: number; writes_p99_ms: number; errors: number; timeouts: number; server_errors: number; achieved_mix: string;
     /** CPU milliseconds per answered request (all kinds), from the cores each group used: what a machine of N cores would serve. */
-    cpu_ms_per_request: { engine: number; postgres: number; redis: number } | null;
+    cpu_ms_per_request: { engine: number; postgres: number; redis: number; load_generators: number } | null;
   };
   flash_sale: null | { holds_per_s: number; sold_out_per_s: number; p50_ms: number; p99_ms: number; hot_verified: boolean };
   /** The reads scenario: each half, and why a half was not measured (null: it was). */
@@ -66,10 +66,11 @@ function noise(scenarios: ScenarioResult[]): Summary['noise'] {
 const r3 = (v: number) => Math.round(v * 1000) / 1000;
 const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? r3(a / b) : null);
 
-function cpuPerRequest(cores: Record<string, number> | null | undefined, rps: number): { engine: number; postgres: number; redis: number } | null {
+function cpuPerRequest(cores: Record<string, number> | null | undefined, rps: number): { engine: number; postgres: number; redis: number; load_generators: number } | null {
   if (!cores || rps <= 0) return null;
   const ms = (c: number | undefined) => Math.round(((c ?? 0) * 1000 / rps) * 1000) / 1000;
-  return { engine: ms(cores.engine), postgres: ms(cores.postgres), redis: ms(cores.redis) };
+  // autocannon runs in this process; wrk is a child reaped inside the window.
+  return { engine: ms(cores.engine), postgres: ms(cores.postgres), redis: ms(cores.redis), load_generators: ms((cores.load_generator ?? 0) + (cores.bench_children ?? 0)) };
 }
 
 const serverErrors = (s: ScenarioResult) => Object.values(s.kinds).reduce((n, k) => n + count5xx(k), 0);

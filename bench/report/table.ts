@@ -70,7 +70,7 @@ export function table(scenarios: Record<string, ScenarioResult>, summary: Summar
     out.push(`black-friday: achieved mix ${summary.black_friday?.achieved_mix} (reads:writes), orders created ${summary.black_friday?.orders_created_per_s}/s, ` +
       (pay.available === false ? `payments not exercised (${String(pay.reason)})` : `payments ${summary.black_friday?.payments_per_s}/s, gateway completed ${String(pay.completed)} (failed ${String(pay.failed)}, left ${String(pay.left)})`));
     const cost = summary.black_friday?.cpu_ms_per_request;
-    if (cost) out.push(`black-friday: CPU per answered request: engine ${cost.engine} ms, postgres ${cost.postgres} ms, redis ${cost.redis} ms`);
+    if (cost) out.push(`black-friday: CPU per answered request: engine ${cost.engine} ms, postgres ${cost.postgres} ms, redis ${cost.redis} ms, load generators ${cost.load_generators} ms`);
     const eng = bf.extra.engine as { loop_utilization_mean: number; loop_delay_p99_ms_max: number; shards: { shard: number; round_trips_per_s: number; checkout_wait_ms: number; query_ms: number }[] } | null;
     if (eng) {
       out.push(`black-friday: engine event loop busy ${eng.loop_utilization_mean} (mean of workers), timers up to ${eng.loop_delay_p99_ms_max} ms late (p99); ` +

@@ -7,7 +7,8 @@ import type { RequestData, RequestSpec, Context } from 'autocannon';
 import type { RunCtx, ScenarioResult } from '../context.js';
 import type { FixtureCustomer, FixtureItem } from '../fixture.js';
 import { call, pool } from '../http.js';
-import { cannon, errorCode, keepErrorCode, Recorder } from '../load.js';
+import { cannon, errorCode, keepErrorCode, Recorder, round, type InstanceSummary, type KindStats } from '../load.js';
+import { runWrk, type WrkRequest, type WrkResult } from '../wrk.js';
 import { Payer, sessionIdOf } from '../payments.js';
 import { coresUsed, cpuSnapshot } from '../cpu.js';
 import { EngineWatch, engineSummary } from '../enginewatch.js';
@@ -186,24 +187,29 @@ export async function blackFriday(ctx: RunCtx): Promise<ScenarioResult> {
   payer.start();
   const common = { url: target.engineUrl, duration_s: flags.duration, timeout_s: flags.timeout };
   const runs = [];
-  if (split.reads > 0) runs.push(cannon({ ...common, title: 'reads', connections: split.reads, requests: readRequests(ctx, shop, owned), defaultKind: 'read', overall_rate: flags.rate?.reads }, rec));
+  const byWrk = split.reads > 0 && flags.readGenerator === 'wrk' ? wrkReads(ctx, shop, owned, split.reads) : null;
+  if (split.reads > 0 && !byWrk) runs.push(cannon({ ...common, title: 'reads', connections: split.reads, requests: readRequests(ctx, shop, owned), defaultKind: 'read', overall_rate: flags.rate?.reads }, rec));
   if (split.writes > 0) runs.push(cannon({ ...common, title: 'writes', connections: split.writes, requests: writeRequests(ctx, shop, owned, payer), defaultKind: 'write', overall_rate: flags.rate?.writes }, rec));
   const instances = await Promise.all(runs);
+  const wrk = byWrk ? await byWrk : null;
   rec.stop();
   const pgSamples = await watch.stop();
   const engineSamples = engineWatch.stop();
   const cores = coresUsed(cpu0, cpuSnapshot(), target.enginePid);
   const payments = await payer.drain(PAY_DRAIN_MS);
-  const kinds = Object.fromEntries(rec.kinds().sort().map((k) => [k, rec.stats([k])]));
+  const kinds: Record<string, KindStats> = Object.fromEntries(rec.kinds().sort().map((k) => [k, rec.stats([k])]));
+  if (wrk) kinds.read = wrkStats(wrk);
+  if (wrk) instances.push(wrkInstance(wrk, split.reads));
   return {
     name: 'black-friday', started_at: started.toISOString(), duration_s: Math.round(rec.seconds * 100) / 100, connections: flags.connections,
-    kinds, groups: { reads: rec.stats(['item', 'search', 'status', 'read']), writes: rec.stats(['order', 'payment', 'write']) },
+    kinds, groups: { reads: wrk ? kinds.read! : rec.stats(['item', 'search', 'status', 'read']), writes: rec.stats(['order', 'payment', 'write']) },
     instances, timeline: rec.timeline, pg: pgSamples,
     extra: {
       cores_used: cores,
       postgres: pgPeaks(pgSamples),
       engine: engineSummary(engineSamples),
       round_trips_per_request: roundTrips,
+      read_generator: wrk ? { name: 'wrk', cpu_s: wrk.cpu_s, error: wrk.error } : { name: 'autocannon' },
       split, mix: flags.mix, offered_per_s: flags.rate, read_mix: flags.readMix, zipf_s: flags.zipf, top_item_share: round4(shop.zipf.share(0)),
       payments: ctx.payments.available ? { pay_share: flags.payShare, ...payments } : { available: false, reason: ctx.payments.reason },
       status_targets: owned.size,
@@ -213,3 +219,43 @@ export async function blackFriday(ctx: RunCtx): Promise<ScenarioResult> {
 }
 
 const round4 = (v: number) => Math.round(v * 10_000) / 10_000;
+
+const WRK_READ_LINES = 5_000;
+
+/**
+ * The reads from wrk: the same mix as readRequests, drawn up front (item and category
+ * pages Zipf-chosen, the status of orders made before the clock started), sent on a
+ * fixed schedule of --rate reads/s, or as fast as answered without it.
+ */
+function wrkReads(ctx: RunCtx, shop: Shop, owned: OwnedOrders, connections: number): Promise<WrkResult> {
+  const { item, search, status } = ctx.flags.readMix;
+  const total = item + search + status;
+  const lines: WrkRequest[] = Array.from({ length: WRK_READ_LINES }, () => {
+    const u = shop.random() * total;
+    const it = shop.byRank[shop.zipf.next()]!;
+    const mine = u >= item + search ? owned.pick(shop.random) : undefined;
+    if (mine) return { method: 'GET', path: `/v1/orders/${mine.id}`, headers: { authorization: `Bearer ${mine.token}` } };
+    if (u >= item && u < item + search) return { method: 'GET', path: `/v1/items?category_id=${it.category_id}&limit=20` };
+    return { method: 'GET', path: `/v1/items/${it.id}` };
+  });
+  return runWrk(ctx.target.engineUrl, connections, ctx.flags.duration, lines, ctx.outDir, { rate: ctx.flags.rate?.reads, statuses: true, timeout_s: ctx.flags.timeout });
+}
+
+/** wrk's answer as the per-kind figures autocannon's reads give (one kind: all reads). */
+function wrkStats(w: WrkResult): KindStats {
+  if (w.error || !w.latency) throw new Error(`black-friday reads from wrk: ${w.error ?? 'no summary'}`);
+  const secs = Math.max(w.seconds ?? 0, 0.001);
+  const status = w.status ?? {};
+  const ok = Object.entries(status).filter(([c]) => c.startsWith('2')).reduce((n, [, v]) => n + v, 0);
+  return { requests: w.requests, rps: round(w.requests / secs), ok, ok_rps: round(ok / secs), latency: w.latency, status, codes: {} };
+}
+
+function wrkInstance(w: WrkResult, connections: number): InstanceSummary {
+  const l = w.latency!;
+  const non2xx = Object.entries(w.status ?? {}).filter(([c]) => !c.startsWith('2')).reduce((n, [, v]) => n + v, 0);
+  return {
+    title: 'reads (wrk)', connections, duration_s: round(w.seconds ?? 0), requests: w.requests, rps: w.rps,
+    latency_ms: { mean: l.mean_ms, p50: l.p50_ms, p97_5: w.p97_5_ms ?? l.p95_ms, p99: l.p99_ms, max: l.max_ms },
+    errors: (w.socket_errors ?? 0) + (w.timeouts ?? 0), timeouts: w.timeouts ?? 0, non2xx, status: w.status ?? {},
+  };
+}

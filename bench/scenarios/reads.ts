@@ -1,4 +1,4 @@
-// The read-heavy run (issue 5), as two comparisons inside one run:
+// The read-heavy run (reads at 5x writes), as two comparisons inside one run:
 //  - cache on vs off: Zipf item reads beside holds, the connections split by --mix
 //    (5:1), against the engine with its Redis read cache, then against a second cluster
 //    of it started with CACHE_ENABLED=false (same shards, Redis and simulators; there is

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # deploy/6-node on one machine: six Linux network namespaces stand in for the six
 # servers of topology.json (bf-app1..3, bf-db1..3 on a bridge, each with its own
-# address), and everything runs from the files in this directory:
-#   postgres/postgresql.conf + pg_hba.conf + provision.sql on db1..db3,
+# address), and everything runs from the release, as an operator ships it:
+#   `npm run release` builds bf-engine-<version>.tgz; it is unpacked on every app server
+#   into /opt/bf-engine-<version>, /opt/bf-engine pointing at it (here: under
+#   .stack/deploy/<host>/opt); the checkout's sources are not used by any server,
+#   postgres/postgresql.conf + pg_hba.conf + provision.sql (from the release) on db1..db3,
 #   engine.env.example rendered once (secrets filled in) and used by all app servers,
-#   migrate-cli from app1, redis + bf-engine (+ the simulators on app1) started with
-#   the ExecStart, EnvironmentFile and WorkingDirectory of their systemd units.
+#   migrate-cli from app1's release, redis + bf-engine (+ the simulators on app1) started
+#   with the ExecStart, EnvironmentFile and WorkingDirectory of the units it carries.
 # Then: a smoke load through all three app servers, (full run) a rolling restart of
 # the app servers under load (no request may fail), one db host cut off (only its
 # shard may fail: 503 within the bound the configuration promises, every other shard
@@ -25,8 +28,10 @@
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-DEPLOY=$ROOT/deploy/6-node
 WORK=$ROOT/.stack/deploy            # git-ignored (.stack/)
+REL=                                # the release as built, on the operator's side (set by build_release)
+REL_TGZ=                            # its tarball, what the app servers get
+DEPLOY=                             # $REL/deploy/6-node: the files below come from the release
 LOGS=$WORK/logs
 EX_SKIP=77
 NS_PREFIX=bf-
@@ -81,7 +86,9 @@ preflight() {
   id postgres >/dev/null 2>&1 || skip "no 'postgres' system user to run PostgreSQL as"
   REDIS_SERVER=$(command -v redis-server || true)
   [[ -n $REDIS_SERVER ]] || skip "redis-server not found (apt-get install redis-server)"
-  [[ -f $ROOT/dist/src/cluster.js && -f $ROOT/dist/src/tools/fleet-probe.js ]] || fail "dist/ is not built: run npm run build first"
+  command -v tar >/dev/null || skip "the 'tar' command is missing"
+  # The release tool, and the probe that stands in for clients and the load balancer.
+  [[ -f $ROOT/dist/src/tools/release.js && -f $ROOT/dist/src/tools/fleet-probe.js ]] || fail "dist/ is not built: run npm run build first"
 }
 
 # Under the lock: another run's cleanup removes every bf-preflight-* namespace.
@@ -99,7 +106,7 @@ preflight_netns() {
 
 read_topology() {
   local file=$1
-  eval "$(cd "$ROOT" && node --input-type=module -e '
+  eval "$(cd "$REL" && node --input-type=module -e '
     import { loadTopology } from "./dist/src/tools/topology.js";
     import { readFileSync } from "node:fs";
     const t = loadTopology(process.argv[1]);
@@ -197,7 +204,7 @@ cleanup() {
   for d in "$WORK"/*/pgdata; do [[ -d $d ]] || continue; pg_stop "$d" & jobs+=($!); done
   ((${#jobs[@]})) && wait "${jobs[@]}" 2>/dev/null
   teardown_network
-  for d in "$WORK"/*/pgdata; do rm -rf "$d"; done
+  for d in "$WORK"/*/pgdata "$WORK"/*/opt; do rm -rf "$d"; done
   if ip netns list 2>/dev/null | grep -qE "^${NS_PREFIX}(app|db)[0-9]+" || ip link show "$BRIDGE" >/dev/null 2>&1; then
     say "cleanup: WARNING: namespaces or $BRIDGE still present; run this script again to clear them" 2>/dev/null
   else
@@ -332,14 +339,32 @@ EOF
     fail "provision.sql on $name failed: see $LOGS/$name-provision.log"
 }
 
+# ---- the release: built once, unpacked on every app server ----------------------------------
+
+build_release() { # npm run release into $WORK/release: the operator's copy, and the tarball shipped
+  local base
+  base=$(node -p 'const p = require(process.argv[1]); `${p.name}-${p.version}`' "$ROOT/package.json")
+  say "0. the release: npm run release -> ${WORK#"$ROOT"/}/release/$base/ and $base.tgz (no server runs anything from the checkout; only the probes do)"
+  indented node "$ROOT/dist/src/tools/release.js" --out "$WORK/release/$base" || fail "npm run release failed"
+  REL=$WORK/release/$base REL_TGZ=$WORK/release/$base.tgz REL_BASE=$base DEPLOY=$WORK/release/$base/deploy/6-node
+}
+
+install_release() { # host: the tarball unpacked into its /opt, /opt/bf-engine -> that version (RUNBOOK.md)
+  local opt=$WORK/$1/opt
+  rm -rf "$opt"
+  mkdir -p "$opt"
+  tar -xzf "$REL_TGZ" -C "$opt" || return 1
+  ln -sfn "$REL_BASE" "$opt/bf-engine"
+}
+
 # ---- services, started as their systemd units say -------------------------------------------
 
 unit_get() { sed -n "s/^$2=//p" "$1"; }
 
 map_path() { # production path -> where the proof keeps it, for host $2
   case $1 in
-    /opt/bf-engine) echo "$ROOT" ;;
-    /opt/bf-engine/*) echo "$ROOT/${1#/opt/bf-engine/}" ;;
+    /opt/bf-engine) echo "$WORK/$2/opt/bf-engine" ;;
+    /opt/bf-engine/*) echo "$WORK/$2/opt/bf-engine/${1#/opt/bf-engine/}" ;;
     /etc/bf-engine/*) echo "$WORK/$2/${1#/etc/bf-engine/}" ;;
     /var/lib/bf-redis) echo "$WORK/$2/redis" ;;
     /usr/bin/node) command -v node ;;
@@ -348,11 +373,13 @@ map_path() { # production path -> where the proof keeps it, for host $2
   esac
 }
 
-# Runs ExecStart of a unit inside the host's namespace: its WorkingDirectory, its
-# EnvironmentFile and Environment= lines in an otherwise empty environment, as an
-# unprivileged user (the units say bf-engine / redis; here: nobody).
+# Runs ExecStart of a unit, as the release installed on that host carries it, inside the
+# host's namespace: its WorkingDirectory, its EnvironmentFile and Environment= lines in
+# an otherwise empty environment, as an unprivileged user (the units say bf-engine /
+# redis; here: nobody).
 start_unit() { # host unit key
-  local host=$1 unit=$DEPLOY/systemd/$2 key=$3 word line wd envf
+  local host=$1 unit key=$3 word line wd envf
+  unit=$(map_path /opt/bf-engine/deploy/6-node/systemd/$2 "$host")
   local -a argv=() vars=()
   for word in $(unit_get "$unit" ExecStart); do argv+=("$(map_path "$word" "$host")"); done
   wd=$(unit_get "$unit" WorkingDirectory) envf=$(unit_get "$unit" EnvironmentFile)
@@ -394,7 +421,7 @@ assert_alive() {
 in_app1() { # run a tool on app1 with the engine's environment, like an operator would
   local -a vars=() line
   while IFS= read -r line; do [[ $line =~ ^[A-Z][A-Z0-9_]*= ]] && vars+=("$line"); done <"$WORK/${APP_NAMES[0]}/engine.env"
-  (cd "$ROOT" && ip netns exec "$NS_PREFIX${APP_NAMES[0]}" setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
+  (cd "$(map_path /opt/bf-engine "${APP_NAMES[0]}")" && ip netns exec "$NS_PREFIX${APP_NAMES[0]}" setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
     env -i PATH=/usr/local/bin:/usr/bin:/bin "${vars[@]}" "$@")
 }
 
@@ -442,10 +469,12 @@ restore_db() { # link|stop
 #   stop (connections reset): a new connection fails within PG_CONNECT_TIMEOUT_MS, and
 #     the shard is then declared down: + 0.5 s of slack. This is the "fast" promise.
 #   link (a partition, packets vanish): a request on a pooled connection to the host
-#     waits for the client-side query_timeout of PG_SHARDS. Measured: requests arriving
-#     in the first second, before any worker has seen an error, can wait for it twice
-#     (the engine marks a shard up again whenever the pool hands out a connection, dead
-#     or not: src/shard/pools.ts). Bound: 2 x query_timeout + PG_CONNECT_TIMEOUT_MS + 0.5 s.
+#     waits for the client-side query_timeout (PG_SHARDS' value overrides the engine's
+#     own, PG_STATEMENT_TIMEOUT_MS + 1 s). Measured: requests arriving in the first
+#     second, before any worker has seen an error, can wait for it twice (a down shard
+#     turns checkouts away only for SHARD_DOWN_COOLDOWN_MS; after it a checkout may get
+#     another idle connection to the vanished host: src/shard/pools.ts).
+#     Bound: 2 x query_timeout + PG_CONNECT_TIMEOUT_MS + 0.5 s.
 fault_bound() { # link|stop
   local env=$WORK/engine.env qt ct
   qt=$(sed -n 's/^PG_SHARDS=.*query_timeout=\([0-9]*\).*/\1/p' "$env")
@@ -536,6 +565,11 @@ main() {
   fi
   rm -f "$LOGS"/*.log "$WORK"/probe-*.out "$WORK/state.json"
 
+  local t
+  t=$(now_ms)
+  build_release
+  phase release "$t"
+
   read_topology "$DEPLOY/topology.json"
   check_network
   [[ " ${DB_NAMES[*]} " == *" $DOWN "* ]] || fail "--down $DOWN is not a db host of the topology (${DB_NAMES[*]})"
@@ -544,13 +578,20 @@ main() {
   say "topology: ${#APP_NAMES[@]} app (${APP_NAMES[*]}), ${#DB_NAMES[@]} db (${DB_NAMES[*]}) on $CIDR; fault: $DOWN = shard $down_shard, by $FAULT$( ((QUICK)) && echo ', quick')"
 
   say "1. the files: deploy:check on topology.json"
-  indented node "$ROOT/dist/src/tools/deploy-check.js" "$DEPLOY/topology.json" || fail "deploy:check refused topology.json"
+  indented node "$REL/dist/src/tools/deploy-check.js" "$DEPLOY/topology.json" || fail "deploy:check refused topology.json"
 
-  local t
   t=$(now_ms)
   say "2. six hosts: namespaces $(printf "$NS_PREFIX%s " "${APP_NAMES[@]}" "${DB_NAMES[@]}")on bridge $BRIDGE ($BRIDGE_ADDR = this shell, standing in for the operator and the load balancer)"
   setup_network
   phase network "$t"
+
+  t=$(now_ms)
+  say "2b. the release on ${APP_NAMES[*]}: $REL_BASE.tgz unpacked into /opt/$REL_BASE, /opt/bf-engine -> $REL_BASE (here ${WORK#"$ROOT"/}/<host>/opt)"
+  local name unpacked=0
+  for name in "${APP_NAMES[@]}"; do install_release "$name" & done
+  for _ in "${APP_NAMES[@]}"; do wait -n || unpacked=1; done
+  ((unpacked == 0)) || fail "the release could not be unpacked on every app server"
+  phase install "$t"
 
   t=$(now_ms)
   say "3. PostgreSQL primaries on ${DB_NAMES[*]}: initdb, postgres/postgresql.conf as conf.d/10-bf-shard.conf, postgres/pg_hba.conf, provision.sql"
@@ -564,7 +605,7 @@ main() {
   phase postgres "$t"
 
   say "4. the rendered environment (same file on ${APP_NAMES[*]}; WORKERS=$LOCAL_WORKERS here): deploy:check --env"
-  indented node "$ROOT/dist/src/tools/deploy-check.js" "$WORK/topology.local.json" --env "$WORK/engine.env" ||
+  indented node "$REL/dist/src/tools/deploy-check.js" "$WORK/topology.local.json" --env "$WORK/engine.env" ||
     fail "deploy:check refused the rendered engine.env"
 
   t=$(now_ms)
@@ -592,8 +633,10 @@ main() {
   run_fg wait_http 90000 "${ready[@]}" "http://$sim_addr:$GATEWAY_PORT/healthz" "http://$sim_addr:$PROVIDER_PORT/healthz" ||
     { assert_alive; fail "the app servers did not become ready (logs in $LOGS)"; }
   assert_alive
+  local pid
   for i in "${!APP_NAMES[@]}"; do
-    say "    ${APP_NAMES[$i]} http://${APP_ADDRS[$i]}:$ENGINE_PORT ready (primary pid ${PIDS[engine-${APP_NAMES[$i]}]}, $(pgrep -g "${PIDS[engine-${APP_NAMES[$i]}]}" | wc -l) node processes, as $(ps -o user= -p "${PIDS[engine-${APP_NAMES[$i]}]}"))"
+    pid=${PIDS[engine-${APP_NAMES[$i]}]}
+    say "    ${APP_NAMES[$i]} http://${APP_ADDRS[$i]}:$ENGINE_PORT ready (primary pid $pid, $(pgrep -g "$pid" | wc -l) node processes, as $(ps -o user= -p "$pid"), in $(readlink "/proc/$pid/cwd" | sed "s|^$ROOT/||"))"
   done
   phase start "$t"
 
@@ -628,7 +671,7 @@ main() {
   local faults=""
   for kind in "${kinds[@]}"; do faults+=", fault/$kind $(secs "${TIMING[fault-$kind]}") + heal $(secs "${TIMING[heal-$kind]}")"; done
   ((ROLLING)) && faults=", rolling restart $(secs "${TIMING[rolling]}")$faults"
-  say "timings  network $(secs "${TIMING[network]}"), postgres x${#DB_NAMES[@]} $(secs "${TIMING[postgres]}"), migrate $(secs "${TIMING[migrate]}"), app servers ready $(secs "${TIMING[start]}"), smoke $(secs "${TIMING[smoke]}")$faults; total $(secs "$total") before cleanup"
+  say "timings  release $(secs "${TIMING[release]}"), network $(secs "${TIMING[network]}"), install $(secs "${TIMING[install]}"), postgres x${#DB_NAMES[@]} $(secs "${TIMING[postgres]}"), migrate $(secs "${TIMING[migrate]}"), app servers ready $(secs "${TIMING[start]}"), smoke $(secs "${TIMING[smoke]}")$faults; total $(secs "$total") before cleanup"
   say "smoke    $(result_field "$s" smoke requests) requests, $(result_field "$s" smoke unexpected) unexpected, p50 $(result_field "$s" smoke p50_ms) ms, p95 $(result_field "$s" smoke p95_ms) ms, max $(result_field "$s" smoke max_ms) ms, per app server $(result_field "$s" smoke per_engine), payments $(result_field "$s" smoke payments)"
   if ((ROLLING)); then
     local l=$WORK/probe-load.out

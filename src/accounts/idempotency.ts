@@ -38,7 +38,7 @@ const SQL = {
             WHERE k.user_id = t.u AND k.key = t.k`,
   },
   // Keys older than the window, a bounded batch at a time. A retry after that runs again;
-  // an order it would have replayed is found by its request key (place_order).
+  // an order it would have replayed is found by its request key (place_orders, sql/010).
   prune: {
     name: 'idem_prune',
     text: `DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys

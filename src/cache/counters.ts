@@ -1,5 +1,5 @@
-// Per-process counters of the read path, shipped as metrics by the worker (labelled
-// with its pid) so tests and operators can see hits, misses and database loads.
+// Per-process counters of the read path: plain increments on the hot path, exported as
+// bf_cache_* / bf_sold_out_gate_* / bf_bus_* when /metrics is scraped (src/metrics/engine.ts).
 export const counters = {
   cache_hits_total: { item: 0, search: 0, categories: 0, order: 0 },
   cache_misses_total: { item: 0, search: 0, categories: 0, order: 0 },
@@ -14,13 +14,3 @@ export const counters = {
 };
 
 export type Counters = typeof counters;
-
-/** Flattens the counters into `name{labels}` -> value. */
-export function counterSamples(extraLabels: string): [string, number][] {
-  const out: [string, number][] = [];
-  for (const [name, v] of Object.entries(counters)) {
-    if (typeof v === 'number') out.push([`${name}{${extraLabels}}`, v]);
-    else for (const [kind, n] of Object.entries(v)) out.push([`${name}{kind="${kind}",${extraLabels}}`, n]);
-  }
-  return out;
-}

@@ -1,5 +1,7 @@
 // A circuit breaker per remote party: after `threshold` consecutive failures it opens
 // for `openMs` and calls fail at once; then one probe is let through (half-open).
+import { breakerOpens } from '../metrics/index.js';
+
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
 export class Breaker {
@@ -29,8 +31,12 @@ export class Breaker {
   }
 
   failure(): void {
+    const wasOpen = this.state === 'open';
     this.probing = false;
     this.failures++;
-    if (this.failures >= this.threshold) this.openedAt = Date.now();
+    if (this.failures < this.threshold) return;
+    this.openedAt = Date.now();
+    // Calls that set out before it opened may still fail: only a change of state counts.
+    if (!wasOpen) breakerOpens.inc({ dependency: this.name });
   }
 }

@@ -9,7 +9,8 @@ import { pruneCheckoutRefusals } from '../orders/service.js';
 import { reconcilePending, refundUnclaimed } from '../payments/reconcile.js';
 import type { Leader } from './leader.js';
 import { dispatchOnce, pruneOutbox, sinksFromConfig } from './outbox.js';
-import type { Job } from './scheduler.js';
+import { sampleShards } from './stats.js';
+import { timed, type Job } from './scheduler.js';
 
 /**
  * How long a leader's lock outlives it. A leader that dies (SIGKILL) blocks its
@@ -25,7 +26,7 @@ function perShard(deps: Deps, leader: Leader, name: string, everyMs: number, wor
     name,
     everyMs,
     run: async () => {
-      const results = await Promise.allSettled(deps.dir.shards().map((s) => leader.run(`${name}:${s}`, leaseMs(everyMs), () => work(s))));
+      const results = await Promise.allSettled(deps.dir.shards().map((s) => timed(name, s, () => leader.run(`${name}:${s}`, leaseMs(everyMs), () => work(s)))));
       for (const r of results) if (r.status === 'rejected') log.warn('cron shard run failed', { job: name, err: r.reason });
       return results.map((r) => (r.status === 'fulfilled' && r.value.ran ? r.value.result : null));
     },
@@ -71,5 +72,6 @@ export function allJobs(deps: Deps, leader: Leader): Job[] {
     perShard(deps, leader, 'order-advance', deps.cfg.paymentsEveryMs, (s) => advanceStuck(deps, s)),
     perShard(deps, leader, 'outbox', deps.cfg.outboxEveryMs, (s) => dispatchOnce(deps, s, sinks)),
     perShard(deps, leader, 'retention', deps.cfg.retentionEveryMs, (s) => prune(deps, s)),
+    sampleShards(deps),
   ];
 }

@@ -3,6 +3,10 @@
 import type { Config } from '../config.js';
 import { createEngine } from '../engine.js';
 import { log, setLogContext } from '../log.js';
+import { exportEngine } from '../metrics/engine.js';
+import { answerCollects } from '../metrics/fleet.js';
+import { zeroCounters } from '../metrics/index.js';
+import { startProcessMetrics } from '../metrics/process.js';
 import { Scheduler, type Job } from './scheduler.js';
 import type { Engine } from '../engine.js';
 import { allJobs } from './jobs.js';
@@ -16,7 +20,12 @@ export function cronJobs(engine: Engine): Job[] {
 export async function runCron(cfg: Config): Promise<void> {
   setLogContext({ role: 'cron', pid: process.pid });
   const engine = createEngine(cfg, 'cron');
-  const scheduler = new Scheduler(cronJobs(engine));
+  const jobs = cronJobs(engine);
+  startProcessMetrics('cron');
+  exportEngine(engine, 'cron');
+  zeroCounters(engine.deps.shards.count, { jobs: jobs.map((j) => j.name) });
+  answerCollects();
+  const scheduler = new Scheduler(jobs);
   scheduler.start();
   log.info('cron started');
   const stop = async () => {

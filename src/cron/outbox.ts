@@ -4,6 +4,7 @@
 import { appendFile } from 'node:fs/promises';
 import type { Deps } from '../deps.js';
 import { log } from '../log.js';
+import { outboxDelivered, outboxFailures } from '../metrics/index.js';
 import { encodeRow } from '../router/ids.js';
 import { publicUserId } from '../accounts/service.js';
 
@@ -79,9 +80,11 @@ export async function dispatchOnce(deps: Deps, shard: number, sinks: Sink[], bat
     const batch = rows.map((r) => toNotice(deps, shard, r));
     for (const sink of sinks) await sink.deliver(batch);
   } catch (err) {
+    outboxFailures.inc({ shard: String(shard) });
     await s.query(RETRY_LATER, [ids, err instanceof Error ? err.message : String(err)]);
     return 0;
   }
   await s.query(DELIVERED, [ids]);
+  outboxDelivered.inc({ shard: String(shard) }, ids.length);
   return ids.length;
 }

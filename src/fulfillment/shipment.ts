@@ -1,4 +1,4 @@
-// Shipments (the order-management seed's PLACED -> SHIPPED -> DELIVERED): an order of
+// Shipments (paid -> shipped -> delivered, as a physical-goods shop runs them): an order of
 // `shipment` items waits in `paid` until an admin ships it (carrier, tracking), and
 // completes when the admin marks it delivered, which releases its escrow. Until it
 // ships the customer may cancel with a full refund (payments' cancelPaidOrder); after,

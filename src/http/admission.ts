@@ -9,7 +9,7 @@ let total = 0;
 let stream = 0;
 let lastActivityMs = 0;
 
-/** Slots held right now, HTTP and stream together (the `http_inflight` gauge). */
+/** Slots held right now, HTTP and stream together (the `bf_http_inflight_requests` gauge). */
 export function inflightCount(): number { return total; }
 
 /** Slots held by stream work alone. */

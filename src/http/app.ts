@@ -1,12 +1,12 @@
 // build() is separate from listen(): this assembles the uWS app from the route
 // table; the process entry decides where it listens.
-import uWS from 'uWebSockets.js';
 import { authenticate } from '../accounts/service.js';
 import type { RedisSet } from '../cache/redis.js';
 import type { CachedItem } from '../catalog/service.js';
 import { inLane, type Deps } from '../deps.js';
 import { EngineError, invariant } from '../errors.js';
 import { LANES, type Lane } from '../shard/pools.js';
+import { observeRequest } from '../metrics/index.js';
 import { buildOpenApi } from './openapi.js';
 import type { Live } from '../realtime/live.js';
 import { mountDashboard } from './dashboard/page.js';
@@ -18,7 +18,8 @@ import { opsRoutes } from './routes/ops.js';
 import { orderRoutes } from './routes/orders.js';
 import { paymentRoutes } from './routes/payments.js';
 import { storefrontRoutes } from './routes/storefront.js';
-import { mountStream } from './routes/stream.js';
+import { mountStream, streamOpenApi } from './routes/stream.js';
+import { uws, type TemplatedApp } from './uws.js';
 
 /** `live` (workers): the WebSocket stream is mounted on the same app. */
 export interface AppParts { deps: Deps; redis: RedisSet; live?: Live<CachedItem> | null; extraRoutes?: RouteDef[] }
@@ -26,7 +27,7 @@ export interface AppParts { deps: Deps; redis: RedisSet; live?: Live<CachedItem>
 let seq = 0;
 const tag = `${process.pid.toString(36)}`;
 
-export function buildApp(parts: AppParts): { app: uWS.TemplatedApp; routes: RouteDef[] } {
+export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef[] } {
   const { deps, redis } = parts;
   const env: HttpEnv = {
     bodyLimitBytes: deps.cfg.bodyLimitBytes,
@@ -37,7 +38,7 @@ export function buildApp(parts: AppParts): { app: uWS.TemplatedApp; routes: Rout
     authenticate: (token, lane) => authenticate(inLane(deps, lane), token),
     nextRequestId: () => `${tag}-${(++seq).toString(36)}`,
   };
-  let openapi: unknown = null;
+  let openapi: Record<string, unknown> = {};
   const group = (d: Deps): RouteDef[] => [
     ...opsRoutes(d, redis, () => openapi),
     ...accountRoutes(d),
@@ -47,14 +48,16 @@ export function buildApp(parts: AppParts): { app: uWS.TemplatedApp; routes: Rout
     ...storefrontRoutes(d),
   ];
   const routes = [...inLanes(deps, group), ...(parts.extraRoutes ?? [])];
-  openapi = buildOpenApi(routes);
-  const app = uWS.App();
+  openapi = buildOpenApi(routes, parts.live ? streamOpenApi() : {});
+  const app = uws().App();
   for (const r of routes) mount(app, env, r);
   if (parts.live) mountStream(app, { deps, live: parts.live, authenticate: (token) => env.authenticate(token, 'read'), nextRequestId: env.nextRequestId });
   mountDashboard(app, env.nextRequestId);
   app.any('/*', (res, req) => {
+    const started = performance.now();
     const requestId = requestIdOf(req.getHeader('x-request-id'), env);
     send(res, requestId, errorReply(new EngineError('route_not_found'), requestId));
+    observeRequest('unmatched', 404, (performance.now() - started) / 1000);
   });
   return { app, routes };
 }

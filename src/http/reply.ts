@@ -1,8 +1,8 @@
 // Everything that goes back over the wire: status lines, the error shape, and the
 // one place an error of any kind becomes an HTTP answer.
-import type { HttpResponse } from 'uWebSockets.js';
 import { EngineError, type ErrorCode } from '../errors.js';
 import { log } from '../log.js';
+import type { HttpResponse } from './uws.js';
 
 export interface Reply {
   status: number; body?: unknown; headers?: Record<string, string>;

@@ -3,15 +3,15 @@
 // authenticate, run the handler, map any error, and write the answer corked. Routes
 // only declare what they need. The slot comes back on every path: an answer, an error,
 // a client that hangs up mid-body, a body that never finishes.
-import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Principal } from '../accounts/service.js';
 import { EngineError } from '../errors.js';
 import type { Lane } from '../shard/pools.js';
 import { log } from '../log.js';
 import { admitRequest } from './admission.js';
-import { observe } from './metrics.js';
+import { admissionShed, idempotencyReplays, observeRequest, zeroRequests } from '../metrics/index.js';
 import { errorReply, send, type Reply } from './reply.js';
 import { compileBody, compileQuery, type Schema } from './schemas.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
 
 export type Method = 'get' | 'post' | 'patch' | 'put' | 'del';
 export type AuthMode = 'none' | 'optional' | 'user' | 'admin';
@@ -39,9 +39,18 @@ export interface RouteDef<B = any, Q = any> {
   /** Raw bodies are handed over unparsed (webhooks sign the exact bytes). */
   rawBody?: boolean;
   query?: Schema;
-  response?: { status: number; schema?: Schema };
+  /** The success answer; `type` when the body is not JSON (text/plain, text/html). */
+  response?: { status: number; schema?: Schema; type?: string; description?: string };
   /** Extra request headers the handler reads, lower-case. */
   headers?: string[];
+  /** Longer text for /openapi.json and /docs, where the summary is not enough. */
+  description?: string;
+  /** Takes an Idempotency-Key and replays its first answer (routes/orders.ts `idempotent`): published with its headers, replays counted in bf_idempotency_replays_total. */
+  idempotent?: boolean;
+  /** May answer 429 rate_limited with Retry-After (login and registration limits). */
+  rateLimited?: boolean;
+  /** Other answers of the route's own (not the error shape), published as they are. */
+  alsoAnswers?: { status: number; description: string; schema: Schema }[];
   handler: (ctx: Ctx<B, Q>) => Promise<Reply>;
   /** Whose connections it draws on (src/shard/pools.ts); by default GETs read, the rest write. */
   lane?: Lane;
@@ -83,6 +92,8 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
   const validateQuery = compileQuery(def.query ?? { type: 'object', properties: {}, additionalProperties: false });
   const paramNames = [...def.path.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
   const headerNames = [...BASE_HEADERS, ...(def.headers ?? [])];
+  zeroRequests(def.name, [def.response?.status ?? 200, 500, 503]);
+  if (def.idempotent) idempotencyReplays.inc({ route: def.name }, 0);
 
   app[def.method](def.path, (res: HttpResponse, req: HttpRequest) => {
     const started = performance.now();
@@ -107,12 +118,14 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
       const ms = performance.now() - started;
       const status = state.aborted ? CLIENT_CLOSED : reply.status;
       if (!state.aborted) send(res, requestId, reply);
-      observe(def.name, status, ms);
+      observeRequest(def.name, status, ms / 1000);
+      if (reply.headers?.['idempotent-replayed'] !== undefined) idempotencyReplays.inc({ route: def.name });
       if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status, ms: Math.round(ms * 10) / 10 });
     };
 
     const release = admitRequest(env.maxInflight);
     if (!release) {
+      admissionShed.inc({ reason: 'http_inflight' });
       finish(errorReply(new EngineError('overloaded', undefined, { retryAfterS: 1 }), requestId));
       return;
     }

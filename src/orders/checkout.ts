@@ -22,7 +22,7 @@ export interface Part {
   checkoutId: string; actor: string; folded: boolean;
 }
 
-/** A placed (or, with `existing`, found) order's row, as place_order returns it. */
+/** A placed (or, with `existing`, found) order's row, as place_orders returns it. */
 export type Placed = Record<string, unknown> & { id: number; existing: boolean };
 
 /** What became of a part: its order, or why not (a refusal, or an expired hold worth reclaiming). */

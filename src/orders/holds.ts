@@ -2,6 +2,7 @@
 // in ascending item order so concurrent orders lock rows in the same order.
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
+import { holdsExpired } from '../metrics/index.js';
 import { encodeRow } from '../router/ids.js';
 import { SQL } from './sql.js';
 
@@ -25,7 +26,7 @@ const REFUSALS: Record<string, Refusal> = {
   BFRK1: () => new EngineError('idempotency_mismatch', 'This request key placed an order for other items'),
 };
 
-/** place_order's refusals (SQLSTATE class BF, item id in DETAIL) as the errors clients see. */
+/** place_orders' refusals (SQLSTATE class BF, item id in DETAIL) as the errors clients see. */
 export function refusal(err: unknown, shard: number): EngineError | null {
   const cause = (err instanceof EngineError ? err.cause : err) as { code?: string; detail?: string; hint?: string } | undefined;
   const make = cause?.code ? REFUSALS[cause.code] : undefined;
@@ -49,6 +50,7 @@ function announceExpired(deps: Deps, shard: number, orders: number[]): void {
 export async function reclaimExpired(deps: Deps, shard: number, itemLocals: number[], actor: string): Promise<number> {
   const res = await deps.shards.get(shard).query(SQL.reclaimItems, [deps.cfg.expiryBatchSize, actor, itemLocals]);
   const row = res.rows[0]!;
+  holdsExpired.inc({ shard: String(shard), via: 'reclaim' }, row.expired as number);
   void announce(deps, shard, row.items as StockChange[], 'expired');
   announceExpired(deps, shard, row.orders as number[]);
   return row.expired as number;
@@ -58,6 +60,7 @@ export async function reclaimExpired(deps: Deps, shard: number, itemLocals: numb
 export async function expireDueBatch(deps: Deps, shard: number, actor: string): Promise<{ expired: number; orders: number[] }> {
   const res = await deps.shards.get(shard).query(SQL.expireDue, [deps.cfg.expiryBatchSize, actor]);
   const row = res.rows[0]!;
+  holdsExpired.inc({ shard: String(shard), via: 'cron' }, row.expired as number);
   void announce(deps, shard, row.items as StockChange[], 'expired');
   announceExpired(deps, shard, row.orders as number[]);
   return { expired: row.expired as number, orders: row.orders as number[] };

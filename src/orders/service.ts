@@ -7,6 +7,7 @@ import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { enabled } from '../flags/index.js';
 import { log } from '../log.js';
+import { ordersCreated, ordersRefused } from '../metrics/index.js';
 import { decodeRow, encodeRow } from '../router/ids.js';
 import { decodeCursor, mergePage, scatter, shardBound, type Page } from '../router/scatter.js';
 import type { Queryable } from '../shard/pools.js';
@@ -67,15 +68,29 @@ export function isSingleShard(deps: Deps, lines: LineInput[]): boolean {
 export async function checkoutKeyed(deps: Deps, p: Principal, lines: LineInput[], requestKey: string): Promise<{ orders: Order[]; replayed: boolean }> {
   const [[shard, wanted]] = [...groupByShard(deps, lines).entries()] as [[number, WantedLine[]]];
   const c: Checkout = { requestKey, requestHash: requestHash(lines), checkoutId: randomUUID(), folded: true };
-  const out = await placeOnShard(deps, p, shard, sumLines(wanted), c);
-  if (!out.ok) {
-    out.error.replayed = out.replayed;
-    throw out.error;
-  }
+  const out = await counted(placeOnShard(deps, p, shard, sumLines(wanted), c).then((o) => {
+    if (o.ok) return o;
+    o.error.replayed = o.replayed;
+    throw o.error;
+  }));
   return { orders: [await placedOrder(deps, p, shard, out.placed)], replayed: out.placed.existing };
 }
 
-export async function createOrders(deps: Deps, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
+/** A checkout that made no order is counted by the code it answers; a replayed answer was counted the first time. */
+async function counted<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (!(err instanceof EngineError && err.replayed)) ordersRefused.inc({ reason: err instanceof EngineError ? err.code : 'internal' });
+    throw err;
+  }
+}
+
+export function createOrders(deps: Deps, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
+  return counted(createOrdersUncounted(deps, p, lines, requestKey));
+}
+
+async function createOrdersUncounted(deps: Deps, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
   await admit(deps, lines);
   const groups = [...groupByShard(deps, lines).entries()];
   const checkout: Checkout = { requestKey, requestHash: requestKey ? requestHash(lines) : null, checkoutId: randomUUID(), folded: false };
@@ -128,7 +143,10 @@ async function placeOnShard(deps: Deps, p: Principal, shard: number, lines: Want
 
 /** The order a placed part made (or found), told to the cache and the stream when new. */
 async function placedOrder(deps: Deps, p: Principal, shard: number, placed: Placed): Promise<Order> {
-  if (!placed.existing) await announce(deps, shard, placed.items as StockChange[], 'held');
+  if (!placed.existing) {
+    ordersCreated.inc({ shard: String(shard) });
+    await announce(deps, shard, placed.items as StockChange[], 'held');
+  }
   const order = toOrder(shard, placed, publicUserId(deps, p.uuid));
   if (!placed.existing) {
     void deps.hooks.orderChanged({ id: order.id, shard, status: order.status, customer_id: order.customer_id, created: true });

@@ -45,7 +45,7 @@ export function adminListStatement(f: AdminFilter, bound: { createdUs: string; l
 
 /**
  * The units per item of a CTE named `rel` of (item_id, quantity), after the item rows
- * are locked in ascending id order: the order place_order takes them in, so a sweep,
+ * are locked in ascending id order: the order place_orders takes them in, so a sweep,
  * a cancel and a checkout that share items never lock them crosswise (a deadlock).
  * The aggregate reads the whole locked set before any UPDATE above it runs.
  */
@@ -61,7 +61,7 @@ const RETURN_STOCK = `
          WHERE i.id = r.item_id RETURNING i.id, i.available),
   lim AS (UPDATE customer_limits c SET quantity = GREATEST(c.quantity - r.q, 0)
           FROM (SELECT customer_id, item_id, sum(quantity)::int AS q FROM rel
-                WHERE item_id IN (SELECT id FROM it) GROUP BY customer_id, item_id) r -- items first, as place_order
+                WHERE item_id IN (SELECT id FROM it) GROUP BY customer_id, item_id) r -- items first, as place_orders
           WHERE c.customer_id = r.customer_id AND c.item_id = r.item_id RETURNING 1)`;
 
 const ITEMS_JSON = `(SELECT coalesce(json_agg(json_build_object('id', id, 'available', available)), '[]'::json) FROM it) AS items`;

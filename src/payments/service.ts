@@ -6,6 +6,7 @@ import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { enabled } from '../flags/index.js';
 import { log } from '../log.js';
+import { paymentsByOutcome, refundsByOutcome } from '../metrics/index.js';
 import { getOrderRow, onCancelPaid } from '../orders/service.js';
 import { announce, type StockChange } from '../orders/holds.js';
 import { decodeRow, encodeRow } from '../router/ids.js';
@@ -44,11 +45,13 @@ async function openSession(deps: Deps, shard: number, row: Record<string, unknow
       webhook_url: `${deps.cfg.publicUrl}/v1/webhooks/gateway`, expires_at: new Date(row.expires_at as Date).toISOString(),
     }, id);
   } catch (err) {
+    paymentsByOutcome.inc({ outcome: 'open_failed' });
     await s.query(SQL.fail, [row.id, err instanceof GatewayRefused ? 'gateway_refused' : 'gateway_unavailable']);
     await deps.hooks.orderTouched(shard, row.order_id as number);
     if (err instanceof EngineError) throw err;
     throw new EngineError('dependency_unavailable', 'The payment gateway refused the session', { retryAfterS: 2, cause: err });
   }
+  paymentsByOutcome.inc({ outcome: 'opened' });
   const attached = (await s.query(SQL.attachSession, [row.id, session.id, session.redirect_url ?? null, session.qr_payload ?? null])).rows[0];
   await deps.hooks.orderTouched(shard, row.order_id as number);
   return toPayment(shard, attached ?? row);
@@ -93,6 +96,7 @@ export async function applyGatewayEvent(deps: Deps, ev: GatewayEvent): Promise<A
     local, ev.id, ev.type, ev.data.session_id, ev.data.amount_cents, ev.data.currency, `gateway:${ev.id}`,
   ])).rows[0]!;
   refuseMismatch(ev, r);
+  if (r.outcome === 'applied') countOutcome(ev.type, r.captured as boolean);
   const applied: Applied = {
     duplicate: r.outcome === 'duplicate', shard, orderLocal: r.order_id as number, paymentLocal: local,
     placed: r.placed as boolean, captured: r.captured as boolean,
@@ -102,6 +106,15 @@ export async function applyGatewayEvent(deps: Deps, ev: GatewayEvent): Promise<A
   else if (!applied.duplicate) await deps.hooks.orderTouched(shard, applied.orderLocal);
   if (applied.captured && !applied.placed) void refundPayment(deps, shard, local, 'unclaimed').catch((err: unknown) => log.warn('unclaimed refund deferred to cron', { err }));
   return applied;
+}
+
+const OUTCOME_OF_EVENT: Record<string, 'declined' | 'expired'> = { 'payment.declined': 'declined', 'payment.expired': 'expired' };
+
+/** An event applied for the first time; a success counts when it captured money (not when the payment was settled already). */
+function countOutcome(type: string, captured: boolean): void {
+  if (captured) paymentsByOutcome.inc({ outcome: 'captured' });
+  const outcome = OUTCOME_OF_EVENT[type];
+  if (outcome) paymentsByOutcome.inc({ outcome });
 }
 
 /** An event that does not match its payment was refused by the statement, which wrote nothing. */
@@ -122,6 +135,17 @@ function refuseMismatch(ev: GatewayEvent, r: Record<string, unknown>): void {
  * order, if this payment placed it and it is still open, ends `refunded`.
  */
 export async function refundPayment(deps: Deps, shard: number, paymentLocal: number, reason: string): Promise<boolean> {
+  try {
+    const done = await refundOnce(deps, shard, paymentLocal, reason);
+    if (done) refundsByOutcome.inc({ reason, outcome: 'succeeded' });
+    return done;
+  } catch (err) {
+    refundsByOutcome.inc({ reason, outcome: 'failed' });
+    throw err;
+  }
+}
+
+async function refundOnce(deps: Deps, shard: number, paymentLocal: number, reason: string): Promise<boolean> {
   const s = deps.shards.get(shard);
   const claimed = (await s.query(SQL.claimRefund, [paymentLocal, reason])).rows[0];
   if (!claimed) return false;

@@ -5,9 +5,9 @@
 // Item events carry the version of the read that produced them (cache/version.ts):
 // one older than what this worker already sent is dropped, and so is one that does
 // not change the count, so out-of-order deliveries never show an old number last.
-import type { TemplatedApp } from 'uWebSockets.js';
 import { pack } from '../cache/codec.js';
 import type { Version } from '../cache/version.js';
+import type { TemplatedApp } from '../http/uws.js';
 
 export type Format = 'json' | 'msgpack';
 

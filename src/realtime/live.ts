@@ -6,13 +6,13 @@
 //   refresher read ────> cache (versioned) + gate + hub + bus ──> every other process
 //   bus item event ────> gate + hub          bus order event ──> hub
 //   hook orderChanged ─> hub (at once) + bus
-import type { TemplatedApp } from 'uWebSockets.js';
 import { createCacheLayer, type ReadCache } from '../cache/index.js';
 import type { Gate } from '../cache/gate.js';
 import type { ItemLoader, ItemState, StockView } from '../cache/items.js';
 import type { RedisSet } from '../cache/redis.js';
 import type { Config } from '../config.js';
 import type { Hooks } from '../deps.js';
+import type { TemplatedApp } from '../http/uws.js';
 import { log } from '../log.js';
 import { decodeRow, encodeRow } from '../router/ids.js';
 import { Bus, type BusEvent, type ItemEvent } from './bus.js';

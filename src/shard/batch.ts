@@ -5,6 +5,7 @@
 // single request waiting it costs one `setImmediate`. A batch fails as a whole: every
 // member gets the statement's error, exactly as it would have got it alone.
 import { EngineError } from '../errors.js';
+import { admissionShed } from '../metrics/index.js';
 import type { Queryable } from './pools.js';
 
 interface Waiter<I, O> { input: I; resolve: (out: O) => void; reject: (err: unknown) => void }
@@ -33,6 +34,7 @@ export class Batcher<I, O> {
 
   submit(input: I): Promise<O> {
     if (this.waiting.length >= (this.bounds.maxWaiting ?? Infinity)) {
+      admissionShed.inc({ reason: 'checkout_queue_full' });
       return Promise.reject(new EngineError('overloaded', 'Too many statements waiting for this shard', { retryAfterS: 1 }));
     }
     return new Promise<O>((resolve, reject) => {

@@ -7,6 +7,7 @@ import pg from 'pg';
 import Pool from 'pg-pool';
 import { EngineError } from '../errors.js';
 import { log } from '../log.js';
+import { admissionShed } from '../metrics/index.js';
 import { hostName } from './hosts.js';
 import { isFailoverCode, isRetryable, isServerError, toEngineError } from './pg-errors.js';
 import { hostOf, NotWritable, Primary, type PrimaryOptions } from './primary.js';
@@ -155,6 +156,7 @@ export class Shard implements Queryable {
     const isProbe = this.lastError !== undefined;
     if (isProbe && (Date.now() < this.downUntil || this.probing)) throw this.unavailable();
     if (this.pool.waitingCount >= this.opts.maxWaiting) {
+      admissionShed.inc({ reason: 'pg_queue_full' });
       throw new EngineError('overloaded', `Shard ${this.index} queue is full`, { retryAfterS: 1 });
     }
     if (isProbe) this.probing = true;
@@ -171,6 +173,7 @@ export class Shard implements Queryable {
       return client;
     } catch (err) {
       if (queued && isQueueTimeout(err)) {
+        admissionShed.inc({ reason: 'pg_queue_timeout' });
         throw new EngineError('overloaded', `Shard ${this.index} is busy`, { retryAfterS: 1, details: { shard: this.index } });
       }
       this.markDown(err);

@@ -32,23 +32,27 @@ function repoRoot(): string {
   return dir;
 }
 
-/** The compiled entry; its place under dist/ depends on tsconfig's rootDir. */
-export function simEntry(name: SimName): string {
-  const root = repoRoot();
+/** The compiled entry under `root` (this checkout, or a release); its place under dist/ depends on tsconfig's rootDir. */
+export function simEntry(name: SimName, root = repoRoot()): string {
   const candidates = [join(root, 'dist', 'sim', `${name}.js`), join(root, 'dist', 'src', 'sim', `${name}.js`)];
   const found = candidates.find((p) => existsSync(p));
   if (!found) throw new Error(`simulator not built (run npm run build): looked for ${candidates.join(', ')}`);
   return found;
 }
 
+/** Where a simulator runs from: a directory holding dist/ (a release), and the environment it starts with. */
+export interface SimInstall { dir: string; env: NodeJS.ProcessEnv }
+
 /**
  * Spawns `node <entry>` with the given env (port 0 = any free port unless
- * the env names one) and resolves once it logs {"msg":"listening"}.
+ * the env names one) and resolves once it logs {"msg":"listening"}. By default
+ * from this checkout, with this process's environment.
  */
-export function spawnSim(name: SimName, env: Record<string, string> = {}, timeoutMs = 10_000): Promise<SpawnedSim> {
+export function spawnSim(name: SimName, env: Record<string, string> = {}, timeoutMs = 10_000, install?: SimInstall): Promise<SpawnedSim> {
   const portVar = `${name.toUpperCase()}_PORT`;
-  const proc = spawn(process.execPath, [simEntry(name)], {
-    env: { ...process.env, [portVar]: '0', ...env },
+  const proc = spawn(process.execPath, [simEntry(name, install?.dir)], {
+    cwd: install?.dir,
+    env: { ...(install?.env ?? process.env), [portVar]: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];

@@ -3,11 +3,14 @@
 // src/config.ts connectionBudget/assertBudget, fed the environment the topology
 // implies), and checks that the files beside it say the same thing: the env template
 // (or a rendered env with --env), postgresql.conf, pg_hba.conf, redis.conf, sim.env
-// and the engine's systemd unit. Exit 0 = deployable, 78 = refused, 2 = usage.
+// and the engine's systemd unit. With --env (on an app server) it also checks that
+// this Node loads a native uWS, as the engine will. Exit 0 = deployable, 78 = refused,
+// 2 = usage.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../config.js';
+import { loadUws, runtime, SUPPORTED_RUNTIMES, UwsUnavailable, UWS_UNAVAILABLE_EXIT } from '../http/uws.js';
 import { parseShardUrl, splitShardList } from '../shard/hosts.js';
 import {
   capacity, configVariables, DEFAULT_TOPOLOGY, hbaAdmitted, judgeBudget, loadTopology, parseEnvFile, pgSetting,
@@ -165,6 +168,15 @@ function simFindings(t: Topology, out: Finding[]): void {
   check(out, ok, `sim.env: gateway ${vars.GATEWAY_HOST}:${vars.GATEWAY_PORT}, provider ${vars.PROVIDER_HOST}:${vars.PROVIDER_PORT} (topology: ${host.name} ${host.address})`);
 }
 
+/** The scrape config lists every app server's engine, in host order (each is scraped on its own). */
+function prometheusFindings(t: Topology, out: Finding[]): void {
+  const conf = readOrSkip(t.files.prometheus, 'prometheus.yml', out);
+  if (conf === null) return;
+  const targets = [...conf.matchAll(/^\s*-?\s*targets:\s*\[([^\]]*)\]/gm)].flatMap((m) => [...m[1]!.matchAll(/"([^"]+)"/g)].map((x) => x[1]!));
+  const want = t.apps.map((a) => `${a.address}:${t.engine.port}`);
+  check(out, targets.join() === want.join(), `prometheus.yml: scrapes ${targets.join(', ') || 'nothing'} (the app servers: ${want.join(', ')})`);
+}
+
 function unitFindings(t: Topology, vars: Record<string, string> | null, out: Finding[]): void {
   const unit = readOrSkip(t.files.engineUnit, 'bf-engine.service', out);
   if (unit === null) return;
@@ -173,6 +185,22 @@ function unitFindings(t: Topology, vars: Record<string, string> | null, out: Fin
   check(out, stopS > graceS + 3, `bf-engine.service: TimeoutStopSec=${stopS} > SHUTDOWN_GRACE_MS ${graceS} s + 3 s (the drain is not cut short)`);
   check(out, /^KillMode=mixed/m.test(unit), 'bf-engine.service: KillMode=mixed (SIGTERM to the primary, which drains its workers)');
   check(out, /^Environment=NODE_ENV=production$/m.test(unit), 'bf-engine.service: NODE_ENV=production (the engine refuses test secrets and cheap password hashes)');
+  const noRestart = (/^RestartPreventExitStatus=(.*)$/m.exec(unit)?.[1] ?? '').split(/\s+/);
+  check(out, noRestart.includes('78') && noRestart.includes(String(UWS_UNAVAILABLE_EXIT)),
+    `bf-engine.service: RestartPreventExitStatus has 78 and ${UWS_UNAVAILABLE_EXIT} (a refused config or runtime is not retried)`);
+}
+
+/** On an app server (--env): the Node running this check should be the one the unit starts. */
+function runtimeFindings(out: Finding[]): void {
+  const rt = runtime();
+  try {
+    const { build } = loadUws();
+    check(out, true, `runtime: ${build.package} ${build.version} loads natively on Node ${rt.node} (glibc ${rt.glibc ?? 'none'})`);
+    if (build.package !== 'uws-upstream') out.push({ level: 'info', what: `runtime: production runs ${SUPPORTED_RUNTIMES[0]}` });
+  } catch (err) {
+    if (!(err instanceof UwsUnavailable)) throw err;
+    check(out, false, `runtime: the engine would refuse to start (exit ${UWS_UNAVAILABLE_EXIT}): ${err.message.replace(/\n\s*/g, ' | ')}`);
+  }
 }
 
 /** Everything `deploy:check` looks at; the CLI prints it, the tests read it. */
@@ -199,6 +227,8 @@ export function checkDeploy(topologyFile: string, envFile?: string): Report {
   redisFindings(t, findings);
   simFindings(t, findings);
   unitFindings(t, vars, findings);
+  prometheusFindings(t, findings);
+  if (envFile !== undefined) runtimeFindings(findings);
   return { findings, verdict, refused: findings.some((f) => f.level === 'fail') };
 }
 

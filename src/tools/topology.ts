@@ -25,7 +25,10 @@ export interface Topology {
   redis: { port: number };
   simulators: { host: string; gateway_port: number; provider_port: number } | null;
   /** Files named by the topology, resolved against its directory; null when not named. */
-  files: { envTemplate: string | null; pgConf: string | null; pgHba: string | null; redisConf: string | null; simEnv: string | null; engineUnit: string | null };
+  files: {
+    envTemplate: string | null; pgConf: string | null; pgHba: string | null; redisConf: string | null; simEnv: string | null; engineUnit: string | null;
+    prometheus: string | null;
+  };
   /** App servers in REDIS_URLS order, db servers in PG_SHARDS order. */
   apps: AppHost[];
   dbs: DbHost[];
@@ -128,6 +131,7 @@ export function parseTopology(raw: unknown, file: string): Topology {
       envTemplate: fileRef(dir, e, 'env_file'), engineUnit: fileRef(dir, e, 'systemd_unit'),
       pgConf: fileRef(dir, p, 'config'), pgHba: fileRef(dir, p, 'hba'), redisConf: fileRef(dir, r, 'config'),
       simEnv: s ? fileRef(dir, s, 'env_file') : null,
+      prometheus: top.prometheus === undefined ? null : fileRef(dir, obj(top.prometheus, 'prometheus'), 'config'),
     },
     ...parseHosts(top.hosts, sims?.host ?? null),
   };
@@ -229,7 +233,7 @@ export function configVariables(): string[] {
   const candidates = ['config.js', 'config.ts'].map((f) => path.join(here, '..', f));
   const file = candidates.find((f) => existsSync(f));
   if (!file) throw new TopologyError(`cannot find src/config next to ${here}`);
-  const names = [...readFileSync(file, 'utf8').matchAll(/\b(?:str|int|bool|urls)\(env, '([A-Z][A-Z0-9_]*)'/g)].map((m) => m[1]!);
+  const names = [...readFileSync(file, 'utf8').matchAll(/\b(?:str|int|bool|urls|oneOf|namespace)\(env, '([A-Z][A-Z0-9_]*)'/g)].map((m) => m[1]!);
   return [...new Set(names)];
 }
 

@@ -2,25 +2,33 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { DEFAULT_PG_SHARDS } from '../../src/config.js';
-import { DIST_DIR } from '../../src/paths.js';
+import { ROOT } from '../../src/paths.js';
 import { engineEnv } from '../setup/env.js';
 import { waitFor } from '../setup/procs.js';
+
+/**
+ * Where a cluster runs from: this checkout with the test's environment (the default), or
+ * an installed release (`npm run release`) with an environment of its own.
+ */
+export interface Install { dir: string; env: NodeJS.ProcessEnv }
+const CHECKOUT: Install = { dir: ROOT, env: process.env };
 
 export interface Spawned { child: ChildProcess; url: string; out: () => string; exited: Promise<{ code: number | null; signal: string | null; atMs: number }> }
 
 /** Small pools by default: these clusters share the test Postgres with the suite's engine. */
 export const SMALL_POOLS = { PG_POOL_SIZE: '4', CRON_POOL_SIZE: '2' };
 
-export function startCluster(port: number, overrides: Record<string, string>, pools: Record<string, string> = SMALL_POOLS): Spawned {
+/** `node`: the Node binary to run the primary with (its workers are forked on the same one). */
+export function startCluster(port: number, overrides: Record<string, string>, pools: Record<string, string> = SMALL_POOLS, install = CHECKOUT, node = process.execPath): Spawned {
   // A cluster on databases of its own shares the suite's Redis and gateway, so it gets
   // its own keys and channels there: its ids repeat the shared databases' ids.
   const own: Record<string, string> = overrides.PG_SHARDS ? { REDIS_NAMESPACE: `t${port}:`, GATEWAY_KEY_PREFIX: `t${port}:` } : {};
-  const env = engineEnv(process.env, {
+  const env = engineEnv(install.env, {
     PG_SHARDS: process.env.PG_SHARDS ?? DEFAULT_PG_SHARDS,
     REDIS_URLS: process.env.REDIS_URLS ?? 'redis://127.0.0.1:6391',
     PORT: String(port), LOG_LEVEL: 'info', ...pools, ...own, ...overrides,
   });
-  const child = spawn(process.execPath, [path.join(DIST_DIR, 'cluster.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(node, [path.join(install.dir, 'dist', 'src', 'cluster.js')], { cwd: install.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); };
   child.stdout!.on('data', keep);
@@ -31,8 +39,8 @@ export function startCluster(port: number, overrides: Record<string, string>, po
   return { child, url: `http://127.0.0.1:${port}`, out: () => out, exited };
 }
 
-export async function startReady(port: number, overrides: Record<string, string> = {}): Promise<Spawned> {
-  const s = startCluster(port, overrides);
+export async function startReady(port: number, overrides: Record<string, string> = {}, install = CHECKOUT): Promise<Spawned> {
+  const s = startCluster(port, overrides, SMALL_POOLS, install);
   await waitFor(`${s.url}/readyz`, 30_000);
   return s;
 }

@@ -1,5 +1,5 @@
 // Clients for the read side: WebSocket stream sockets (the `ws` package: Node 20 has
-// no WebSocket client), the engine's per-process counters from /metrics, and polling.
+// no WebSocket client), the engine's counters from /metrics, and polling.
 import { unpack } from 'msgpackr';
 import WebSocket from 'ws';
 import { ENGINE_URL } from '../setup/env.js';
@@ -85,7 +85,7 @@ export function connect(query: Record<string, string> = {}, base = ENGINE_URL): 
 /** The worker (pid tag) that answered an HTTP response, from its x-request-id. */
 export const workerOf = (headers: Headers) => (headers.get('x-request-id') ?? '').split('-')[0]!;
 
-/** A counter from /metrics summed over the fleet's processes (the fleet view lags ~2 s). */
+/** A counter from /metrics summed over its series (the app server's processes are merged at the scrape). */
 export async function counter(name: string, kind?: string, base = ENGINE_URL): Promise<number> {
   const text = await (await fetch(`${base}/metrics`)).text();
   let sum = 0;
@@ -97,7 +97,7 @@ export async function counter(name: string, kind?: string, base = ENGINE_URL): P
   return sum;
 }
 
-/** Waits until the fleet metrics include every worker's latest numbers. */
+/** Waits for the work requests leave behind (cache refreshes, pub/sub) to settle before counting. */
 export const settleMetrics = () => sleep(2500);
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

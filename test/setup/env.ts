@@ -16,8 +16,11 @@ export const OWN_PORTS = {
   productionEngine: TEST_PORT + 324, rehashEngine: TEST_PORT + 325,
   faultsEngine: TEST_PORT + 330, faultsGateway: TEST_PORT + 331, faultsProvider: TEST_PORT + 332,
   admissionEngine: TEST_PORT + 340, readyzEngine: TEST_PORT + 341, bulkheadsEngine: TEST_PORT + 342, roundTripsEngine: TEST_PORT + 350,
+  releaseEngine: TEST_PORT + 360, releaseGateway: TEST_PORT + 361, releaseProvider: TEST_PORT + 362,
+  uwsNode24Engine: TEST_PORT + 370, uwsFallbackEngine: TEST_PORT + 371, uwsNativeEngine: TEST_PORT + 372,
+  metricsEngine: TEST_PORT + 380,
   // A scratch Postgres primary and its standby (not the stack's shards), and the engine that follows them.
-  failoverEngine: TEST_PORT + 360, failoverPrimary: TEST_PORT + 361, failoverStandby: TEST_PORT + 362,
+  failoverEngine: TEST_PORT + 390, failoverPrimary: TEST_PORT + 391, failoverStandby: TEST_PORT + 392,
 } as const;
 export const ENGINE_URL = `http://127.0.0.1:${TEST_PORT}`;
 export const GATEWAY_URL = `http://127.0.0.1:${GATEWAY_PORT}`;
@@ -42,6 +45,8 @@ export function engineEnv(base: NodeJS.ProcessEnv, overrides: Record<string, str
     // production cost (2^17, ~128 MiB and a third of a second each) would dominate its
     // run time. The production cost itself is proven in passwords.test.ts.
     PASSWORD_SCRYPT_N: '16384',
+    // The shard figures of /metrics (outbox backlog, hold-expiry lag) at test speed.
+    METRICS_SAMPLE_MS: '1000',
     ...overrides,
   };
 }

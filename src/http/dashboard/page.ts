@@ -1,17 +1,20 @@
 // GET /dashboard (and / redirects to it): the live sale dashboard, one self-contained
 // page. Its CSS and script are inlined at start (no external assets, no CDN), and the
 // Content-Security-Policy allows exactly those two by hash, plus this origin for
-// fetch and the WebSocket.
+// fetch and the WebSocket. The three files sit beside this module: in src/, and under
+// dist/src/ where `npm run build` copies them (src/tools/assets.ts), so a release runs
+// without src/.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { TemplatedApp } from 'uWebSockets.js';
-import { ROOT } from '../../paths.js';
+import { fileURLToPath } from 'node:url';
 import { send } from '../reply.js';
+import type { TemplatedApp } from '../uws.js';
 
-const DIR = path.join(ROOT, 'src', 'http', 'dashboard');
+const DIR = path.dirname(fileURLToPath(import.meta.url));
 
-function build(): { html: string; csp: string } {
+/** The page and its Content-Security-Policy; throws (naming the file) when one is missing. */
+export function buildDashboard(): { html: string; csp: string } {
   const read = (f: string) => readFileSync(path.join(DIR, f), 'utf8');
   const style = read('dashboard.css');
   const script = read('dashboard.js');
@@ -25,7 +28,7 @@ function build(): { html: string; csp: string } {
 }
 
 export function mountDashboard(app: TemplatedApp, nextRequestId: () => string): void {
-  const page = build();
+  const page = buildDashboard();
   const headers = {
     'content-type': 'text/html; charset=utf-8', 'content-security-policy': page.csp, 'cache-control': 'no-store',
     'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer',

@@ -10,7 +10,7 @@ const Session = object({ token: { type: 'string' }, user_id: S.id, role: { type:
 export function accountRoutes(deps: Deps): RouteDef[] {
   return [
     {
-      method: 'post', path: '/v1/users', name: 'create_user', summary: 'Register a customer', auth: 'none',
+      method: 'post', path: '/v1/users', name: 'create_user', summary: 'Register a customer', auth: 'none', rateLimited: true,
       body: object({ email: S.email, password: S.password, name: S.name }, ['email', 'password']),
       response: { status: 201, schema: User },
       handler: async (ctx) => {
@@ -19,7 +19,7 @@ export function accountRoutes(deps: Deps): RouteDef[] {
       },
     },
     {
-      method: 'post', path: '/v1/sessions', name: 'login', summary: 'Log in; returns a bearer token', auth: 'none',
+      method: 'post', path: '/v1/sessions', name: 'login', summary: 'Log in; returns a bearer token', auth: 'none', rateLimited: true,
       body: object({ email: S.email, password: { type: 'string', minLength: 1, maxLength: 200 } }, ['email', 'password']),
       response: { status: 201, schema: Session },
       handler: async (ctx) => ({ status: 201, body: await accounts.login(deps, ctx.body, ctx.ip) }),

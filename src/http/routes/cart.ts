@@ -31,7 +31,8 @@ export function cartRoutes(deps: Deps): RouteDef[] {
       handler: async (ctx) => ({ status: 200, body: await cart.getCart(deps, ctx.principal!) }),
     },
     {
-      method: 'post', path: '/v1/cart/items', name: 'add_cart_item', summary: 'Add units of an item (a new line or more on its line); holds no stock', auth: 'user',
+      method: 'post', path: '/v1/cart/items', name: 'add_cart_item', summary: 'Add units of an item (a new line or more on its line); holds no stock', auth: 'user', idempotent: true,
+      description: '201 when the item gets a new line, 200 when an existing line grows.',
       body: object({ item_id: S.id, quantity }, ['item_id', 'quantity']), response: { status: 201, schema: CartSchema },
       handler: (ctx) => idempotent(deps, ctx, 'add_cart_item', async () => {
         const r = await cart.addItem(deps, ctx.principal!, ctx.body.item_id, ctx.body.quantity);
@@ -55,7 +56,7 @@ export function cartRoutes(deps: Deps): RouteDef[] {
     },
     {
       method: 'post', path: '/v1/cart/checkout', name: 'checkout_cart',
-      summary: 'POST /v1/orders with the cart\'s lines (one order per shard, all or nothing); removes the ordered lines on success', auth: 'user',
+      summary: 'POST /v1/orders with the cart\'s lines (one order per shard, all or nothing); removes the ordered lines on success', auth: 'user', idempotent: true,
       body: object({}), response: { status: 201, schema: object({ orders: { type: 'array', items: OrderSchema } }) },
       handler: (ctx) => idempotent(deps, ctx, 'checkout_cart', async () => ({
         status: 201, body: { orders: await cart.checkout(deps, ctx.principal!, ctx.idempotencyKey) },

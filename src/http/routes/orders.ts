@@ -32,7 +32,7 @@ export async function idempotent(deps: Deps, ctx: Ctx, route: string, work: () =
 export function orderRoutes(deps: Deps): RouteDef[] {
   return [
     {
-      method: 'post', path: '/v1/orders', name: 'create_order', summary: 'Hold stock and create one order per shard', auth: 'user',
+      method: 'post', path: '/v1/orders', name: 'create_order', summary: 'Hold stock and create one order per shard', auth: 'user', idempotent: true,
       body: object({ items: LinesSchema }, ['items']), response: { status: 201, schema: object({ orders: { type: 'array', items: OrderSchema } }) },
       // A keyed checkout of one shard is one statement there, its key included; across
       // shards the key is claimed on the caller's shard and each part is one statement.
@@ -64,7 +64,7 @@ export function orderRoutes(deps: Deps): RouteDef[] {
       handler: async (ctx) => ({ status: 200, body: await orders.listOrders(deps, ctx.principal!, ctx.query.limit, ctx.query.cursor) }),
     },
     {
-      method: 'post', path: '/v1/orders/:id/cancel', name: 'cancel_order', summary: 'Cancel; releases holds, refunds if paid', auth: 'user',
+      method: 'post', path: '/v1/orders/:id/cancel', name: 'cancel_order', summary: 'Cancel; releases holds, refunds if paid', auth: 'user', idempotent: true,
       body: object({}), response: { status: 200, schema: OrderSchema },
       handler: (ctx) => idempotent(deps, ctx, 'cancel_order', async () => ({
         status: 200, body: await orders.cancelOrder(deps, ctx.principal!, ctx.params.id!),

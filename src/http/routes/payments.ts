@@ -2,6 +2,7 @@ import type { Deps } from '../../deps.js';
 import { EngineError } from '../../errors.js';
 import { advanceOrder } from '../../fulfillment/service.js';
 import { log } from '../../log.js';
+import { webhookSignatureFailures } from '../../metrics/index.js';
 import { ledgerReport } from '../../payments/audit.js';
 import { verifySignature } from '../../payments/gateway.js';
 import * as payments from '../../payments/service.js';
@@ -33,7 +34,8 @@ function parseEvent(raw: Buffer): payments.GatewayEvent {
 export function paymentRoutes(deps: Deps): RouteDef[] {
   return [
     {
-      method: 'post', path: '/v1/orders/:id/payments', name: 'create_payment', summary: 'Open a card or QR payment for an order (owner)', auth: 'user', lane: 'payment',
+      method: 'post', path: '/v1/orders/:id/payments', name: 'create_payment', summary: 'Open a card or QR payment for an order (owner)', auth: 'user', lane: 'payment', idempotent: true,
+      description: '201 with a new payment; 200 with the payment already open for the order (one pending payment per order).',
       body: object({ method: { type: 'string', enum: ['card', 'qr'] } }, ['method']), response: { status: 201, schema: PaymentSchema },
       handler: (ctx) => idempotent(deps, ctx, 'create_payment', async () => {
         const r = await payments.createPayment(deps, ctx.principal!, ctx.params.id!, ctx.body.method);
@@ -48,9 +50,17 @@ export function paymentRoutes(deps: Deps): RouteDef[] {
     {
       method: 'post', path: '/v1/webhooks/gateway', name: 'gateway_webhook', summary: 'Signed gateway events', auth: 'none', lane: 'payment',
       rawBody: true, headers: ['gateway-signature'],
+      description: 'Called by the payment gateway, not by storefronts. The body is taken as raw bytes (the signature covers them exactly): ' +
+        '{"id":"evt_...","type":"payment.succeeded|payment.declined|payment.expired|payment.released|payment.refunded",' +
+        '"data":{"session_id","merchant_ref":"<payment id>","status","amount_cents","currency"}}. Each event id is applied once; ' +
+        'a repeat answers 200 with duplicate: true. An amount, currency or session that does not match the payment is 400 and changes nothing.',
+      response: { status: 200, schema: object({ received: { type: 'boolean' }, duplicate: { type: 'boolean' } }) },
       handler: async (ctx) => {
         const sig = ctx.headers['gateway-signature'] ?? '';
-        if (!verifySignature(deps.cfg.gatewayWebhookSecret, sig, ctx.rawBody, deps.cfg.webhookToleranceS)) throw new EngineError('invalid_signature');
+        if (!verifySignature(deps.cfg.gatewayWebhookSecret, sig, ctx.rawBody, deps.cfg.webhookToleranceS)) {
+          webhookSignatureFailures.inc({ source: 'gateway' });
+          throw new EngineError('invalid_signature');
+        }
         const applied = await payments.applyGatewayEvent(deps, parseEvent(ctx.rawBody));
         if (applied.placed) {
           void advanceOrder(deps, applied.shard, applied.orderLocal, applied.order).catch((err: unknown) => log.warn('fulfilment deferred to cron', { err }));

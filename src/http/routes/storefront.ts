@@ -1,4 +1,4 @@
-// The storefront's order management (issue 10): cart, shipments, admin views and flags.
+// What a storefront needs around checkout: the cart, shipments, admin views and runtime flags.
 import type { Deps } from '../../deps.js';
 import type { RouteDef } from '../route.js';
 import { adminRoutes } from './admin.js';

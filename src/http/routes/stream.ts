@@ -7,7 +7,7 @@
 //        has to race a GET against the first change)
 //   {"op":"event","topic":"items/<id>","type":"item.available","data":{"id","available"}}
 //   {"op":"event","topic":"orders/<id>","type":"order.status","data":{"id","status"}}
-// Where the contract is silent: {"op":"unsubscribe","topics":[...]} -> "unsubscribed";
+// Also (docs/API.md has the whole protocol): {"op":"unsubscribe","topics":[...]} -> "unsubscribed";
 // a good auth message is answered {"op":"authenticated","user_id","role"}; a bad one,
 // or a bad message, with {"op":"error","error":{type,code,message}} (the HTTP error
 // shape), and a bad token closes the socket (4401).
@@ -23,7 +23,6 @@
 // share of MAX_INFLIGHT it is answered {"op":"error"} `overloaded` and nothing is read.
 // A topic the id codec rules out (malformed, another kind, a shard past the count) is
 // refused without a read and without a slot.
-import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from 'uWebSockets.js';
 import type { Principal } from '../../accounts/service.js';
 import { unpack } from '../../cache/codec.js';
 import type { CachedItem } from '../../catalog/service.js';
@@ -33,9 +32,12 @@ import { getOrderRow } from '../../orders/service.js';
 import type { Live } from '../../realtime/live.js';
 import { encodeFrame, wireTopic, type EventFrame, type Format } from '../../realtime/hub.js';
 import { decodeRow, type RowId } from '../../router/ids.js';
+import { admissionShed } from '../../metrics/index.js';
 import { admitRequest, admitStream, streamBudget } from '../admission.js';
+import { documentedOperation, type PathItems } from '../openapi.js';
 import { errorReply, send } from '../reply.js';
 import { compileBody, compileQuery, object } from '../schemas.js';
+import { CLOSE_ON_BACKPRESSURE_LIMIT, uws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from '../uws.js';
 
 export interface StreamEnv {
   deps: Deps;
@@ -64,13 +66,38 @@ const PENDING_MAX = 8;
 const CHECKS_PER_MESSAGE_MAX = 8;
 const TOPIC_RE = /^(items|orders)\/([a-z]{2}_[0-9a-z]{2,12})$/;
 
-const validateQuery = compileQuery(object({ token: { type: 'string', minLength: 1, maxLength: 200 }, format: { type: 'string', enum: ['json', 'msgpack'] } }));
+const QUERY = { token: { type: 'string', minLength: 1, maxLength: 200 }, format: { type: 'string', enum: ['json', 'msgpack'] } };
+const validateQuery = compileQuery(object(QUERY));
 const topicList = { type: 'array', minItems: 1, maxItems: TOPICS_PER_MESSAGE_MAX, items: { type: 'string', minLength: 1, maxLength: 80 } };
 const validators: Record<string, (v: unknown) => void> = {
   auth: compileBody(object({ op: { const: 'auth' }, token: { type: 'string', minLength: 1, maxLength: 200 } }, ['op', 'token'])),
   subscribe: compileBody(object({ op: { const: 'subscribe' }, topics: topicList }, ['op', 'topics'])),
   unsubscribe: compileBody(object({ op: { const: 'unsubscribe' }, topics: topicList }, ['op', 'topics'])),
 };
+
+/** The stream in /openapi.json: an upgrade, documented beside the route table. */
+export function streamOpenApi(): PathItems {
+  return {
+    '/v1/stream': {
+      get: documentedOperation({
+        name: 'stream', auth: 'optional',
+        summary: 'Live item availability and order status over a WebSocket (upgrade)',
+        description: 'A WebSocket upgrade (Connection: Upgrade, Upgrade: websocket). Messages are JSON text frames ' +
+          '(binary msgpack with format=msgpack): {"op":"auth","token"} -> {"op":"authenticated","user_id","role"}; ' +
+          '{"op":"subscribe","topics":["items/<id>","orders/<id>"]} -> {"op":"subscribed","topics":[...],"refused":[...]} then the current state of each topic; ' +
+          '{"op":"unsubscribe","topics":[...]} -> {"op":"unsubscribed","topics":[...]}; events {"op":"event","topic","type":"item.available"|"order.status","data"}; ' +
+          'errors {"op":"error","error":{type,code,message}}. Orders only to their owner or an admin. A GET without the upgrade headers is not this route (404).',
+        parameters: Object.entries(QUERY).map(([name, schema]) => ({
+          name, in: 'query', schema,
+          description: name === 'token' ? 'a bearer token, instead of an auth message; a bad one is 401 and no upgrade' : 'frame encoding (default json)',
+        })),
+        responses: {
+          '101': { description: 'Switching Protocols: the socket is open', headers: { 'X-Request-Id': { schema: { type: 'string' } } } },
+        },
+      }),
+    },
+  };
+}
 
 /** The open sockets of each signed-in user, so a session that ends elsewhere ends here too. */
 class UserSockets {
@@ -114,10 +141,10 @@ export function mountStream(app: TemplatedApp, env: StreamEnv): void {
   app.ws<Conn>('/v1/stream', {
     maxPayloadLength: cfg.streamMaxMessageBytes,
     maxBackpressure: cfg.streamMaxBackpressureBytes,
-    closeOnBackpressureLimit: 1,
+    closeOnBackpressureLimit: CLOSE_ON_BACKPRESSURE_LIMIT,
     idleTimeout: cfg.streamIdleTimeoutS,
     sendPingsAutomatically: true,
-    compression: uWS.DISABLED,
+    compression: uws().DISABLED,
     upgrade: (res, req, context) => upgrade(env, res, req, context, () => sockets < cfg.streamMaxSockets),
     open: (ws) => { sockets++; users.add(ws); },
     message: (ws, message, isBinary) => onMessage(env, users, ws, message, isBinary),
@@ -144,7 +171,10 @@ function upgrade(env: StreamEnv, res: HttpResponse, req: HttpRequest, context: u
     try {
       const query = Object.fromEntries(new URLSearchParams(rawQuery)) as { token?: string; format?: Format };
       validateQuery(query);
-      if (!hasRoom()) throw new EngineError('overloaded', 'Too many stream connections on this server', { retryAfterS: 1 });
+      if (!hasRoom()) {
+        admissionShed.inc({ reason: 'stream_sockets' });
+        throw new EngineError('overloaded', 'Too many stream connections on this server', { retryAfterS: 1 });
+      }
       const principal = query.token ? await admitted(env, 'request', 1, () => env.authenticate(query.token!)) : null;
       if (query.token && !principal) throw new EngineError('unauthenticated');
       if (state.aborted) return;
@@ -249,7 +279,10 @@ async function endIfRevoked(env: StreamEnv, users: UserSockets, ws: WebSocket<Co
 async function admitted<T>(env: StreamEnv, kind: 'request' | 'stream', units: number, fn: () => Promise<T>): Promise<T> {
   const max = env.deps.cfg.maxInflight;
   const release = kind === 'request' ? admitRequest(max) : admitStream(units, max);
-  if (!release) throw new EngineError('overloaded', 'Too much stream work on this server', { retryAfterS: 1 });
+  if (!release) {
+    admissionShed.inc({ reason: kind === 'request' ? 'http_inflight' : 'stream_inflight' });
+    throw new EngineError('overloaded', 'Too much stream work on this server', { retryAfterS: 1 });
+  }
   try {
     return await fn();
   } finally {

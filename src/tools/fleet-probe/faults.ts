@@ -31,8 +31,8 @@ export async function opsView(s: State, down: number): Promise<string[]> {
     const r = await call(engine, 'GET', '/readyz', { timeoutMs: 10_000 });
     const m = await call(engine, 'GET', '/metrics', { timeoutMs: 10_000 });
     const shardState = (r.body?.shards as { shard: number; status: string; ms: number }[] | undefined)?.map((x) => `${x.shard}:${x.status}`).join(' ') ?? r.error;
-    const waiting = typeof m.body === 'string' ? gaugeSum(m.body, 'pg_pool_waiting', down) : NaN;
-    return `${hostOf(engine)} /readyz ${r.status} ${r.body?.status ?? ''} [${shardState}] in ${r0(r.ms)} ms; pg_pool_waiting{shard="${down}"} = ${waiting}`;
+    const waiting = typeof m.body === 'string' ? gaugeSum(m.body, 'bf_pg_pool_waiting', down) : NaN;
+    return `${hostOf(engine)} /readyz ${r.status} ${r.body?.status ?? ''} [${shardState}] in ${r0(r.ms)} ms; bf_pg_pool_waiting{shard="${down}"} = ${waiting}`;
   }));
 }
 
