@@ -1,5 +1,5 @@
 // Group commit in the application: single-row statements of one kind that many
-// requests issue at the same moment (an idempotency claim, a stored reply) are
+// requests send at the same moment (an idempotency claim, a stored reply) are
 // gathered for one event-loop turn and sent as one statement over arrays. Under
 // load that turns N commits, N pool checkouts and N round trips into one; with a
 // single request waiting it costs one `setImmediate`. A batch fails as a whole: every
