@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { ROOT } from '../src/paths.js';
-import { findRedisServer } from '../src/dev/stack.js';
+import { findRedisServer } from '../tools/dev/stack.js';
 import { admin, api, customers, item, itemRow, localId, shardOf, type Customer } from './helpers/api.js';
 import { startCluster, stop } from './helpers/engine.js';
 import { connect, sleep, until } from './helpers/live.js';

@@ -4,7 +4,7 @@ import t from 'tap';
 import { createHmac } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { spawnSim, type SpawnedSim } from '../src/sim/spawn.js';
+import { spawnSim, type SpawnedSim } from '../tools/lib/spawn.js';
 import { signWebhook, verifySignature } from '../src/sim/webhooks.js';
 
 const API_KEY = 'gw_key_for_tests';

@@ -1,6 +1,6 @@
 // Credit provider simulator, driven as a separate process over real HTTP.
 import t from 'tap';
-import { spawnSim, type SpawnedSim } from '../src/sim/spawn.js';
+import { spawnSim, type SpawnedSim } from '../tools/lib/spawn.js';
 
 const API_KEY = 'pv_key_for_tests';
 

@@ -75,7 +75,7 @@ export async function stop(s: Spawned): Promise<void> {
 }
 
 /** Pids of the primary's children with a role, from /proc (shared with the chaos runner). */
-export { childrenWithRole } from '../../src/chaos/stack.js';
+export { childrenWithRole } from '../../tools/chaos/stack.js';
 
 /** Three fresh databases (one per shard cluster) for a test that must own its data alone. */
 export async function isolatedShards(name: string): Promise<string> {

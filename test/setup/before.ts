@@ -2,7 +2,7 @@
 // cluster and the simulators on test ports, left running for every test file.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { prepareStack } from '../../src/dev/prepare.js';
+import { prepareStack } from '../../tools/dev/prepare.js';
 import { DIST_DIR } from '../../src/paths.js';
 import { stopRecorded } from './stop.js';
 import { ENGINE_URL, GATEWAY_PORT, PROVIDER_PORT, engineEnv } from './env.js';

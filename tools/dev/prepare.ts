@@ -1,7 +1,7 @@
 // Stack up, shards migrated, demo catalog seeded: what `npm start` and the tests share.
-import { loadConfig } from '../config.js';
-import { createEngine } from '../engine.js';
-import { migrateAll } from '../shard/migrate.js';
+import { loadConfig } from '../../src/config.js';
+import { createEngine } from '../../src/engine.js';
+import { migrateAll } from '../../src/shard/migrate.js';
 import { seedDemo } from './seed.js';
 import { ensureStack } from './stack.js';
 

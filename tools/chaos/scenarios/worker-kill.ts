@@ -1,7 +1,7 @@
 // Workers SIGKILLed again and again under a write load. Clients retry with the same
 // Idempotency-Key and must get the original orders; afterwards no order is half-made,
 // no hold leaked, and every payment the gateway captured placed its order.
-import { encodeRow } from '../../router/ids.js';
+import { encodeRow } from '../../../src/router/ids.js';
 import { pick, type Customer } from '../fixture.js';
 import { completeAtGateway, openPayment, placeOrder, randomLines, type Paid, type Placed } from '../flows.js';
 import { sleep } from '../http.js';

@@ -9,8 +9,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConfigError } from '../config.js';
-import { loadUws, runtime, SUPPORTED_RUNTIMES, UwsUnavailable, UWS_UNAVAILABLE_EXIT } from '../http/uws.js';
+import { ConfigError } from '../../src/config.js';
+import { loadUws, runtime, SUPPORTED_RUNTIMES, UwsUnavailable, UWS_UNAVAILABLE_EXIT } from '../../src/http/uws.js';
 import {
   capacity, configVariables, DEFAULT_TOPOLOGY, hbaAdmitted, judgeBudget, loadTopology, parseEnvFile, pgSetting,
   PLACEHOLDER, topologyEnv, TopologyError, type BudgetVerdict, type Topology,

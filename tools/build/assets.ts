@@ -1,11 +1,11 @@
-// `node dist/src/tools/assets.js` (the second half of `npm run build`): tsc emits only
+// `node dist/tools/build/assets.js` (the second half of `npm run build`): tsc emits only
 // JavaScript, so the files a module reads beside itself at run time (the dashboard's
 // HTML, CSS and browser script) are copied to the same place under dist/src. Modules
 // find them next to their own compiled file, so dist/ runs without src/ (a release).
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { DIST_DIR, ROOT } from '../paths.js';
+import { DIST_DIR, ROOT } from '../../src/paths.js';
 
 export const SRC_DIR = path.join(ROOT, 'src');
 

@@ -4,7 +4,7 @@
 // Everything it started is stopped at the end, on failure and on Ctrl-C too.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ROOT } from '../paths.js';
+import { ROOT } from '../../src/paths.js';
 import { Fixture } from './fixture.js';
 import { Client } from './http.js';
 import { table } from './report.js';

@@ -7,8 +7,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { DIST_DIR } from '../paths.js';
-import { spawnSim, type SpawnedSim } from '../sim/spawn.js';
+import { DIST_DIR } from '../../src/paths.js';
+import { spawnSim, type SpawnedSim } from '../lib/spawn.js';
 import { ensurePgCluster, ensureRedis, ensureStack, findPgBin, stopPgCluster, stopStack, type StackOptions } from '../dev/stack.js';
 import { sleep } from './http.js';
 

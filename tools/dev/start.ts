@@ -4,8 +4,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig } from '../config.js';
-import { DIST_DIR } from '../paths.js';
+import { loadConfig } from '../../src/config.js';
+import { DIST_DIR } from '../../src/paths.js';
 import { prepareStack } from './prepare.js';
 import { StackError } from './stack.js';
 

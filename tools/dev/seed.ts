@@ -1,6 +1,6 @@
 // A demo catalog spread over every shard, written once (when no category exists).
-import * as catalog from '../catalog/service.js';
-import type { Deps } from '../deps.js';
+import * as catalog from '../../src/catalog/service.js';
+import type { Deps } from '../../src/deps.js';
 
 const DEMO: { category: string; items: [string, number, number, catalog.Fulfillment?][] }[] = [
   { category: 'Electronics', items: [['Noise-cancelling headphones', 19900, 50], ['4K monitor', 34900, 20], ['USB-C dock', 8900, 100]] },

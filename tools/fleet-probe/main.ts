@@ -11,9 +11,9 @@
 // Every request has a client-side deadline, every loop a bound: the probe itself
 // cannot hang, so a hung engine shows up as a number, not as a stuck proof.
 import { pathToFileURL } from 'node:url';
-import { Flags } from './fleet-probe/common.js';
-import { fault, heal, load } from './fleet-probe/faults.js';
-import { setup, smoke } from './fleet-probe/smoke.js';
+import { Flags } from './common.js';
+import { fault, heal, load } from './faults.js';
+import { setup, smoke } from './smoke.js';
 
 const PHASES: Record<string, (a: Flags) => Promise<boolean>> = { setup, smoke, fault, heal, load };
 
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   const [phase, ...rest] = process.argv.slice(2);
   const run = PHASES[phase ?? ''];
   if (!run) {
-    process.stderr.write('usage: fleet-probe setup|smoke|fault|heal|load --state FILE [...] (see the header of src/tools/fleet-probe.ts)\n');
+    process.stderr.write('usage: fleet-probe setup|smoke|fault|heal|load --state FILE [...] (see the header of tools/fleet-probe/main.ts)\n');
     process.exit(2);
   }
   try {

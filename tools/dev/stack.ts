@@ -6,7 +6,7 @@ import { chownSync, existsSync, mkdirSync, readdirSync, appendFileSync } from 'n
 import path from 'node:path';
 import pg from 'pg';
 import { Redis } from 'ioredis';
-import { ROOT } from '../paths.js';
+import { ROOT } from '../../src/paths.js';
 
 export const STACK_DIR = process.env.STACK_DIR ?? path.join(ROOT, '.stack');
 export const PG_PORTS = [55431, 55432, 55433];

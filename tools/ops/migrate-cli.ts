@@ -1,19 +1,19 @@
-// `node dist/src/tools/migrate-cli.js [--check] [--lock-timeout-ms N]`
+// `node dist/tools/ops/migrate-cli.js [--check] [--lock-timeout-ms N]`
 // Applies sql/NNN_*.sql to every shard in PG_SHARDS with src/shard/migrate.ts
 // migrateShard (the code the engine runs when MIGRATE_ON_START=true) and prints what
 // each shard got. An operator runs it before a release, from an app server, with the
 // engine's environment:
-//   node --env-file=/etc/bf-engine/engine.env dist/src/tools/migrate-cli.js
+//   node --env-file=/etc/bf-engine/engine.env dist/tools/ops/migrate-cli.js
 // --check changes nothing: it lists what is pending and exits 1 if anything is.
 // Exit 0 = every shard is at the latest version, 1 = a shard failed or is behind,
 // 78 = the environment is invalid, 2 = usage.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { ConfigError, loadConfig } from '../config.js';
-import { setLogLevel } from '../log.js';
-import { SQL_DIR } from '../paths.js';
-import { loadMigrations, migrateShard, type Migration } from '../shard/migrate.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { setLogLevel } from '../../src/log.js';
+import { SQL_DIR } from '../../src/paths.js';
+import { loadMigrations, migrateShard, type Migration } from '../../src/shard/migrate.js';
 
 const say = (msg: string) => process.stdout.write(`migrate: ${msg}\n`);
 

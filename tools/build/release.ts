@@ -2,7 +2,8 @@
 // After `npm run build` it assembles, in DIR (default release/bf-engine-<version>):
 //   package.json (its scripts replaced by ones that work there), package-lock.json,
 //   dist/: the modules the entry points below import, nothing else (no bench, dev stack,
-//     chaos runner or fleet probe), with their source maps and the assets beside them,
+//     chaos runner, fleet probe or this tool: of tools/ only ops/ and what it imports),
+//     with their source maps and the assets beside them,
 //   sql/, deploy/ (without deploy-local.sh, which needs a checkout), release.json,
 //   node_modules from `npm ci --omit=dev --prefer-offline` (npm's cache suffices),
 // and bf-engine-<version>.tgz beside DIR (one top directory, bf-engine-<version>/).
@@ -14,17 +15,20 @@ import { copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, re
 import { isBuiltin } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { DIST_DIR, ROOT } from '../paths.js';
+import { DIST_DIR, DIST_ROOT, ROOT } from '../lib/paths.js';
 import { assetFiles } from './assets.js';
 
-/** What runs on a server, relative to dist/src: the engine, the simulators (staging), the operator's tools. */
-export const ENTRIES = ['cluster.js', 'sim/gateway.js', 'sim/provider.js', 'tools/migrate-cli.js', 'tools/deploy-check.js'];
+/**
+ * What runs on a server, relative to dist/: the engine, the simulators (staging), and the
+ * operator's tools of tools/ops/ (with the engine modules and tools/lib/ files they import).
+ */
+export const ENTRIES = ['src/cluster.js', 'src/sim/gateway.js', 'src/sim/provider.js', 'tools/ops/migrate-cli.js', 'tools/ops/deploy-check.js'];
 
 /** The release's own npm scripts: the checkout's build, install and test from sources it does not carry. */
 const RELEASE_SCRIPTS = {
   start: 'node dist/src/cluster.js',
-  migrate: 'node dist/src/tools/migrate-cli.js',
-  'deploy:check': 'node dist/src/tools/deploy-check.js',
+  migrate: 'node dist/tools/ops/migrate-cli.js',
+  'deploy:check': 'node dist/tools/ops/deploy-check.js',
 };
 
 /** Written into every release; also how the tool recognizes a directory it may replace. */
@@ -61,7 +65,8 @@ const STATIC = /^(?:import|export)\b[^;'"]*?\bfrom\s*(['"])([^'"]+)\1/gm;
 const BARE = /^import\s*(['"])([^'"]+)\1/gm;
 const DYNAMIC = /\bimport\(\s*(['"])([^'"]+)\1\s*\)/g;
 
-function specifiers(code: string): string[] {
+/** The module specifiers a file imports or re-exports (tsc output, or TypeScript sources: same forms). */
+export function specifiers(code: string): string[] {
   return [STATIC, BARE, DYNAMIC].flatMap((re) => [...code.matchAll(re)].map((m) => m[2]!));
 }
 
@@ -151,9 +156,9 @@ export function buildRelease(outArg?: string): Release {
   say(`${pkg.name} ${pkg.version}${git.commit ? ` (commit ${git.commit.slice(0, 12)}${git.dirty ? ', uncommitted changes' : ''})` : ''} -> ${rel(out)}`);
 
   // 1. dist: what the entry points reach, their maps, the assets beside them.
-  const dist = path.join(ROOT, 'dist');
-  const srcRel = path.relative(dist, DIST_DIR); // "src"
-  const closure = moduleClosure(dist, ENTRIES.map((e) => path.join(srcRel, e)), Object.keys(pkg.dependencies ?? {}));
+  const dist = DIST_ROOT;
+  const srcRel = path.relative(dist, DIST_DIR); // "src": the assets are the engine's
+  const closure = moduleClosure(dist, ENTRIES, Object.keys(pkg.dependencies ?? {}));
   const dirs = new Set(closure.modules.map((m) => path.dirname(m)));
   const assets = assetFiles().map((a) => path.join(srcRel, a)).filter((a) => dirs.has(path.dirname(a)));
   for (const a of assets) if (!existsSync(path.join(dist, a))) throw new ReleaseError(`dist/${a} is missing (run npm run build)`);
@@ -165,7 +170,10 @@ export function buildRelease(outArg?: string): Release {
   }
   const taken = new Set([...closure.modules, ...assets]);
   const leftOut = readdirSync(dist, { recursive: true }).map(String).filter((f) => f.endsWith('.js') && !taken.has(f));
-  const where = [...new Set(leftOut.map((f) => f.split(path.sep).slice(0, f.startsWith(srcRel + path.sep) ? 2 : 1).join('/')))].sort();
+  const where = [...new Set(leftOut.map((f) => {
+    const parts = f.split(path.sep);
+    return parts.slice(0, parts[0] === srcRel || parts[0] === 'tools' ? 2 : 1).join('/');
+  }))].sort();
   say(`1. dist/: ${closure.modules.length} modules reached from ${ENTRIES.join(', ')}, their source maps, ${assets.length} assets beside them`);
   say(`   left out: ${leftOut.length} built modules nothing shipped imports (in ${where.join(', ')})`);
   say(`   packages imported: ${closure.packages.join(', ')}`);
@@ -179,7 +187,7 @@ export function buildRelease(outArg?: string): Release {
     recursive: true, filter: (src) => !DEPLOY_LEFT_OUT.has(path.relative(path.join(ROOT, 'deploy'), src)),
   });
   writeFileSync(path.join(out, MANIFEST), `${JSON.stringify({
-    name: pkg.name, version: pkg.version, ...git, built_at: new Date().toISOString(), built_with_node: process.version, entries: ENTRIES.map((e) => `dist/src/${e}`),
+    name: pkg.name, version: pkg.version, ...git, built_at: new Date().toISOString(), built_with_node: process.version, entries: ENTRIES.map((e) => `dist/${e}`),
   }, null, 2)}\n`);
   const migrations = readdirSync(path.join(out, 'sql')).filter((f) => f.endsWith('.sql')).length;
   say(`2. package.json (scripts: ${Object.keys(RELEASE_SCRIPTS).join(', ')}), package-lock.json, sql/ (${migrations} migrations), deploy/ (${sizeOf(path.join(out, 'deploy')).files} files), ${MANIFEST}`);

@@ -5,8 +5,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assertBudget, ConfigError, connectionBudget, loadConfig, type Config, type ConnectionBudget } from '../config.js';
-import { ROOT } from '../paths.js';
+import { assertBudget, ConfigError, connectionBudget, loadConfig, type Config, type ConnectionBudget } from '../../src/config.js';
+import { ROOT } from '../../src/paths.js';
 
 export const DEPLOY_DIR = path.join(ROOT, 'deploy', '6-node');
 export const DEFAULT_TOPOLOGY = path.join(DEPLOY_DIR, 'topology.json');
@@ -230,9 +230,10 @@ export function parseEnvFile(textIn: string): EnvFile {
 /** Every variable src/config.ts reads, taken from its source so the list never drifts. */
 export function configVariables(): string[] {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const candidates = ['config.js', 'config.ts'].map((f) => path.join(here, '..', f));
+  // tools/ops -> src/config.ts in a checkout, dist/tools/ops -> dist/src/config.js when built.
+  const candidates = ['config.js', 'config.ts'].map((f) => path.join(here, '..', '..', 'src', f));
   const file = candidates.find((f) => existsSync(f));
-  if (!file) throw new TopologyError(`cannot find src/config next to ${here}`);
+  if (!file) throw new TopologyError(`cannot find src/config beside ${path.join(here, '..')}`);
   const names = [...readFileSync(file, 'utf8').matchAll(/\b(?:str|int|bool|urls|oneOf|namespace)\(env, '([A-Z][A-Z0-9_]*)'/g)].map((m) => m[1]!);
   return [...new Set(names)];
 }

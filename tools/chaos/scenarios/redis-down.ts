@@ -7,7 +7,7 @@ import { completeAtGateway, openPayment, placeOrder, type Paid } from '../flows.
 import { sleep } from '../http.js';
 import { checkInvariants, waitSettled } from '../invariants.js';
 import { Outcome, pct, type RunCtx, type Scenario } from '../scenario.js';
-import { encodeRow } from '../../router/ids.js';
+import { encodeRow } from '../../../src/router/ids.js';
 import { Recorder, runClients } from '../stats.js';
 
 const CLIENTS = 24;
