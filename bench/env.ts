@@ -7,11 +7,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_PG_SHARDS } from '../src/config.js';
-import { prepareStack } from '../tools/dev/prepare.js';
 import { DIST_DIR } from '../src/paths.js';
+import { prepareStack } from '../tools/dev/prepare.js';
 import { spawnSim, type SpawnedSim } from '../tools/lib/spawn.js';
+import { waitForUrl } from '../tools/lib/wait.js';
 import type { Flags } from './flags.js';
-import { waitFor } from './http.js';
 import { say } from './say.js';
 
 /** An engine cluster the bench started beside its own: where to send load, whose CPU to count. */
@@ -49,7 +49,7 @@ async function gatewayAnswers(url: string): Promise<boolean> {
 
 async function external(flags: Flags): Promise<Target> {
   const engineUrl = flags.url!;
-  await waitFor(`${engineUrl}/healthz`, 10_000);
+  await waitForUrl(`${engineUrl}/healthz`, 10_000);
   const guess = flags.gateway ?? process.env.GATEWAY_URL ?? 'http://127.0.0.1:8090';
   const gatewayUrl = (await gatewayAnswers(guess)) ? guess : null;
   if (!gatewayUrl) say(`gateway simulator not reachable at ${guess}: payments (if any) will not be completed`);
@@ -99,7 +99,7 @@ async function startEngine(flags: Flags, outDir: string, env: NodeJS.ProcessEnv,
   const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`${name} exited early (code ${code}); see ${path.basename(logFile)}`))));
   exited.catch(() => undefined);
   try {
-    await Promise.race([waitFor(`http://127.0.0.1:${port}/readyz`, ENGINE_READY_MS), exited]);
+    await Promise.race([waitForUrl(`http://127.0.0.1:${port}/readyz`, ENGINE_READY_MS), exited]);
   } catch (err) {
     await stopChild(child, STOP_GRACE_MS);
     throw err;

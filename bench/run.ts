@@ -6,14 +6,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from '../src/paths.js';
-import { hexToUuid } from '../src/router/ids.js';
+import { localOf, shardOf, uuidOf } from '../tools/lib/ids.js';
+import { sleep } from '../tools/lib/wait.js';
 import type { RunCtx, ScenarioResult } from './context.js';
-import { openTarget, type Target } from './env.js';
-import { localOf, prepareFixture, shardOf } from './fixture.js';
-import { FlagError, HELP, parseFlags, type Flags, type Scenario } from './flags.js';
-import { sleep } from './http.js';
-import { checkInvariants, type InvariantReport, type Scope } from './invariants.js';
 import { summarizeDir } from './cpuprof.js';
+import { openTarget, type Target } from './env.js';
+import { prepareFixture } from './fixture.js';
+import { FlagError, HELP, parseFlags, type Flags, type Scenario } from './flags.js';
+import { checkInvariants, type InvariantReport, type Scope } from './invariants.js';
 import { probePayments } from './payments.js';
 import { html } from './report/html.js';
 import { summarize } from './report/summary.js';
@@ -81,7 +81,7 @@ function scopeOf(ctx: RunCtx): Scope {
   for (const it of ctx.fx.items) add(it.shard, localOf(it.id));
   for (const id of ctx.touched) add(shardOf(id), localOf(id));
   for (const r of ctx.fx.ceiling) for (let id = r.lo; id <= r.hi; id++) add(r.shard, id);
-  const customers = ctx.fx.customers.map((c) => hexToUuid(c.id.slice(4)));
+  const customers = ctx.fx.customers.map((c) => uuidOf(c.id));
   return { items, customers };
 }
 

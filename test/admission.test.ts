@@ -13,7 +13,8 @@ import net from 'node:net';
 import t from 'tap';
 import { api, customer, item } from './helpers/api.js';
 import { startReady, stop, type Spawned } from './helpers/engine.js';
-import { connect, sleep, type StreamClient } from './helpers/live.js';
+import { sleep } from '../tools/lib/wait.js';
+import { connect, type StreamClient } from './helpers/live.js';
 import { OWN_PORTS } from './setup/env.js';
 
 const PORT = OWN_PORTS.admissionEngine;

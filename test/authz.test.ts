@@ -15,6 +15,7 @@ import t from 'tap';
 import { admin, api, customer, eventually, item, localId, onShard, order, shardOf, sim, uniq, type Customer } from './helpers/api.js';
 import { connect } from './helpers/live.js';
 import { GATEWAY_URL } from './setup/env.js';
+import { sleep } from '../tools/lib/wait.js';
 
 type Schema = Record<string, any>;
 interface Route { method: string; path: string; params: string[]; body: Schema | null; open: boolean }
@@ -245,7 +246,7 @@ t.test('the stream refuses bad tokens and other customers\' orders', async (t) =
   t.same(ended, { op: 'unsubscribed', topics: [`orders/${id}`], reason: 'session_ended' }, 'the open subscription ends with the session');
   const afterEnd = mine.frames.length;
   t.equal((await api('POST', `/v1/orders/${id}/cancel`, { token: await admin() })).status, 200, 'an admin cancels the order');
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
   t.same(mine.frames.slice(afterEnd).filter((f) => f.topic === `orders/${id}`), [], 'and its status change no longer reaches the socket');
   const later = (await order((await customer()).token, [{ item_id: it.id, quantity: 1 }])).body.orders[0].id as string;
   const second = (await order(other.token, [{ item_id: it.id, quantity: 1 }])).body.orders[0].id as string;

@@ -7,6 +7,7 @@ import { admin, api, customer, uniq } from './helpers/api.js';
 import { isolatedShards, startReady, stop, type Spawned } from './helpers/engine.js';
 import { fresh, type Fresh } from './helpers/storefront.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, OWN_PORTS, TEST_PORT } from './setup/env.js';
+import { sleep } from '../tools/lib/wait.js';
 
 const PORT = OWN_PORTS.flagsEngine;
 const REFRESH_MS = 1000;
@@ -55,8 +56,7 @@ t.test('a switch reaches every worker within a second, without a restart', async
   const it = (await call('POST', '/v1/items', adminToken, { category_id: cat.id, name: uniq('it'), price_cents: 100, currency: 'USD', stock: 50 })).body;
   await call('POST', '/v1/cart/items', token, { item_id: it.id, quantity: 1 });
   const getCart = () => fresh('GET', `${engine.url}/v1/cart`, token);
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
+  
   const before = await acrossWorkers(getCart);
   t.ok(before.workers.size >= 2, `both workers answered (${before.workers.size})`);
   t.ok(before.all.every((r) => r.status === 200 && r.body.checkout === undefined), 'new_checkout is off by default');

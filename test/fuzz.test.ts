@@ -26,6 +26,7 @@ import { admin, api, category, customer, item, onShard, order, type Customer } f
 import { childrenWithRole } from './helpers/engine.js';
 import { ENGINE_URL, TEST_PORT } from './setup/env.js';
 import { recordedPids } from './setup/procs.js';
+import { sleep } from '../tools/lib/wait.js';
 
 const ITERATIONS = Math.max(1, Math.min(10_000, Number(process.env.FUZZ_ITERATIONS ?? 1) || 1));
 const CONCURRENCY = 8;
@@ -263,7 +264,7 @@ function rawExchange(chunks: (string | Buffer)[], gapMs: number, waitMs: number)
       for (const c of chunks) {
         if (settled || sock.destroyed) return;
         sock.write(c);
-        if (gapMs) await new Promise((r) => setTimeout(r, gapMs));
+        if (gapMs) await sleep(gapMs);
       }
     });
   });
@@ -290,7 +291,7 @@ async function inflightSettles(baseline: number, timeoutMs = 20_000): Promise<nu
   const deadline = Date.now() + timeoutMs;
   let v = await inflight();
   while (!(v <= baseline) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
     v = await inflight();
   }
   return v;

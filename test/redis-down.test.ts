@@ -11,7 +11,8 @@ import { ROOT } from '../src/paths.js';
 import { findRedisServer } from '../tools/dev/stack.js';
 import { admin, api, customers, item, itemRow, localId, shardOf, type Customer } from './helpers/api.js';
 import { startCluster, stop } from './helpers/engine.js';
-import { connect, sleep, until } from './helpers/live.js';
+import { sleep } from '../tools/lib/wait.js';
+import { connect, until } from './helpers/live.js';
 import { OWN_PORTS } from './setup/env.js';
 
 const ENGINE_PORT = OWN_PORTS.redisDownEngine;

@@ -18,7 +18,7 @@ import { admin, api, customer, item, order, useWorld } from './helpers/api.js';
 import { isolatedShards, SMALL_POOLS, startCluster, stop, type Install, type Spawned } from './helpers/engine.js';
 import { ledgerBalanced, pay, statusBecomes } from './helpers/storefront.js';
 import { OWN_PORTS } from './setup/env.js';
-import { waitFor } from './setup/procs.js';
+import { waitForUrl } from '../tools/lib/wait.js';
 
 const EX_CONFIG = 78;
 const PORT = OWN_PORTS.releaseEngine;
@@ -125,7 +125,7 @@ if (built.code === 0) {
     const engine = running.engine;
     // Ready, or the reason it exited (a refused start need not wait out the timeout).
     await Promise.race([
-      waitFor(`${engine.url}/readyz`, 60_000),
+      waitForUrl(`${engine.url}/readyz`, 60_000),
       engine.exited.then((e) => { throw new Error(`the engine exited (code ${e.code})`); }),
     ]).catch((err: Error) => { throw new Error(`${err.message}\n${engine.out()}`); });
     useWorld({ engine: engine.url, gateway: gateway.url, provider: provider.url, shards });

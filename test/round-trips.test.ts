@@ -9,6 +9,7 @@ import { eventually, localId, onShard, shardOf, useWorld } from './helpers/api.j
 import { isolatedShards, startReady, stop } from './helpers/engine.js';
 import { buy, complete, ledgerBalanced, ledgerOf, orderOf, pay } from './helpers/storefront.js';
 import { OWN_PORTS } from './setup/env.js';
+import { sleep } from '../tools/lib/wait.js';
 
 const PORT = OWN_PORTS.roundTripsEngine;
 const shards = await isolatedShards(`engine_round_trips_${PORT}`);
@@ -18,7 +19,6 @@ useWorld({ engine: engine.url, shards });
 t.teardown(() => stop(engine));
 
 const SHIPPED_MS = 2500;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Round trips the engine's workers made while `step` ran (and its background work settled). */
 async function counted(step: () => Promise<unknown>): Promise<number> {

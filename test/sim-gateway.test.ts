@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { spawnSim, type SpawnedSim } from '../tools/lib/spawn.js';
 import { signWebhook, verifySignature } from '../src/sim/webhooks.js';
+import { sleep } from '../tools/lib/wait.js';
 
 const API_KEY = 'gw_key_for_tests';
 const SECRET = 'whsec_for_tests';
@@ -60,7 +61,7 @@ async function waitFor<T>(what: string, probe: () => T | undefined | false, time
     const v = probe();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 
@@ -68,7 +69,7 @@ async function waitForAsync(what: string, probe: () => Promise<boolean>, timeout
   const deadline = Date.now() + timeoutMs;
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 
@@ -291,7 +292,7 @@ t.test('release and refund are idempotent and emit one webhook each', async (t) 
     const d = receiver.forRef(s.merchant_ref);
     return d.length >= 3 && d.map((x) => x.event.type).sort();
   });
-  await new Promise((r) => setTimeout(r, 150)); // room for a wrong extra webhook
+  await sleep(150); // room for a wrong extra webhook
   t.same(receiver.forRef(s.merchant_ref).map((x) => x.event.type).sort(), types);
   t.same(types, ['payment.refunded', 'payment.released', 'payment.succeeded']);
 
@@ -348,7 +349,7 @@ t.test('duplicate and lost webhook knobs', async (t) => {
   const lost = await createSession();
   const before = await stats();
   await complete(lost.id, 'succeeded');
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   t.equal(receiver.forRef(lost.merchant_ref).length, 0, 'never delivered');
   t.equal((await stats()).webhooks_dropped, before.webhooks_dropped + 1);
   t.equal((await call('GET', `/v1/sessions/${lost.id}`)).json.status, 'succeeded', 'polling still tells the truth');

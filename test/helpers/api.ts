@@ -3,6 +3,9 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { DEFAULT_PG_SHARDS } from '../../src/config.js';
+import { request } from '../../tools/lib/http.js';
+import { localOf as localId, shardOf } from '../../tools/lib/ids.js';
+import { pool } from '../../tools/lib/pool.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, ENGINE_URL, GATEWAY_URL, PROVIDER_URL } from '../setup/env.js';
 
 /**
@@ -21,19 +24,15 @@ export interface Res<T = any> { status: number; body: T; headers: Headers }
 
 export interface CallOpts { token?: string | null; body?: unknown; raw?: string; headers?: Record<string, string>; base?: string }
 
+/** Tests wait for what they assert, not for a deadline: this one only ends a hung call. */
+const CALL_TIMEOUT_MS = 120_000;
+
+/** One call through tools/lib/http.ts; no answer at all (refused, reset) throws, as a test wants. */
 export async function api<T = any>(method: string, path: string, opts: CallOpts = {}): Promise<Res<T>> {
-  const headers: Record<string, string> = { ...opts.headers };
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  let body: string | undefined = opts.raw;
-  if (opts.body !== undefined) {
-    body = JSON.stringify(opts.body);
-    headers['content-type'] ??= 'application/json';
-  }
-  const res = await fetch(`${opts.base ?? world.engine}${path}`, { method, headers, body });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
-  return { status: res.status, body: parsed as T, headers: res.headers };
+  const { base, ...call } = opts;
+  const a = await request<T>(base ?? world.engine, method, path, { ...call, timeoutMs: CALL_TIMEOUT_MS });
+  if (a.status === 0) throw new Error(`${method} ${base ?? world.engine}${path}: no answer (${a.error})`);
+  return { status: a.status, body: a.body, headers: a.headers };
 }
 
 export const uniq = (p = 't') => `${p}-${randomUUID().slice(0, 8)}`;
@@ -97,20 +96,13 @@ export async function onShard<T extends pg.QueryResultRow = any>(shard: number, 
   }
 }
 
-export const localId = (id: string) => parseInt(id.slice(4), 36);
-export const shardOf = (id: string) => parseInt(id[3]!, 36);
+// Ids read with the engine's own codec.
+export { localId, shardOf };
+export { eventually } from '../../tools/lib/wait.js';
 
 /** Many customers at once, created with bounded concurrency (registration hashes passwords). */
-export async function customers(n: number, concurrency = 16): Promise<Customer[]> {
-  const out: Customer[] = [];
-  let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) {
-      next++;
-      out.push(await customer());
-    }
-  }));
-  return out.slice(0, n);
+export function customers(n: number, concurrency = 16): Promise<Customer[]> {
+  return pool(Array.from({ length: n }, (_, i) => i), concurrency, () => customer());
 }
 
 export async function order(token: string, items: { item_id: string; quantity: number }[], key?: string): Promise<Res> {
@@ -127,13 +119,3 @@ export async function sim(base: string, method: string, path: string, body?: unk
   return api(method, path, { base, body });
 }
 
-/** Polls until fn returns a truthy value or the time is up; returns the last value. */
-export async function eventually<T>(fn: () => Promise<T>, timeoutMs = 15_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await fn();
-  while (!last && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, everyMs));
-    last = await fn();
-  }
-  return last;
-}

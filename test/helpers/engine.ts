@@ -4,7 +4,7 @@ import path from 'node:path';
 import { DEFAULT_PG_SHARDS } from '../../src/config.js';
 import { ROOT } from '../../src/paths.js';
 import { engineEnv } from '../setup/env.js';
-import { waitFor } from '../setup/procs.js';
+import { sleep, waitForUrl } from '../../tools/lib/wait.js';
 
 /**
  * Where a cluster runs from: this checkout with the test's environment (the default), or
@@ -41,7 +41,7 @@ export function startCluster(port: number, overrides: Record<string, string>, po
 
 export async function startReady(port: number, overrides: Record<string, string> = {}, install = CHECKOUT): Promise<Spawned> {
   const s = startCluster(port, overrides, SMALL_POOLS, install);
-  await waitFor(`${s.url}/readyz`, 30_000);
+  await waitForUrl(`${s.url}/readyz`, 30_000);
   return s;
 }
 
@@ -56,7 +56,7 @@ export async function refusal(s: Spawned, timeoutMs = 30_000): Promise<{ code: n
     while (!done && Date.now() < deadline) {
       const ok = await fetch(`${s.url}/healthz`).then((r) => r.status === 200, () => false);
       if (ok) return 'ready' as const;
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
     return 'timeout' as const;
   })();

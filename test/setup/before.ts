@@ -6,7 +6,8 @@ import { prepareStack } from '../../tools/dev/prepare.js';
 import { DIST_DIR } from '../../src/paths.js';
 import { stopRecorded } from './stop.js';
 import { ENGINE_URL, GATEWAY_PORT, PROVIDER_PORT, engineEnv } from './env.js';
-import { recordPids, startDetached, waitFor } from './procs.js';
+import { recordPids, startDetached } from './procs.js';
+import { waitForUrl } from '../../tools/lib/wait.js';
 
 await stopRecorded();
 const stackEnv = await prepareStack();
@@ -18,8 +19,8 @@ if (existsSync(path.join(DIST_DIR, 'sim', 'gateway.js'))) {
 }
 pids.engine = startDetached('engine', 'cluster.js', env);
 recordPids(pids);
-await waitFor(`${ENGINE_URL}/readyz`, 60_000);
+await waitForUrl(`${ENGINE_URL}/readyz`, 60_000);
 if (pids.gateway) {
-  await waitFor(`http://127.0.0.1:${GATEWAY_PORT}/healthz`, 10_000);
-  await waitFor(`http://127.0.0.1:${PROVIDER_PORT}/healthz`, 10_000);
+  await waitForUrl(`http://127.0.0.1:${GATEWAY_PORT}/healthz`, 10_000);
+  await waitForUrl(`http://127.0.0.1:${PROVIDER_PORT}/healthz`, 10_000);
 }

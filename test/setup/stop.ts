@@ -1,4 +1,5 @@
 import { recordedPids } from './procs.js';
+import { sleep } from '../../tools/lib/wait.js';
 
 function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
@@ -11,6 +12,6 @@ export async function stopRecorded(): Promise<void> {
     try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
   }
   const deadline = Date.now() + 15_000;
-  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  while (pids.some(alive) && Date.now() < deadline) await sleep(50);
   for (const pid of pids.filter(alive)) process.kill(pid, 'SIGKILL');
 }

@@ -15,6 +15,7 @@ import { copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, re
 import { isBuiltin } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parseCli, UsageError } from '../lib/args.js';
 import { DIST_DIR, DIST_ROOT, ROOT } from '../lib/paths.js';
 import { assetFiles } from './assets.js';
 
@@ -213,15 +214,15 @@ export function buildRelease(outArg?: string): Release {
 }
 
 function parseArgs(argv: string[]): { out?: string } {
-  const args: { out?: string } = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--out') {
-      args.out = argv[++i];
-      if (!args.out) throw new ReleaseError('--out needs a directory');
-    } else throw new ReleaseError(`unknown option ${a}`);
+  let out: string | undefined;
+  try {
+    out = parseCli(argv, { options: { out: { type: 'string' } } }).values.out;
+  } catch (err) {
+    if (err instanceof UsageError) throw new ReleaseError(err.message);
+    throw err;
   }
-  return args;
+  if (out === '') throw new ReleaseError('--out needs a directory');
+  return out === undefined ? {} : { out };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -1,7 +1,8 @@
 // Data a scenario needs, made through the public API like any client would: the
 // admin, one category per shard, items, and customers (whose token names their shard).
 import { randomUUID } from 'node:crypto';
-import type { Client } from './http.js';
+import { expectStatus, type HttpClient } from '../lib/http.js';
+import { shardOfToken } from '../lib/ids.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD } from './stack.js';
 
 export interface Customer { id: string; token: string; shard: number }
@@ -9,24 +10,17 @@ export interface Item { id: string; shard: number; price_cents: number; stock: n
 
 const uniq = (p: string) => `${p}-${randomUUID().slice(0, 8)}`;
 
-export const shardOfToken = (token: string) => parseInt(token[1]!, 36);
-export const shardOfId = (id: string) => parseInt(id[3]!, 36);
-export const localOfId = (id: string) => parseInt(id.slice(4), 36);
-
-function expect(status: number, want: number, what: string, body: unknown): void {
-  if (status !== want) throw new Error(`${what}: ${status} ${JSON.stringify(body)}`);
-}
 
 export class Fixture {
   private adminToken: string | null = null;
   private readonly categories = new Map<number, string>();
 
-  constructor(readonly api: Client) {}
+  constructor(readonly api: HttpClient) {}
 
   async admin(): Promise<string> {
     if (this.adminToken) return this.adminToken;
     const res = await this.api.call('POST', '/v1/sessions', { body: { email: ADMIN_EMAIL, password: ADMIN_PASSWORD } });
-    expect(res.status, 201, 'admin login', res.body);
+    expectStatus(res, 201, 'admin login');
     return (this.adminToken = res.body.token as string);
   }
 
@@ -39,7 +33,7 @@ export class Fixture {
     if (known) return known;
     for (let i = 0; i < 12; i++) {
       const res = await this.api.call('POST', '/v1/categories', { token: await this.admin(), body: { name: uniq('chaos-cat') } });
-      expect(res.status, 201, 'create category', res.body);
+      expectStatus(res, 201, 'create category');
       const s = res.body.shard as number;
       if (!this.categories.has(s)) this.categories.set(s, res.body.id as string);
       if (s === shard) return res.body.id as string;
@@ -50,7 +44,7 @@ export class Fixture {
   async item(shard: number, stock: number, fields: Record<string, unknown> = {}): Promise<Item> {
     const body = { category_id: await this.categoryOn(shard), name: uniq('chaos-item'), price_cents: 500, currency: 'USD', stock, ...fields };
     const res = await this.api.call('POST', '/v1/items', { token: await this.admin(), body });
-    expect(res.status, 201, 'create item', res.body);
+    expectStatus(res, 201, 'create item');
     return { id: res.body.id as string, shard, price_cents: body.price_cents as number, stock };
   }
 
@@ -65,9 +59,9 @@ export class Fixture {
     const email = `${uniq('chaos')}@example.com`;
     const password = 'chaos-password-1';
     const reg = await this.api.call('POST', '/v1/users', { body: { email, password } });
-    expect(reg.status, 201, 'register', reg.body);
+    expectStatus(reg, 201, 'register');
     const login = await this.api.call('POST', '/v1/sessions', { body: { email, password } });
-    expect(login.status, 201, 'login', login.body);
+    expectStatus(login, 201, 'login');
     const token = login.body.token as string;
     return { id: reg.body.id as string, token, shard: shardOfToken(token) };
   }

@@ -2,21 +2,22 @@
 // the same Idempotency-Key until it gets an answer it can trust (bounded in attempts
 // and time), then pays at the gateway like a customer at the checkout page.
 import { randomUUID } from 'node:crypto';
+import type { Answer, HttpClient } from '../lib/http.js';
+import { sleep } from '../lib/wait.js';
 import type { Customer } from './fixture.js';
-import { sleep, type CallResult, type Client } from './http.js';
 import type { Recorder } from './stats.js';
 
 export interface Line { item_id: string; quantity: number }
 
 /** Answers worth retrying with the same key: no answer, a 5xx, a 429, or "the first try still runs". */
-export function retryable(r: CallResult): boolean {
+export function retryable(r: Answer): boolean {
   return r.status === 0 || r.status >= 500 || r.status === 429 || (r.status === 409 && r.body?.error?.code === 'idempotency_in_progress');
 }
 
-export interface Attempted<T = any> { final: CallResult<T>; attempts: number; retried: boolean }
+export interface Attempted<T = any> { final: Answer<T>; attempts: number; retried: boolean }
 
 /** Calls until the answer is not retryable, up to `windowMs` (backoff 50 ms x attempt, at most 500 ms). */
-export async function withRetries<T = any>(windowMs: number, call: () => Promise<CallResult<T>>, onAttempt?: (r: CallResult<T>) => void): Promise<Attempted<T>> {
+export async function withRetries<T = any>(windowMs: number, call: () => Promise<Answer<T>>, onAttempt?: (r: Answer<T>) => void): Promise<Attempted<T>> {
   const deadline = Date.now() + windowMs;
   let attempts = 0;
   for (;;) {
@@ -30,7 +31,7 @@ export async function withRetries<T = any>(windowMs: number, call: () => Promise
 
 export interface Placed { customer: Customer; key: string; body: { items: Line[] }; ids: string[] | null; res: Attempted }
 
-export async function placeOrder(api: Client, rec: Recorder, label: string, c: Customer, items: Line[], windowMs: number): Promise<Placed> {
+export async function placeOrder(api: HttpClient, rec: Recorder, label: string, c: Customer, items: Line[], windowMs: number): Promise<Placed> {
   const key = randomUUID();
   const body = { items };
   const res = await withRetries(windowMs, () => api.call('POST', '/v1/orders', { token: c.token, body, headers: { 'idempotency-key': key } }),
@@ -42,7 +43,7 @@ export async function placeOrder(api: Client, rec: Recorder, label: string, c: C
 export interface Paid { orderId: string; paymentId: string; sessionId: string; amount: number }
 
 /** Opens a payment for the order (same key on every retry); null when the order can no longer be paid. */
-export async function openPayment(api: Client, rec: Recorder, label: string, c: Customer, orderId: string, windowMs: number): Promise<Paid | null> {
+export async function openPayment(api: HttpClient, rec: Recorder, label: string, c: Customer, orderId: string, windowMs: number): Promise<Paid | null> {
   const key = randomUUID();
   const res = await withRetries(windowMs, () => api.call('POST', `/v1/orders/${orderId}/payments`, { token: c.token, body: { method: 'card' }, headers: { 'idempotency-key': key } }),
     (r) => rec.record(label, r, r.status === 201 || r.status === 200 || r.status === 409));
@@ -52,7 +53,7 @@ export async function openPayment(api: Client, rec: Recorder, label: string, c: 
 }
 
 /** The customer clicks Pay (or Decline) at the gateway. True when the gateway took it. */
-export async function completeAtGateway(gateway: Client, sessionId: string, outcome: 'succeeded' | 'declined'): Promise<boolean> {
+export async function completeAtGateway(gateway: HttpClient, sessionId: string, outcome: 'succeeded' | 'declined'): Promise<boolean> {
   for (let i = 0; i < 5; i++) {
     const r = await gateway.call('POST', `/v1/sessions/${sessionId}/complete`, { body: { outcome } });
     if (r.status === 200) return true;
@@ -62,17 +63,17 @@ export async function completeAtGateway(gateway: Client, sessionId: string, outc
   return false;
 }
 
-export async function gatewaySession(gateway: Client, sessionId: string): Promise<{ status: string; escrow: string } | null> {
+export async function gatewaySession(gateway: HttpClient, sessionId: string): Promise<{ status: string; escrow: string } | null> {
   const r = await gateway.call('GET', `/v1/sessions/${sessionId}`, { headers: { authorization: 'Bearer gw_test_key' } });
   return r.status === 200 ? (r.body as { status: string; escrow: string }) : null;
 }
 
-export async function setKnobs(gateway: Client, knobs: Record<string, unknown>): Promise<void> {
+export async function setKnobs(gateway: HttpClient, knobs: Record<string, unknown>): Promise<void> {
   const r = await gateway.call('PUT', '/_sim/knobs', { body: knobs });
   if (r.status !== 200) throw new Error(`gateway knobs refused: ${r.status} ${JSON.stringify(r.body)}`);
 }
 
-export async function resetKnobs(gateway: Client): Promise<void> { await gateway.call('POST', '/_sim/reset'); }
+export async function resetKnobs(gateway: HttpClient): Promise<void> { await gateway.call('POST', '/_sim/reset'); }
 
 /** One random line per wanted count, distinct items. */
 export function randomLines(items: { id: string }[], count: number, quantityMax = 1): Line[] {

@@ -3,7 +3,8 @@
 // never allowed (we record money movements only after the gateway confirmed them, and
 // a payment is never both paid out to the merchant and refunded); others are only
 // in flight until the webhooks and crons caught up, so they count once settled.
-import { sleep, type Client } from './http.js';
+import type { HttpClient } from '../lib/http.js';
+import { sleep } from '../lib/wait.js';
 import type { Check, Kind } from './invariants.js';
 import type { ChaosStack } from './stack.js';
 
@@ -30,7 +31,7 @@ const GATEWAY_API_KEY = 'gw_test_key';
 const SAMPLE = 5;
 
 /** One check per rule per shard; `settled` adds the rules that only hold once nothing is in flight. */
-export async function checkGatewayAgrees(stack: ChaosStack, gateway: Client, settled: boolean): Promise<Check[]> {
+export async function checkGatewayAgrees(stack: ChaosStack, gateway: HttpClient, settled: boolean): Promise<Check[]> {
   const rules = RULES.filter((r) => settled || !r.settledOnly);
   const perShard = await Promise.all(stack.shardUrls.map(async (_, shard) => {
     const rows = (await stack.sql(shard, `SELECT id::int, gateway_session_id AS session, status, escrow FROM payments
@@ -53,7 +54,7 @@ function missing(shard: number, rows: Row[], sessions: Map<string, Session>): Ch
   return [{ shard, name: 'gateway: every recorded session exists there', kind: 'lost', bad: bad.length, sample: bad.slice(0, SAMPLE) }];
 }
 
-async function fetchSessions(gateway: Client, ids: string[]): Promise<Map<string, Session>> {
+async function fetchSessions(gateway: HttpClient, ids: string[]): Promise<Map<string, Session>> {
   const out = new Map<string, Session>();
   let next = 0;
   await Promise.all(Array.from({ length: FETCH_CONCURRENCY }, async () => {
@@ -67,7 +68,7 @@ async function fetchSessions(gateway: Client, ids: string[]): Promise<Map<string
 }
 
 /** The session, null when the gateway does not know it; a failing gateway is asked again a few times. */
-async function fetchSession(gateway: Client, id: string): Promise<Session | null> {
+async function fetchSession(gateway: HttpClient, id: string): Promise<Session | null> {
   for (let attempt = 1; ; attempt++) {
     const res = await gateway.call<Session>('GET', `/v1/sessions/${encodeURIComponent(id)}`, { token: GATEWAY_API_KEY });
     if (res.status === 200) return res.body;

@@ -1,8 +1,9 @@
 // What must hold after any fault, checked in SQL on every shard of the runner's own
 // database (so every row is the run's own: the checks are strict). Each check names
 // the promise it keeps and counts toward one of the table's columns.
+import type { HttpClient } from '../lib/http.js';
+import { sleep } from '../lib/wait.js';
 import { checkGatewayAgrees } from './gateway-ledger.js';
-import type { Client } from './http.js';
 import type { ChaosStack } from './stack.js';
 
 export type Kind = 'oversold' | 'lost' | 'double_charged' | 'half_made' | 'leaked' | 'duplicated' | 'unsettled';
@@ -112,12 +113,12 @@ export function broken(checks: Check[]): string[] {
  * Polls the settled checks (with a gateway: also that its books and ours agree) until
  * they pass or the time is up; returns the last result.
  */
-export async function waitSettled(stack: ChaosStack, timeoutMs: number, gateway?: Client): Promise<{ checks: Check[]; ms: number }> {
+export async function waitSettled(stack: ChaosStack, timeoutMs: number, gateway?: HttpClient): Promise<{ checks: Check[]; ms: number }> {
   const started = Date.now();
   const once = async () => [...(await checkSettled(stack)), ...(gateway ? await checkGatewayAgrees(stack, gateway, true) : [])];
   let checks = await once();
   while (checks.some((c) => c.bad > 0) && Date.now() - started < timeoutMs) {
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     checks = await once();
   }
   return { checks, ms: Date.now() - started };

@@ -5,8 +5,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from '../../src/paths.js';
+import { intOption, parseCli, UsageError } from '../lib/args.js';
+import { HttpClient } from '../lib/http.js';
 import { Fixture } from './fixture.js';
-import { Client } from './http.js';
 import { table } from './report.js';
 import type { Result, RunCtx, Scenario } from './scenario.js';
 import { abortedUploads } from './scenarios/aborted-uploads.js';
@@ -26,35 +27,42 @@ const USAGE = `usage: npm run chaos -- [--scenario ${SCENARIOS.map((s) => s.name
        [--engine-port 8680] [--gateway-port 8690] [--provider-port 8691] [--pg-ports 25531,25532,25533] [--redis-port 6491]
        [--stack-dir .stack/chaos] [--json <file>] [--keep-stack]`;
 
+const OPTIONS = {
+  scenario: { type: 'string' }, duration: { type: 'string' }, 'engine-port': { type: 'string' }, 'gateway-port': { type: 'string' },
+  'provider-port': { type: 'string' }, 'pg-ports': { type: 'string' }, 'redis-port': { type: 'string' }, 'stack-dir': { type: 'string' },
+  json: { type: 'string' }, 'keep-stack': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parse(argv: string[]): Options {
-  const args = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}\n${USAGE}`);
-    const [k, inline] = a.slice(2).split('=', 2) as [string, string | undefined];
-    if (k === 'keep-stack' || k === 'help') args.set(k, 'true');
-    else args.set(k, inline ?? argv[++i] ?? '');
+  let args;
+  try {
+    args = parseCli(argv, { options: OPTIONS }).values;
+  } catch (err) {
+    if (err instanceof UsageError) throw new UsageError(`${err.message}\n${USAGE}`);
+    throw err;
   }
-  if (args.has('help')) { process.stdout.write(`${USAGE}\n\n${SCENARIOS.map((s) => `  ${s.name.padEnd(20)} ${s.summary}`).join('\n')}\n`); process.exit(0); }
-  const num = (k: string, def: number, min: number, max: number) => {
-    const n = Number(args.get(k) ?? def);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${k} must be an integer in ${min}..${max}\n${USAGE}`);
-    return n;
+  if (args.help) { process.stdout.write(`${USAGE}\n\n${SCENARIOS.map((s) => `  ${s.name.padEnd(20)} ${s.summary}`).join('\n')}\n`); process.exit(0); }
+  const num = (k: keyof typeof OPTIONS, def: number, min: number, max: number) => {
+    try {
+      return intOption(k, args[k] as string | undefined, def, min, max);
+    } catch (err) {
+      throw new UsageError(`${(err as Error).message}\n${USAGE}`);
+    }
   };
-  const wanted = (args.get('scenario') ?? 'all').split(',').map((s) => s.trim()).filter(Boolean);
+  const wanted = (args.scenario ?? 'all').split(',').map((s) => s.trim()).filter(Boolean);
   const scenarios = wanted.includes('all') ? SCENARIOS : wanted.map((n) => {
     const s = SCENARIOS.find((x) => x.name === n);
-    if (!s) throw new Error(`unknown scenario ${n}\n${USAGE}`);
+    if (!s) throw new UsageError(`unknown scenario ${n}\n${USAGE}`);
     return s;
   });
   // Below the kernel's ephemeral range (32768-60999 here): a listener there can fail to
   // bind when an outgoing connection happens to hold the port.
-  const pg = (args.get('pg-ports') ?? '25531,25532,25533').split(',').map(Number);
-  if (pg.length !== 3 || pg.some((p) => !Number.isInteger(p) || p < 1024 || p > 65535)) throw new Error(`--pg-ports needs three ports\n${USAGE}`);
-  const dir = path.resolve(ROOT, args.get('stack-dir') ?? path.join('.stack', 'chaos'));
+  const pg = (args['pg-ports'] ?? '25531,25532,25533').split(',').map(Number);
+  if (pg.length !== 3 || pg.some((p) => !Number.isInteger(p) || p < 1024 || p > 65535)) throw new UsageError(`--pg-ports needs three ports\n${USAGE}`);
+  const dir = path.resolve(ROOT, args['stack-dir'] ?? path.join('.stack', 'chaos'));
   return {
-    scenarios, durationS: num('duration', 20, 3, 600), dir, keepStack: args.has('keep-stack'),
-    json: path.resolve(ROOT, args.get('json') ?? path.join(dir, 'results.json')),
+    scenarios, durationS: num('duration', 20, 3, 600), dir, keepStack: args['keep-stack'] ?? false,
+    json: path.resolve(ROOT, args.json ?? path.join(dir, 'results.json')),
     ports: { engine: num('engine-port', 8680, 1024, 65535), gateway: num('gateway-port', 8690, 1024, 65535), provider: num('provider-port', 8691, 1024, 65535), pg, redis: num('redis-port', 6491, 1024, 65535) },
   };
 }
@@ -96,7 +104,7 @@ async function main(): Promise<number> {
   try {
     say(`stack in ${opts.dir}: postgres ${opts.ports.pg.join(',')}, redis ${opts.ports.redis}, engine ${opts.ports.engine}`);
     await stack.up();
-    const api = new Client(`http://127.0.0.1:${opts.ports.engine}`, 1024);
+    const api = new HttpClient(`http://127.0.0.1:${opts.ports.engine}`, { maxSockets: 1024 });
     let scenarioName = '';
     const startEngine = async (overrides: Record<string, string> = {}) => {
       await cur.engine?.stop();
@@ -115,7 +123,7 @@ async function main(): Promise<number> {
       await sims?.gateway.stop();
       await sims?.provider.stop();
       sims = await startSims(opts.ports);
-      const gateway = new Client(sims.gateway.url, 256);
+      const gateway = new HttpClient(sims.gateway.url, { maxSockets: 256 });
       const ctx: RunCtx = {
         stack, sims, durationS: opts.durationS, startEngine, api, gateway, fixture: new Fixture(api),
         engine: () => { if (!cur.engine) throw new Error('engine not started'); return cur.engine; },
@@ -152,6 +160,6 @@ async function runOne(scenario: Scenario, ctx: RunCtx): Promise<Result> {
 }
 
 main().then((code) => process.exit(code), (err: unknown) => {
-  process.stderr.write(`chaos: ${String((err as Error).stack ?? err)}\n`);
+  process.stderr.write(`chaos: ${err instanceof UsageError ? err.message : String((err as Error).stack ?? err)}\n`);
   process.exit(2);
 });

@@ -1,8 +1,8 @@
 // What a scenario gets (its stack, a way to (re)start the engine, clients) and what it
 // hands back: the load it held, the faults it injected, the invariants after, and the
 // figures that show it (latencies, throughput, recovery times).
+import type { HttpClient } from '../lib/http.js';
 import { broken, countKind, type Check } from './invariants.js';
-import type { Client } from './http.js';
 import type { Fixture } from './fixture.js';
 import type { ChaosStack, EngineProc, Sims } from './stack.js';
 import type { Summary } from './stats.js';
@@ -15,8 +15,8 @@ export interface RunCtx {
   /** Stops the running engine (if any) and starts one with these settings, ready. */
   startEngine(overrides?: Record<string, string>): Promise<EngineProc>;
   engine(): EngineProc;
-  api: Client;
-  gateway: Client;
+  api: HttpClient;
+  gateway: HttpClient;
   fixture: Fixture;
   say(msg: string): void;
 }

@@ -8,9 +8,9 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:
 import path from 'node:path';
 import pg from 'pg';
 import { DIST_DIR } from '../../src/paths.js';
-import { spawnSim, type SpawnedSim } from '../lib/spawn.js';
 import { ensurePgCluster, ensureRedis, ensureStack, findPgBin, stopPgCluster, stopStack, type StackOptions } from '../dev/stack.js';
-import { sleep } from './http.js';
+import { spawnSim, type SpawnedSim } from '../lib/spawn.js';
+import { sleep } from '../lib/wait.js';
 
 export interface ChaosPorts { engine: number; gateway: number; provider: number; pg: number[]; redis: number }
 

@@ -1,6 +1,6 @@
 // Counting what clients saw, per label (e.g. "write/shard2/down"): answers by status,
 // and latencies kept in a bounded reservoir so a long run cannot grow without limit.
-import type { CallResult } from './http.js';
+import type { Answer } from '../lib/http.js';
 
 /** Latency samples kept per label; past this, reservoir sampling keeps a fair subset. */
 const SAMPLES_MAX = 50_000;
@@ -47,7 +47,7 @@ export class Recorder {
   private readonly series = new Map<string, Series>();
 
   /** One answer under a label; `ok` defaults to 2xx. The status key is e.g. "201", "503", "0:ECONNRESET". */
-  record(label: string, r: Pick<CallResult, 'status' | 'ms' | 'error'>, ok = r.status >= 200 && r.status < 300): void {
+  record(label: string, r: Pick<Answer, 'status' | 'ms' | 'error'>, ok = r.status >= 200 && r.status < 300): void {
     const key = r.status === 0 ? `0:${r.error ?? 'error'}` : String(r.status);
     let s = this.series.get(label);
     if (!s) this.series.set(label, (s = new Series()));
@@ -94,12 +94,4 @@ export async function runClients(clients: number, durationMs: number, maxSteps: 
     }
   }));
   return steps;
-}
-
-/** Runs fn over xs with at most `concurrency` calls in flight. */
-export async function forEachBounded<T>(xs: T[], concurrency: number, fn: (x: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < xs.length) await fn(xs[next++]!);
-  }));
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { ROOT } from '../../src/paths.js';
+import { sleep } from '../lib/wait.js';
 
 export const STACK_DIR = process.env.STACK_DIR ?? path.join(ROOT, '.stack');
 export const PG_PORTS = [55431, 55432, 55433];
@@ -153,7 +154,7 @@ export async function ensureRedis(port: number, opts: StackOptions = DEFAULT_STA
   if (res.status !== 0) throw new StackError(`redis-server failed to start: ${res.stderr}`);
   for (let i = 0; i < 50; i++) {
     if (await redisAnswers(port)) return;
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   throw new StackError(`redis did not answer on port ${port}; see ${dir}/redis.log`);
 }

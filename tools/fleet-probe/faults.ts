@@ -1,6 +1,8 @@
 // Fleet probe phases: fault (one shard cut off), heal (it is back), load (traffic during rolling restarts).
 import { existsSync, readFileSync } from 'node:fs';
-import { call, sleep, pct, r0, hostOf, errType, type State, loadState, say, result, Flags } from './common.js';
+import { request } from '../lib/http.js';
+import { sleep } from '../lib/wait.js';
+import { pct, r0, hostOf, errType, type State, loadState, say, result, Flags } from './common.js';
 import { report, runOp, type Sample } from './smoke.js';
 
 // ---- fault: one shard cut off; who fails, how fast, and who does not -----------------------
@@ -15,7 +17,7 @@ export function probeRound(s: State, down: number, sinceMs: number, round: numbe
   s.engines.forEach((engine, e) => s.shards.forEach((shard, k) => {
     const c = healthy[(round + e + k) % healthy.length]!;
     const atMs = Date.now() - sinceMs;
-    out.push(call(engine, 'POST', '/v1/orders', { token: c.token, key: true, timeoutMs, body: { items: [{ item_id: shard.items[0], quantity: 1 }] } })
+    out.push(request(engine, 'POST', '/v1/orders', { token: c.token, idempotencyKey: true, timeoutMs, body: { items: [{ item_id: shard.items[0], quantity: 1 }] } })
       .then((ans) => ({ engine, shard: shard.shard, atMs, status: ans.status, type: errType(ans), ms: ans.ms })));
   }));
   return out;
@@ -28,8 +30,8 @@ export function gaugeSum(metrics: string, name: string, shard: number): number {
 /** What an operator would look at during the outage: /readyz and /metrics of each host. */
 export async function opsView(s: State, down: number): Promise<string[]> {
   return Promise.all(s.engines.map(async (engine) => {
-    const r = await call(engine, 'GET', '/readyz', { timeoutMs: 10_000 });
-    const m = await call(engine, 'GET', '/metrics', { timeoutMs: 10_000 });
+    const r = await request(engine, 'GET', '/readyz', { timeoutMs: 10_000 });
+    const m = await request(engine, 'GET', '/metrics', { timeoutMs: 10_000 });
     const shardState = (r.body?.shards as { shard: number; status: string; ms: number }[] | undefined)?.map((x) => `${x.shard}:${x.status}`).join(' ') ?? r.error;
     const waiting = typeof m.body === 'string' ? gaugeSum(m.body, 'bf_pg_pool_waiting', down) : NaN;
     return `${hostOf(engine)} /readyz ${r.status} ${r.body?.status ?? ''} [${shardState}] in ${r0(r.ms)} ms; bf_pg_pool_waiting{shard="${down}"} = ${waiting}`;
@@ -41,7 +43,7 @@ export async function strandedSessions(s: State, down: number): Promise<string> 
   const c = s.customers.find((x) => x.shard === down);
   const healthyShard = s.shards.find((x) => x.shard !== down);
   if (!c || !healthyShard) return 'n/a';
-  const a = await call(s.engines[0]!, 'POST', '/v1/orders', { token: c.token, key: true, timeoutMs: 10_000, body: { items: [{ item_id: healthyShard.items[0], quantity: 1 }] } });
+  const a = await request(s.engines[0]!, 'POST', '/v1/orders', { token: c.token, idempotencyKey: true, timeoutMs: 10_000, body: { items: [{ item_id: healthyShard.items[0], quantity: 1 }] } });
   return `${a.status} ${errType(a)} in ${r0(a.ms)} ms`;
 }
 
@@ -126,7 +128,7 @@ export async function heal(a: Flags): Promise<boolean> {
   }
   let readyMs = -1;
   while (allGreenMs >= 0 && readyMs < 0 && Date.now() - t0 < timeoutMs) {
-    const r = await Promise.all(s.engines.map((e) => call(e, 'GET', '/readyz', { timeoutMs: 5000 })));
+    const r = await Promise.all(s.engines.map((e) => request(e, 'GET', '/readyz', { timeoutMs: 5000 })));
     if (r.every((x) => x.status === 200)) readyMs = Date.now() - t0;
     else await sleep(250);
   }

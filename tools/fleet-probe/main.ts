@@ -11,22 +11,28 @@
 // Every request has a client-side deadline, every loop a bound: the probe itself
 // cannot hang, so a hung engine shows up as a number, not as a stuck proof.
 import { pathToFileURL } from 'node:url';
+import { UsageError } from '../lib/args.js';
 import { Flags } from './common.js';
 import { fault, heal, load } from './faults.js';
 import { setup, smoke } from './smoke.js';
 
 const PHASES: Record<string, (a: Flags) => Promise<boolean>> = { setup, smoke, fault, heal, load };
+const USAGE = 'usage: fleet-probe setup|smoke|fault|heal|load --state FILE [...] (see the header of tools/fleet-probe/main.ts)\n';
 
 async function main(): Promise<void> {
   const [phase, ...rest] = process.argv.slice(2);
   const run = PHASES[phase ?? ''];
   if (!run) {
-    process.stderr.write('usage: fleet-probe setup|smoke|fault|heal|load --state FILE [...] (see the header of tools/fleet-probe/main.ts)\n');
+    process.stderr.write(USAGE);
     process.exit(2);
   }
   try {
     process.exit((await run(new Flags(rest))) ? 0 : 1);
   } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`probe: ${phase}: ${err.message}\n${USAGE}`);
+      process.exit(2);
+    }
     process.stderr.write(`probe: ${phase} failed: ${(err as Error).message}\n`);
     process.exit(1);
   }

@@ -1,6 +1,9 @@
 // Fleet probe phases: setup (catalog and customers on every shard) and smoke (a bounded mixed load).
 import { randomUUID } from 'node:crypto';
-import { type Answer, call, must, sleep, pct, r0, hostOf, type Customer, type ShardData, type State, tokenShard, loadState, saveState, say, result, Flags } from './common.js';
+import { expectStatus, request, type Answer } from '../lib/http.js';
+import { shardOfToken } from '../lib/ids.js';
+import { sleep } from '../lib/wait.js';
+import { pct, r0, hostOf, type Customer, type ShardData, type State, loadState, saveState, say, result, Flags } from './common.js';
 
 // ---- setup -------------------------------------------------------------------------
 
@@ -8,15 +11,15 @@ import { type Answer, call, must, sleep, pct, r0, hostOf, type Customer, type Sh
 export async function catalog(engines: string[], admin: string, shardCount: number): Promise<ShardData[]> {
   const byShard = new Map<number, ShardData>();
   for (let i = 0; i < 4 * shardCount && byShard.size < shardCount; i++) {
-    const c = must(await call(engines[i % engines.length]!, 'POST', '/v1/categories', { token: admin, body: { name: `deploy-proof-${randomUUID().slice(0, 8)}` } }), 201, 'create category');
+    const c = expectStatus(await request(engines[i % engines.length]!, 'POST', '/v1/categories', { token: admin, body: { name: `deploy-proof-${randomUUID().slice(0, 8)}` } }), 201, 'create category');
     if (!byShard.has(c.shard)) byShard.set(c.shard, { shard: c.shard, category_id: c.id, items: [] });
   }
   if (byShard.size < shardCount) throw new Error(`categories landed on ${byShard.size} of ${shardCount} shards`);
   const shards = [...byShard.values()].sort((a, b) => a.shard - b.shard);
   for (const [i, s] of shards.entries()) {
     for (let k = 0; k < 2; k++) {
-      const item = must(await call(engines[(i + k) % engines.length]!, 'POST', '/v1/items', {
-        token: admin, key: true,
+      const item = expectStatus(await request(engines[(i + k) % engines.length]!, 'POST', '/v1/items', {
+        token: admin, idempotencyKey: true,
         body: { category_id: s.category_id, name: `proof item ${s.shard}.${k}`, price_cents: 1250, currency: 'USD', stock: 1_000_000 },
       }), 201, 'create item');
       s.items.push(item.id);
@@ -28,9 +31,9 @@ export async function catalog(engines: string[], admin: string, shardCount: numb
 export async function register(engine: string): Promise<Customer> {
   const email = `proof-${randomUUID().slice(0, 12)}@deploy-local.test`;
   const password = 'proof-password-123';
-  must(await call(engine, 'POST', '/v1/users', { body: { email, password } }), 201, 'register');
-  const s = must(await call(engine, 'POST', '/v1/sessions', { body: { email, password } }), 201, 'login');
-  return { email, token: s.token, shard: tokenShard(s.token) };
+  expectStatus(await request(engine, 'POST', '/v1/users', { body: { email, password } }), 201, 'register');
+  const s = expectStatus(await request(engine, 'POST', '/v1/sessions', { body: { email, password } }), 201, 'login');
+  return { email, token: s.token, shard: shardOfToken(s.token) };
 }
 
 /** At least two customers whose sessions live on each shard (bounded attempts). */
@@ -46,8 +49,8 @@ export async function customersOnEveryShard(engines: string[], shardCount: numbe
 
 export async function setup(a: Flags): Promise<boolean> {
   const engines = a.req('engines').split(',');
-  const login = must(await call(engines[0]!, 'POST', '/v1/sessions', { body: { email: a.req('admin-email'), password: a.req('admin-password') } }), 201, 'admin login');
-  const ready = must(await call(engines[0]!, 'GET', '/readyz'), 200, 'readyz');
+  const login = expectStatus(await request(engines[0]!, 'POST', '/v1/sessions', { body: { email: a.req('admin-email'), password: a.req('admin-password') } }), 201, 'admin login');
+  const ready = expectStatus(await request(engines[0]!, 'GET', '/readyz'), 200, 'readyz');
   const shardCount = (ready.shards as unknown[]).length;
   const shards = await catalog(engines, login.token, shardCount);
   const customers = await customersOnEveryShard(engines, shardCount);
@@ -80,21 +83,21 @@ export async function runOp(s: State, i: number, op: Op, engine: string): Promis
   const c = s.customers[i % s.customers.length]!;
   const done = (a: Answer, expected: number): Sample => ({ op, engine, status: a.status, expected, ms: a.ms, detail: `${a.error ?? ''}${a.status !== expected ? JSON.stringify(a.body)?.slice(0, 200) : ''}` });
   switch (op) {
-    case 'get_item': return done(await call(engine, 'GET', `/v1/items/${item}`), 200);
-    case 'list_items': return done(await call(engine, 'GET', `/v1/items?category_id=${shard.category_id}&limit=10`), 200);
-    case 'list_categories': return done(await call(engine, 'GET', '/v1/categories'), 200);
-    case 'list_orders': return done(await call(engine, 'GET', '/v1/orders?limit=5', { token: c.token }), 200);
+    case 'get_item': return done(await request(engine, 'GET', `/v1/items/${item}`), 200);
+    case 'list_items': return done(await request(engine, 'GET', `/v1/items?category_id=${shard.category_id}&limit=10`), 200);
+    case 'list_categories': return done(await request(engine, 'GET', '/v1/categories'), 200);
+    case 'list_orders': return done(await request(engine, 'GET', '/v1/orders?limit=5', { token: c.token }), 200);
     case 'register': {
       const body = { email: `smoke-${randomUUID().slice(0, 12)}@deploy-local.test`, password: 'smoke-password-123' };
-      return done(await call(engine, 'POST', '/v1/users', { body }), 201);
+      return done(await request(engine, 'POST', '/v1/users', { body }), 201);
     }
     case 'get_order': {
       const o = s.orders[i % Math.max(1, s.orders.length)];
-      if (o) return done(await call(engine, 'GET', `/v1/orders/${o.id}`, { token: o.token }), 200);
+      if (o) return done(await request(engine, 'GET', `/v1/orders/${o.id}`, { token: o.token }), 200);
     } // no order yet: create one instead
     // falls through
     case 'create_order': {
-      const a = await call(engine, 'POST', '/v1/orders', { token: c.token, key: true, body: { items: [{ item_id: item, quantity: 1 }] } });
+      const a = await request(engine, 'POST', '/v1/orders', { token: c.token, idempotencyKey: true, body: { items: [{ item_id: item, quantity: 1 }] } });
       if (a.status === 201) for (const o of a.body.orders) s.orders.push({ id: o.id, token: c.token, shard: o.shard });
       return { ...done(a, 201), op: 'create_order' };
     }
@@ -119,11 +122,11 @@ export async function payments(s: State, gateway: string): Promise<{ ok: number;
   const results = await Promise.all(s.shards.map(async (shard, i) => {
     const engine = s.engines[i % s.engines.length]!;
     const c = s.customers.find((x) => x.shard === shard.shard) ?? s.customers[0]!;
-    const o = must(await call(engine, 'POST', '/v1/orders', { token: c.token, key: true, body: { items: [{ item_id: shard.items[0], quantity: 1 }] } }), 201, 'order to pay').orders[0];
-    const p = must(await call(engine, 'POST', `/v1/orders/${o.id}/payments`, { token: c.token, key: true, body: { method: 'card' } }), 201, 'create payment');
-    must(await call(gateway, 'POST', `/v1/sessions/${p.gateway_session_id}/complete`, { body: { outcome: 'succeeded' } }), 200, 'pay at the gateway');
+    const o = expectStatus(await request(engine, 'POST', '/v1/orders', { token: c.token, idempotencyKey: true, body: { items: [{ item_id: shard.items[0], quantity: 1 }] } }), 201, 'order to pay').orders[0];
+    const p = expectStatus(await request(engine, 'POST', `/v1/orders/${o.id}/payments`, { token: c.token, idempotencyKey: true, body: { method: 'card' } }), 201, 'create payment');
+    expectStatus(await request(gateway, 'POST', `/v1/sessions/${p.gateway_session_id}/complete`, { body: { outcome: 'succeeded' } }), 200, 'pay at the gateway');
     for (let k = 0; k < 100; k++) { // <= ~20 s
-      const got = await call(s.engines[(i + 1) % s.engines.length]!, 'GET', `/v1/orders/${o.id}`, { token: c.token });
+      const got = await request(s.engines[(i + 1) % s.engines.length]!, 'GET', `/v1/orders/${o.id}`, { token: c.token });
       if (got.status === 200 && ['paid', 'completed'].includes(got.body.status)) return true;
       await sleep(200);
     }

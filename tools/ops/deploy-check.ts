@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../../src/config.js';
+import { parseCli, UsageError } from '../lib/args.js';
 import { loadUws, runtime, SUPPORTED_RUNTIMES, UwsUnavailable, UWS_UNAVAILABLE_EXIT } from '../../src/http/uws.js';
 import {
   capacity, configVariables, DEFAULT_TOPOLOGY, hbaAdmitted, judgeBudget, loadTopology, parseEnvFile, pgSetting,
@@ -225,16 +226,10 @@ export function checkDeploy(topologyFile: string, envFile?: string): Report {
 }
 
 function parseArgs(argv: string[]): { topology: string; env?: string } {
-  const args = { topology: DEFAULT_TOPOLOGY } as { topology: string; env?: string };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--env') args.env = argv[++i];
-    else if (a === '-h' || a === '--help') throw new Error('usage');
-    else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
-    else args.topology = a;
-  }
-  if ('env' in args && !args.env) throw new Error('--env needs a file');
-  return args;
+  const { values, positionals } = parseCli(argv, { options: { env: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, positionals: 1 });
+  if (values.help) throw new UsageError('usage');
+  if (values.env === '') throw new UsageError('--env needs a file');
+  return { topology: positionals[0] ?? DEFAULT_TOPOLOGY, ...(values.env === undefined ? {} : { env: values.env }) };
 }
 
 function main(): void {

@@ -14,22 +14,17 @@ import { ConfigError, loadConfig } from '../../src/config.js';
 import { setLogLevel } from '../../src/log.js';
 import { SQL_DIR } from '../../src/paths.js';
 import { loadMigrations, migrateShard, type Migration } from '../../src/shard/migrate.js';
+import { parseCli, UsageError } from '../lib/args.js';
 
 const say = (msg: string) => process.stdout.write(`migrate: ${msg}\n`);
 
 interface Args { check: boolean; lockTimeoutMs: number; verbose: boolean }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { check: false, lockTimeoutMs: 5000, verbose: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--check') args.check = true;
-    else if (a === '--verbose') args.verbose = true;
-    else if (a === '--lock-timeout-ms') args.lockTimeoutMs = Number(argv[++i]);
-    else throw new Error(`unknown option ${a}`);
-  }
-  if (!Number.isInteger(args.lockTimeoutMs) || args.lockTimeoutMs < 100) throw new Error('--lock-timeout-ms must be an integer >= 100');
-  return args;
+  const { values } = parseCli(argv, { options: { check: { type: 'boolean' }, verbose: { type: 'boolean' }, 'lock-timeout-ms': { type: 'string' } } });
+  const lockTimeoutMs = Number(values['lock-timeout-ms'] ?? 5000);
+  if (!Number.isInteger(lockTimeoutMs) || lockTimeoutMs < 100) throw new UsageError('--lock-timeout-ms must be an integer >= 100');
+  return { check: values.check ?? false, verbose: values.verbose ?? false, lockTimeoutMs };
 }
 
 /**

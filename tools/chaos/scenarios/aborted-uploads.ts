@@ -6,8 +6,9 @@
 // the normal load is served as before: no lasting 503s. During the attack 503
 // `overloaded` is the only refusal allowed (a limit holding under a burst).
 import net from 'node:net';
+import type { HttpClient } from '../../lib/http.js';
+import { sleep } from '../../lib/wait.js';
 import { pick, type Customer } from '../fixture.js';
-import { sleep, type Client } from '../http.js';
 import { checkInvariants } from '../invariants.js';
 import { Outcome, pct, type RunCtx, type Scenario } from '../scenario.js';
 import { Recorder, runClients } from '../stats.js';
@@ -113,14 +114,14 @@ async function run(ctx: RunCtx) {
 }
 
 /** The fleet's in-flight gauge from /metrics, this scrape's own slot included (NaN when it does not answer). */
-async function inflight(api: Client): Promise<number> {
+async function inflight(api: HttpClient): Promise<number> {
   const m = await api.call('GET', '/metrics', { timeoutMs: 2000 });
   if (m.status !== 200 || typeof m.body !== 'string') return NaN;
   return [...m.body.matchAll(/^bf_http_inflight_requests(?:\{[^}]*\})? (\d+)/gm)].reduce((n, x) => n + Number(x[1]), 0);
 }
 
 /** Polls the gauge until it reads `want`; the last reading. */
-async function settles(api: Client, want: number, timeoutMs: number): Promise<number> {
+async function settles(api: HttpClient, want: number, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   let v = await inflight(api);
   while (v !== want && Date.now() < deadline) {

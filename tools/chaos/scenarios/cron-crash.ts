@@ -3,14 +3,16 @@
 // respawned cron finishes the work exactly once: every backlog order expired once,
 // stock back once (available + held + sold = stocked, held = active holds), and the
 // per-customer counts given back once.
+import { localOf, shardOf } from '../../lib/ids.js';
+import { pool } from '../../lib/pool.js';
+import { sleep } from '../../lib/wait.js';
 import { pick } from '../fixture.js';
 import { placeOrder, randomLines } from '../flows.js';
-import { sleep } from '../http.js';
-import { checkInvariants } from '../invariants.js';
 import { checkGatewayAgrees } from '../gateway-ledger.js';
+import { checkInvariants } from '../invariants.js';
 import { Outcome, pct, type RunCtx, type Scenario } from '../scenario.js';
 import { killQuietly } from '../stack.js';
-import { forEachBounded, Recorder, runClients } from '../stats.js';
+import { Recorder, runClients } from '../stats.js';
 
 const KILLS = 3;
 const BATCH = 10;
@@ -123,8 +125,8 @@ async function checkExactlyOnce(ctx: RunCtx, out: Outcome, made: string[]): Prom
   let notExpired = 0;
   let events = 0;
   let badHolds = 0;
-  await forEachBounded([0, 1, 2], 3, async (s) => {
-    const locals = made.filter((id) => parseInt(id[3]!, 36) === s).map((id) => parseInt(id.slice(4), 36));
+  await pool([0, 1, 2], 3, async (s) => {
+    const locals = made.filter((id) => shardOf(id) === s).map((id) => localOf(id));
     const [r] = await ctx.stack.sql(s, `SELECT
         (SELECT count(*)::int FROM orders WHERE id = ANY($1) AND status <> 'expired') AS not_expired,
         (SELECT count(*)::int FROM order_events WHERE order_id = ANY($1) AND to_status = 'expired') AS expired_events,

@@ -3,12 +3,14 @@
 // payments and their webhooks. Afterwards every order has ended completed, refunded
 // or expired; the gateway and the engine agree on every payment; one capture is kept
 // per completed order and none for the others; the ledger balances.
+import { localOf, shardOf } from '../../lib/ids.js';
+import { pool } from '../../lib/pool.js';
+import { sleep } from '../../lib/wait.js';
 import { pick, type Customer } from '../fixture.js';
 import { completeAtGateway, gatewaySession, openPayment, placeOrder, resetKnobs, setKnobs, type Paid } from '../flows.js';
-import { sleep } from '../http.js';
 import { checkInvariants, waitSettled } from '../invariants.js';
 import { Outcome, pct, type RunCtx, type Scenario } from '../scenario.js';
-import { forEachBounded, Recorder, runClients } from '../stats.js';
+import { Recorder, runClients } from '../stats.js';
 
 const CLIENTS = 24;
 const FINAL = ['completed', 'refunded', 'expired', 'canceled'];
@@ -107,7 +109,7 @@ async function waitFinal(ctx: RunCtx, attempts: Attempt[], timeoutMs: number): P
   for (;;) {
     states = {};
     for (let s = 0; s < ctx.stack.shardUrls.length; s++) {
-      const locals = attempts.filter((a) => parseInt(a.orderId[3]!, 36) === s).map((a) => parseInt(a.orderId.slice(4), 36));
+      const locals = attempts.filter((a) => shardOf(a.orderId) === s).map((a) => localOf(a.orderId));
       for (const r of await ctx.stack.sql(s, 'SELECT status, count(*)::int AS n FROM orders WHERE id = ANY($1) GROUP BY 1', [locals])) states[r.status] = (states[r.status] ?? 0) + (r.n as number);
     }
     const open = Object.entries(states).filter(([k]) => !FINAL.includes(k)).reduce((n, [, v]) => n + v, 0);
@@ -123,10 +125,10 @@ async function crossCheck(ctx: RunCtx, out: Outcome, attempts: Attempt[]): Promi
   let doubled = 0;
   let notFinal = 0;
   const mismatches: unknown[] = [];
-  await forEachBounded(attempts, 8, async (a) => {
-    const shard = parseInt(a.orderId[3]!, 36);
-    const order = (await ctx.stack.sql(shard, 'SELECT status FROM orders WHERE id = $1', [parseInt(a.orderId.slice(4), 36)]))[0];
-    const pays = await ctx.stack.sql(shard, 'SELECT id, status, escrow, gateway_session_id FROM payments WHERE order_id = $1', [parseInt(a.orderId.slice(4), 36)]);
+  await pool(attempts, 8, async (a) => {
+    const shard = shardOf(a.orderId);
+    const order = (await ctx.stack.sql(shard, 'SELECT status FROM orders WHERE id = $1', [localOf(a.orderId)]))[0];
+    const pays = await ctx.stack.sql(shard, 'SELECT id, status, escrow, gateway_session_id FROM payments WHERE order_id = $1', [localOf(a.orderId)]);
     if (!FINAL.includes(order?.status)) notFinal++;
     let kept = 0;
     for (const p of pays) {

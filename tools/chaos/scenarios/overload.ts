@@ -3,10 +3,11 @@
 // 503/429 + Retry-After from bounded queues (MAX_INFLIGHT per worker, PG_MAX_WAITING
 // per pool), keep the latency of what it admits bounded and its memory flat, and serve
 // the light load as before once the storm passes.
+import { HttpClient } from '../../lib/http.js';
+import { sleep } from '../../lib/wait.js';
 import { pick, type Customer } from '../fixture.js';
-import { Client, sleep } from '../http.js';
-import { checkInvariants } from '../invariants.js';
 import { checkGatewayAgrees } from '../gateway-ledger.js';
+import { checkInvariants } from '../invariants.js';
 import { Outcome, pct, type RunCtx, type Scenario } from '../scenario.js';
 import { rssMiB } from '../stack.js';
 import { Recorder, runClients } from '../stats.js';
@@ -55,7 +56,7 @@ async function run(ctx: RunCtx, v: Variant) {
   const items = await ctx.fixture.items([0, 1, 2], 10, 10_000_000);
   const customers = await ctx.fixture.customers(32);
   const rec = new Recorder();
-  const storm = new Client(ctx.api.base, STORM_CLIENTS + 16, 30_000);
+  const storm = new HttpClient(ctx.api.base, { maxSockets: STORM_CLIENTS + 16, timeoutMs: 30_000 });
   let phase: Phase = 'light';
   const codes = new Map<string, number>();
   const peaks = { rssMiB: 0, rssBeforeMiB: 0, rssAfterMiB: 0, pgWaiting: 0, inflight: 0, noRetryAfter: 0 };
@@ -63,14 +64,14 @@ async function run(ctx: RunCtx, v: Variant) {
   const rss = () => engine.workers().map(rssMiB);
   peaks.rssBeforeMiB = Math.max(0, ...rss());
 
-  const step = (api: Client) => async (client: number) => {
+  const step = (api: HttpClient) => async (client: number) => {
     const c: Customer = customers[client % customers.length]!;
     const at = phase;
     const r = Math.random() < 0.7
       ? await api.call('POST', '/v1/orders', { token: c.token, body: { items: [{ item_id: pick(items).id, quantity: 1 }] } })
       : await api.call('GET', '/v1/orders?limit=5', { token: c.token });
     const shed = r.status === 503 || r.status === 429;
-    if (shed && !r.headers['retry-after']) peaks.noRetryAfter++;
+    if (shed && !r.headers.get('retry-after')) peaks.noRetryAfter++;
     rec.record(`${shed ? 'shed' : r.status === 0 ? 'dropped' : 'admitted'}/${at}`, r, r.status === 201 || r.status === 200);
     if (shed) codes.set(r.body?.error?.code ?? '?', (codes.get(r.body?.error?.code ?? '?') ?? 0) + 1);
     if (shed && at === 'storm') await sleep(100);

@@ -2,12 +2,13 @@
 // paid and left to expire, so its stock keeps crossing zero while the sold-out gate and
 // the cache lose their Redis). Zero oversell, reads served from Postgres meanwhile,
 // writes continue, nothing acknowledged is lost, and the cache is right again after.
+import { encodeRow } from '../../../src/router/ids.js';
+import { localOf, shardOf } from '../../lib/ids.js';
+import { sleep } from '../../lib/wait.js';
 import { pick, type Customer, type Item } from '../fixture.js';
 import { completeAtGateway, openPayment, placeOrder, type Paid } from '../flows.js';
-import { sleep } from '../http.js';
 import { checkInvariants, waitSettled } from '../invariants.js';
 import { Outcome, pct, type RunCtx, type Scenario } from '../scenario.js';
-import { encodeRow } from '../../../src/router/ids.js';
 import { Recorder, runClients } from '../stats.js';
 
 const CLIENTS = 24;
@@ -70,7 +71,7 @@ export const redisDown: Scenario = {
     out.addChecks(settled.checks);
     await checkAcknowledged(ctx, out, confirmed, canceled, paid);
     await checkCacheHealed(ctx, out, flash);
-    const [row] = await ctx.stack.sql(0, 'SELECT available, held, sold, stocked FROM items WHERE id = $1', [parseInt(flash.id.slice(4), 36)]);
+    const [row] = await ctx.stack.sql(0, 'SELECT available, held, sold, stocked FROM items WHERE id = $1', [localOf(flash.id)]);
     out.oversold += Math.max(0, row.held + row.sold - row.stocked);
     out.figures.flash_item = row;
     out.addChecks(await checkInvariants(ctx.stack));
@@ -111,7 +112,7 @@ async function checkAcknowledged(ctx: RunCtx, out: Outcome, confirmed: string[],
 async function orderStates(ctx: RunCtx, ids: string[]): Promise<Map<string, string>> {
   const found = new Map<string, string>();
   for (let s = 0; s < ctx.stack.shardUrls.length; s++) {
-    const locals = ids.filter((id) => parseInt(id[3]!, 36) === s).map((id) => parseInt(id.slice(4), 36));
+    const locals = ids.filter((id) => shardOf(id) === s).map((id) => localOf(id));
     for (const r of await ctx.stack.sql(s, 'SELECT id, status FROM orders WHERE id = ANY($1)', [locals])) found.set(encodeRow('order', s, r.id as number), r.status as string);
   }
   return found;
@@ -135,7 +136,7 @@ async function paidEnds(ctx: RunCtx, paid: Paid[]): Promise<PaidEnd[]> {
 async function paymentStates(ctx: RunCtx, paid: Paid[]): Promise<PaidEnd[]> {
   const found = new Map<string, PaidEnd>();
   for (let s = 0; s < ctx.stack.shardUrls.length; s++) {
-    const locals = paid.filter((p) => parseInt(p.paymentId[3]!, 36) === s).map((p) => parseInt(p.paymentId.slice(4), 36));
+    const locals = paid.filter((p) => shardOf(p.paymentId) === s).map((p) => localOf(p.paymentId));
     const rows = await ctx.stack.sql(s, 'SELECT p.id, p.status, p.escrow, o.status AS order_status FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = ANY($1)', [locals]);
     for (const r of rows) found.set(encodeRow('payment', s, r.id as number), r);
   }
@@ -147,7 +148,7 @@ async function checkCacheHealed(ctx: RunCtx, out: Outcome, flash: Item): Promise
   let cached = -1;
   let db = -2;
   for (let i = 0; i < 40 && cached !== db; i++) {
-    const [row] = await ctx.stack.sql(0, 'SELECT available FROM items WHERE id = $1', [parseInt(flash.id.slice(4), 36)]);
+    const [row] = await ctx.stack.sql(0, 'SELECT available FROM items WHERE id = $1', [localOf(flash.id)]);
     db = row.available as number;
     cached = ((await ctx.api.call('GET', `/v1/items/${flash.id}`)).body?.available as number) ?? -1;
     if (cached !== db) await sleep(100);

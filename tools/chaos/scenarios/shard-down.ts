@@ -3,9 +3,10 @@
 // their throughput and p99 within a stated margin of the baseline measured in the
 // same run, the engine heals by itself, and the crons catch up on what came due
 // during the outage: expired holds released, money that arrived too late refunded.
+import { localOf } from '../../lib/ids.js';
+import { sleep } from '../../lib/wait.js';
 import { pick, type Customer, type Item } from '../fixture.js';
 import { completeAtGateway, openPayment, placeOrder, type Paid } from '../flows.js';
-import { sleep } from '../http.js';
 import { checkInvariants, waitSettled } from '../invariants.js';
 import { Outcome, pct, type RunCtx, type Scenario } from '../scenario.js';
 import { Recorder, runClients } from '../stats.js';
@@ -102,7 +103,7 @@ async function latePayments(ctx: RunCtx, rec: Recorder, customers: Customer[], i
 async function checkLate(ctx: RunCtx, out: Outcome, late: Paid[]): Promise<void> {
   const states: string[] = [];
   for (const p of late) {
-    const [row] = await ctx.stack.sql(DOWN, 'SELECT p.status, o.status AS order_status FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1', [parseInt(p.paymentId.slice(4), 36)]);
+    const [row] = await ctx.stack.sql(DOWN, 'SELECT p.status, o.status AS order_status FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1', [localOf(p.paymentId)]);
     states.push(`${row?.order_status}/${row?.status}`);
     // Paid too late (hold gone): refunded. Had it landed before the expiry: completed. Never kept without an order.
     const fine = row && ((row.order_status === 'expired' && row.status === 'refunded') || (row.order_status === 'completed' && row.status === 'succeeded'));

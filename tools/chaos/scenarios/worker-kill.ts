@@ -2,13 +2,15 @@
 // Idempotency-Key and must get the original orders; afterwards no order is half-made,
 // no hold leaked, and every payment the gateway captured placed its order.
 import { encodeRow } from '../../../src/router/ids.js';
+import { localOf, shardOf } from '../../lib/ids.js';
+import { pool } from '../../lib/pool.js';
+import { sleep } from '../../lib/wait.js';
 import { pick, type Customer } from '../fixture.js';
 import { completeAtGateway, openPayment, placeOrder, randomLines, type Paid, type Placed } from '../flows.js';
-import { sleep } from '../http.js';
 import { checkInvariants, waitSettled } from '../invariants.js';
 import { Outcome, pct, type RunCtx, type Scenario } from '../scenario.js';
 import { killQuietly } from '../stack.js';
-import { forEachBounded, Recorder, runClients } from '../stats.js';
+import { Recorder, runClients } from '../stats.js';
 
 const CLIENTS = 24;
 const RETRY_WINDOW_MS = 25_000;
@@ -99,7 +101,7 @@ async function killLoop(ctx: RunCtx, out: Outcome, stopAt: number, wanted: numbe
 async function replay(ctx: RunCtx, out: Outcome, confirmed: Placed[]): Promise<void> {
   let mismatched = 0;
   const sample = confirmed.slice(0, REPLAY_MAX);
-  await forEachBounded(sample, 16, async (p) => {
+  await pool(sample, 16, async (p) => {
     const r = await ctx.api.call('POST', '/v1/orders', { token: p.customer.token, body: p.body, headers: { 'idempotency-key': p.key } });
     const ids = r.status === 201 ? (r.body.orders as { id: string }[]).map((o) => o.id) : null;
     if (!ids || ids.join() !== p.ids!.join()) mismatched++;
@@ -150,8 +152,8 @@ async function checkPayments(ctx: RunCtx, out: Outcome, paid: Paid[], waitMs = 2
 }
 
 async function completed(ctx: RunCtx, p: Paid): Promise<boolean> {
-  const shard = parseInt(p.paymentId[3]!, 36);
-  const local = parseInt(p.paymentId.slice(4), 36);
+  const shard = shardOf(p.paymentId);
+  const local = localOf(p.paymentId);
   const [row] = await ctx.stack.sql(shard, 'SELECT p.status, p.escrow, o.status AS order_status FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1', [local]);
   return !!row && row.status === 'succeeded' && row.escrow === 'released' && row.order_status === 'completed';
 }
