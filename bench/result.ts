@@ -3,7 +3,7 @@ import os from 'node:os';
 import type { ScenarioResult } from './context.js';
 import type { ProfileSummary } from './cpuprof.js';
 import type { Flags } from './flags.js';
-import type { InvariantReport } from './invariants.js';
+import type { InvariantReport } from '../tools/lib/invariants.js';
 import type { Summary } from './report/summary.js';
 
 export interface Machine { cpus: number; cpu_model: string; mem_gb: number; node: string; platform: string; loadavg_before: number[] }

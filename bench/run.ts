@@ -7,13 +7,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from '../src/paths.js';
 import { localOf, shardOf, uuidOf } from '../tools/lib/ids.js';
+import { checkInvariants, judge, type InvariantReport, type Scope } from '../tools/lib/invariants.js';
 import { sleep } from '../tools/lib/wait.js';
 import type { RunCtx, ScenarioResult } from './context.js';
 import { summarizeDir } from './cpuprof.js';
 import { openTarget, type Target } from './env.js';
 import { prepareFixture } from './fixture.js';
 import { FlagError, HELP, parseFlags, type Flags, type Scenario } from './flags.js';
-import { checkInvariants, type InvariantReport, type Scope } from './invariants.js';
 import { probePayments } from './payments.js';
 import { html } from './report/html.js';
 import { summarize } from './report/summary.js';
@@ -114,7 +114,7 @@ async function main(): Promise<number> {
     ctx = { flags, target, fx, adminToken, outDir, payments, touched: [], undo: new Set() };
     scenarios = await runScenarios(ctx, failures);
     say('checking invariants on every shard');
-    invariants = await checkInvariants(target.pgShards, scopeOf(ctx), flags.strictInvariants);
+    invariants = judge(await checkInvariants(target.pgShards, { phase: 'always', scope: scopeOf(ctx) }), flags.strictInvariants);
     for (const f of invariants.foreign) say(`note: ${f}`);
   } catch (err) {
     failures.push(`setup/check: ${(err as Error).message}`);

@@ -2,7 +2,7 @@
 // targets and invariants.
 import type { KindCost } from '../scenarios/costs.js';
 import type { ScenarioResult } from '../context.js';
-import type { InvariantReport } from '../invariants.js';
+import type { InvariantReport } from '../../tools/lib/invariants.js';
 import type { KindStats } from '../load.js';
 import type { PgbenchResult } from '../pgbench.js';
 import { coreSamples, NOISY_CORES, type Summary } from './summary.js';

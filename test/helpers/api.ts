@@ -4,7 +4,8 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { DEFAULT_PG_SHARDS } from '../../src/config.js';
 import { request } from '../../tools/lib/http.js';
-import { localOf as localId, shardOf } from '../../tools/lib/ids.js';
+import { localOf as localId, shardOf, uuidOf } from '../../tools/lib/ids.js';
+import { checkInvariants, judge, type Scope } from '../../tools/lib/invariants.js';
 import { pool } from '../../tools/lib/pool.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, ENGINE_URL, GATEWAY_URL, PROVIDER_URL } from '../setup/env.js';
 
@@ -119,3 +120,19 @@ export async function sim(base: string, method: string, path: string, body?: unk
   return api(method, path, { base, body });
 }
 
+/**
+ * The engine's promises (tools/lib/invariants.ts, the checker of the bench and the chaos
+ * runner) on the rows of these items and customers: none of them may be broken. Rows of
+ * other test files running meanwhile are not this test's to judge.
+ */
+export async function invariantsHold(t: { same(found: unknown, wanted: unknown, message?: string): boolean }, of: { items?: string[]; customers?: string[] }): Promise<void> {
+  const report = judge(await checkInvariants(world.shards.split(','), { phase: 'always', scope: scopeOf(of) }), false);
+  t.same(report.violations, [], `every promise holds for ${of.items?.length ?? 0} items and ${of.customers?.length ?? 0} customers`);
+}
+
+/** A checker scope from engine ids: item local ids per shard, customer uuids. */
+export function scopeOf(of: { items?: string[]; customers?: string[] }): Scope {
+  const items = new Map<number, number[]>();
+  for (const id of of.items ?? []) items.set(shardOf(id), [...(items.get(shardOf(id)) ?? []), localId(id)]);
+  return { items, customers: (of.customers ?? []).map(uuidOf) };
+}

@@ -5,7 +5,8 @@
 // in flight until the webhooks and crons caught up, so they count once settled.
 import type { HttpClient } from '../lib/http.js';
 import { sleep } from '../lib/wait.js';
-import type { Check, Kind } from './invariants.js';
+import type { Check, Kind } from '../lib/invariants.js';
+import { pool } from '../lib/pool.js';
 import type { ChaosStack } from './stack.js';
 
 interface Row { id: number; session: string; status: string; escrow: string }
@@ -42,7 +43,7 @@ export async function checkGatewayAgrees(stack: ChaosStack, gateway: HttpClient,
         const s = sessions.get(p.session);
         return s ? r.bad(p, s) : false;
       });
-      return { shard, name: r.name, kind: r.kind, bad: bad.length, sample: bad.slice(0, SAMPLE).map((p) => ({ ...p, gateway: sessions.get(p.session) })) };
+      return check(shard, r.name, r.kind, bad.map((p) => ({ ...p, gateway: sessions.get(p.session) })));
     }).concat(missing(shard, rows, sessions));
   }));
   return perShard.flat();
@@ -50,21 +51,17 @@ export async function checkGatewayAgrees(stack: ChaosStack, gateway: HttpClient,
 
 /** A session the engine recorded that the gateway does not know is money we cannot account for. */
 function missing(shard: number, rows: Row[], sessions: Map<string, Session>): Check[] {
-  const bad = rows.filter((p) => !sessions.has(p.session));
-  return [{ shard, name: 'gateway: every recorded session exists there', kind: 'lost', bad: bad.length, sample: bad.slice(0, SAMPLE) }];
+  return [check(shard, 'gateway: every recorded session exists there', 'lost', rows.filter((p) => !sessions.has(p.session)))];
+}
+
+/** Every row here is the run's own: none is foreign. */
+function check(shard: number, name: string, kind: Kind, bad: unknown[]): Check {
+  return { shard, name, kind, ok: bad.length === 0, bad: bad.length, foreign: 0, sample: bad.slice(0, SAMPLE) };
 }
 
 async function fetchSessions(gateway: HttpClient, ids: string[]): Promise<Map<string, Session>> {
-  const out = new Map<string, Session>();
-  let next = 0;
-  await Promise.all(Array.from({ length: FETCH_CONCURRENCY }, async () => {
-    while (next < ids.length) {
-      const id = ids[next++]!;
-      const s = await fetchSession(gateway, id);
-      if (s) out.set(id, s);
-    }
-  }));
-  return out;
+  const sessions = await pool(ids, FETCH_CONCURRENCY, (id) => fetchSession(gateway, id));
+  return new Map(ids.flatMap((id, i) => (sessions[i] ? [[id, sessions[i]] as const] : [])));
 }
 
 /** The session, null when the gateway does not know it; a failing gateway is asked again a few times. */

@@ -2,7 +2,7 @@
 // hands back: the load it held, the faults it injected, the invariants after, and the
 // figures that show it (latencies, throughput, recovery times).
 import type { HttpClient } from '../lib/http.js';
-import { broken, countKind, type Check } from './invariants.js';
+import { broken, countKind, type Check } from '../lib/invariants.js';
 import type { Fixture } from './fixture.js';
 import type { ChaosStack, EngineProc, Sims } from './stack.js';
 import type { Summary } from './stats.js';
