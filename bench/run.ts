@@ -6,8 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from '../src/paths.js';
-import { localOf, shardOf, uuidOf } from '../tools/lib/ids.js';
-import { checkInvariants, judge, type InvariantReport, type Scope } from '../tools/lib/invariants.js';
+import { checkInvariants, judge, scopeOf, type InvariantReport, type Scope } from '../tools/lib/invariants.js';
 import { sleep } from '../tools/lib/wait.js';
 import type { RunCtx, ScenarioResult } from './context.js';
 import { summarizeDir } from './cpuprof.js';
@@ -75,14 +74,14 @@ function itemsPerShard(ctx: RunCtx): Record<string, number> {
 }
 
 /** The rows this run could have written: fixture, pgbench and hot items; the customers' orders. */
-function scopeOf(ctx: RunCtx): Scope {
-  const items = new Map<number, number[]>();
-  const add = (shard: number, local: number) => { const l = items.get(shard) ?? []; l.push(local); items.set(shard, l); };
-  for (const it of ctx.fx.items) add(it.shard, localOf(it.id));
-  for (const id of ctx.touched) add(shardOf(id), localOf(id));
-  for (const r of ctx.fx.ceiling) for (let id = r.lo; id <= r.hi; id++) add(r.shard, id);
-  const customers = ctx.fx.customers.map((c) => uuidOf(c.id));
-  return { items, customers };
+function scopeOfRun(ctx: RunCtx): Scope {
+  const scope = scopeOf({ items: [...ctx.fx.items.map((it) => it.id), ...ctx.touched], customers: ctx.fx.customers.map((c) => c.id) });
+  for (const r of ctx.fx.ceiling) {
+    const ids = scope.items.get(r.shard) ?? [];
+    for (let id = r.lo; id <= r.hi; id++) ids.push(id);
+    scope.items.set(r.shard, ids);
+  }
+  return scope;
 }
 
 async function main(): Promise<number> {
@@ -114,7 +113,7 @@ async function main(): Promise<number> {
     ctx = { flags, target, fx, adminToken, outDir, payments, touched: [], undo: new Set() };
     scenarios = await runScenarios(ctx, failures);
     say('checking invariants on every shard');
-    invariants = judge(await checkInvariants(target.pgShards, { phase: 'always', scope: scopeOf(ctx) }), flags.strictInvariants);
+    invariants = judge(await checkInvariants(target.pgShards, { phase: 'always', scope: scopeOfRun(ctx) }), flags.strictInvariants);
     for (const f of invariants.foreign) say(`note: ${f}`);
   } catch (err) {
     failures.push(`setup/check: ${(err as Error).message}`);

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import t from 'tap';
-import { admin, api, customer, onShard, uniq } from './helpers/api.js';
+import { sleep } from '../tools/lib/wait.js';
+import { admin, api, customer, onShard, shardOfToken, uniq } from './helpers/api.js';
 import { refusal, startCluster, stop } from './helpers/engine.js';
 import { OWN_PORTS } from './setup/env.js';
-import { sleep } from '../tools/lib/wait.js';
 
 t.test('register, log in, use the token, log out, and the token stops working', async (t) => {
   const email = `${uniq('u')}@example.com`;
@@ -49,7 +49,7 @@ t.test('a customer on an admin route gets 403; no token gets 401', async (t) => 
 
 /** The shard a token names (`s<shard>.<secret>`) and the hash its session row is stored under. */
 function sessionKey(token: string): { shard: number; hash: Buffer } {
-  return { shard: parseInt(token[1]!, 36), hash: createHash('sha256').update(token).digest() };
+  return { shard: shardOfToken(token), hash: createHash('sha256').update(token).digest() };
 }
 
 t.test('an expired session token is refused with 401, also by workers that cached it', async (t) => {

@@ -12,10 +12,10 @@
 //     kind, a body changed after signing, another payment's session: nothing changes.
 import { createHash, createHmac } from 'node:crypto';
 import t from 'tap';
-import { admin, api, customer, eventually, item, localId, onShard, order, shardOf, sim, uniq, type Customer } from './helpers/api.js';
+import { sleep } from '../tools/lib/wait.js';
+import { admin, api, customer, eventually, item, localId, onShard, order, shardOf, shardOfToken, sim, uniq, type Customer } from './helpers/api.js';
 import { connect } from './helpers/live.js';
 import { GATEWAY_URL } from './setup/env.js';
-import { sleep } from '../tools/lib/wait.js';
 
 type Schema = Record<string, any>;
 interface Route { method: string; path: string; params: string[]; body: Schema | null; open: boolean }
@@ -55,7 +55,6 @@ function validBody(s: Schema, hints: Record<string, () => unknown>): unknown {
 }
 
 const tokenHash = (token: string) => createHash('sha256').update(token).digest();
-const shardOfToken = (token: string) => parseInt(token[1]!, 36);
 
 async function expiredToken(): Promise<string> {
   const c = await customer();

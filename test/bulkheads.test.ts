@@ -2,12 +2,12 @@
 // storm of one class waits in its own queue and never takes another class's
 // connections. Proven on an engine of its own with tiny pools (PG_POOL_SIZE=8: 2 read,
 // 4 write, 2 payment) and no read cache, where every category read goes to Postgres.
-import t from 'tap';
 import pg from 'pg';
+import t from 'tap';
+import { sleep } from '../tools/lib/wait.js';
 import { api, categoryOnShard, customer, item, onShard, order, useWorld, world } from './helpers/api.js';
 import { isolatedShards, startReady, stop } from './helpers/engine.js';
 import { OWN_PORTS } from './setup/env.js';
-import { sleep } from '../tools/lib/wait.js';
 
 // Databases of its own: the lock this file takes must not stall other files' reads.
 const shards = await isolatedShards(`engine_bulkheads_${OWN_PORTS.bulkheadsEngine}`);

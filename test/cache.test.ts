@@ -5,9 +5,9 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import t from 'tap';
 import { loadConfig, DEFAULT_PG_SHARDS } from '../src/config.js';
+import { sleep } from '../tools/lib/wait.js';
 import { admin, api, category, customer, customers, item, itemRow, localId, order, shardOf, uniq } from './helpers/api.js';
 import { startCluster, stop, type Spawned } from './helpers/engine.js';
-import { sleep } from '../tools/lib/wait.js';
 import { counter, settleMetrics, until } from './helpers/live.js';
 import { OWN_PORTS } from './setup/env.js';
 

@@ -1,13 +1,13 @@
 // Runtime feature flags. The switching tests run on an engine of their own (its own
 // databases, two workers): flags are global, and switching them on the suite's shared
 // engine would change behaviour under the other test files.
-import t from 'tap';
 import pg from 'pg';
+import t from 'tap';
+import { sleep } from '../tools/lib/wait.js';
 import { admin, api, customer, uniq } from './helpers/api.js';
 import { isolatedShards, startReady, stop, type Spawned } from './helpers/engine.js';
 import { fresh, type Fresh } from './helpers/storefront.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, OWN_PORTS, TEST_PORT } from './setup/env.js';
-import { sleep } from '../tools/lib/wait.js';
 
 const PORT = OWN_PORTS.flagsEngine;
 const REFRESH_MS = 1000;

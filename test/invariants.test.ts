@@ -2,8 +2,8 @@
 // and the tests share: it passes on real orders, finds a row broken on purpose, and
 // keeps a caller's rows apart from everyone else's (the bench's scoping on a shared stack).
 import t from 'tap';
-import { checkInvariants, judge, RULE_NAMES } from '../tools/lib/invariants.js';
-import { customer, invariantsHold, item, localId, onShard, order, scopeOf, shardOf, world } from './helpers/api.js';
+import { checkInvariants, judge, RULE_NAMES, scopeOf } from '../tools/lib/invariants.js';
+import { customer, invariantsHold, item, localId, onShard, order, shardOf, world } from './helpers/api.js';
 
 const shards = () => world.shards.split(',');
 

@@ -3,10 +3,10 @@
 // same attempts sent one at a time, with Redis and, per worker, without it.
 import { randomInt } from 'node:crypto';
 import t from 'tap';
+import { waitForUrl } from '../tools/lib/wait.js';
 import { api, customer, uniq, type Res } from './helpers/api.js';
 import { startCluster, startReady, stop, type Spawned } from './helpers/engine.js';
 import { OWN_PORTS } from './setup/env.js';
-import { waitForUrl } from '../tools/lib/wait.js';
 
 /** A client address of this run only (the own engines trust X-Forwarded-For), so reruns start clean. */
 const address = () => `10.${randomInt(256)}.${randomInt(256)}.${randomInt(1, 255)}`;

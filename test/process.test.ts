@@ -8,10 +8,10 @@ import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import t from 'tap';
 import { assertBudget, ConfigError, connectionBudget, loadConfig } from '../src/config.js';
+import { sleep, waitForUrl } from '../tools/lib/wait.js';
 import { customer, item } from './helpers/api.js';
 import { startCluster, stop, type Spawned } from './helpers/engine.js';
 import { OWN_PORTS } from './setup/env.js';
-import { sleep, waitForUrl } from '../tools/lib/wait.js';
 
 const EX_CONFIG = 78;
 

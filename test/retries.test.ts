@@ -2,10 +2,10 @@
 // first answer exactly or runs afresh, never hands back a part that was undone; an
 // answer that says "come back later" is not stored as the key's final answer; and
 // stock statements take item rows in one order, so they never deadlock each other.
-import t from 'tap';
 import pg from 'pg';
-import { admin, api, categoryOnShard, customer, eventually, item, itemRow, localId, onShard, order, shardOf, uniq, world } from './helpers/api.js';
+import t from 'tap';
 import { sleep } from '../tools/lib/wait.js';
+import { admin, api, categoryOnShard, customer, eventually, item, itemRow, localId, onShard, order, shardOf, uniq, world } from './helpers/api.js';
 
 /** A transaction of the test's own, holding row locks until released. */
 async function lockRows(shard: number, sql: string, params: unknown[]): Promise<{ client: pg.Client; release(): Promise<void> }> {

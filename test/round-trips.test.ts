@@ -5,11 +5,11 @@
 // waits on both sides for the work a request leaves behind (cache refreshes) to finish.
 import t from 'tap';
 import { roundTrips, scrape } from '../bench/enginewatch.js';
+import { sleep } from '../tools/lib/wait.js';
 import { eventually, localId, onShard, shardOf, useWorld } from './helpers/api.js';
 import { isolatedShards, startReady, stop } from './helpers/engine.js';
 import { buy, complete, ledgerBalanced, ledgerOf, orderOf, pay } from './helpers/storefront.js';
 import { OWN_PORTS } from './setup/env.js';
-import { sleep } from '../tools/lib/wait.js';
 
 const PORT = OWN_PORTS.roundTripsEngine;
 const shards = await isolatedShards(`engine_round_trips_${PORT}`);

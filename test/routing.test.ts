@@ -6,10 +6,10 @@ import path from 'node:path';
 import t from 'tap';
 import { DEFAULT_PG_SHARDS } from '../src/config.js';
 import { ROOT } from '../src/paths.js';
-import { admin, api, category, customer, item, localId, onShard, order, shardOf, uniq } from './helpers/api.js';
+import { sleep, waitForUrl } from '../tools/lib/wait.js';
+import { admin, api, category, customer, item, localId, onShard, order, shardOf, shardOfToken, uniq } from './helpers/api.js';
 import { startCluster, stop } from './helpers/engine.js';
 import { OWN_PORTS, TEST_PORT } from './setup/env.js';
-import { sleep, waitForUrl } from '../tools/lib/wait.js';
 
 interface RawRes { status: number; headers: Record<string, string | string[] | undefined>; text: string }
 
@@ -172,7 +172,7 @@ t.test('/readyz reports three shards up and Redis up: statuses to anyone, detail
 
 t.test('/readyz with a shard down: anonymous callers see which, never why; an admin sees why', async (t) => {
   const token = await admin();
-  const down = (parseInt(token[1]!, 36) + 1) % 3; // not the admin's own shard: the admin can still sign in
+  const down = (shardOfToken(token) + 1) % 3; // not the admin's own shard: the admin can still sign in
   const urls = (process.env.PG_SHARDS ?? DEFAULT_PG_SHARDS).split(',');
   urls[down] = 'postgres://postgres@127.0.0.1:1/engine'; // nothing listens on port 1
   const own = startCluster(OWN_PORTS.readyzEngine, { PG_SHARDS: urls.join(','), WORKERS: '1' });

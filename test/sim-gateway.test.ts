@@ -1,12 +1,13 @@
 // Gateway simulator, driven as a separate process over real HTTP. A local
 // node:http server stands in for the merchant's webhook endpoint.
-import t from 'tap';
 import { createHmac } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { spawnSim, type SpawnedSim } from '../tools/lib/spawn.js';
+import t from 'tap';
 import { signWebhook, verifySignature } from '../src/sim/webhooks.js';
+import { spawnSim, type SpawnedSim } from '../tools/lib/spawn.js';
 import { sleep } from '../tools/lib/wait.js';
+import { simApi } from './helpers/api.js';
 
 const API_KEY = 'gw_key_for_tests';
 const SECRET = 'whsec_for_tests';
@@ -77,26 +78,7 @@ let gw: SpawnedSim;
 const receiver = new Receiver();
 let refSeq = 0;
 
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(gw.url + path, {
-    method,
-    redirect: 'manual',
-    headers: {
-      Authorization: `Bearer ${API_KEY}`,
-      ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-      ...headers,
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text, headers: res.headers };
-}
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => simApi(gw.url, API_KEY, method, path, body, headers);
 
 function sessionBody(over: Record<string, unknown> = {}) {
   return {

@@ -2,10 +2,11 @@
 // make fresh, uniquely named data so test files can run in parallel.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import type { Test } from 'tap';
 import { DEFAULT_PG_SHARDS } from '../../src/config.js';
 import { request } from '../../tools/lib/http.js';
-import { localOf as localId, shardOf, uuidOf } from '../../tools/lib/ids.js';
-import { checkInvariants, judge, type Scope } from '../../tools/lib/invariants.js';
+import { localOf as localId, shardOf, shardOfToken, uuidOf } from '../../tools/lib/ids.js';
+import { checkInvariants, judge, scopeOf } from '../../tools/lib/invariants.js';
 import { pool } from '../../tools/lib/pool.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, ENGINE_URL, GATEWAY_URL, PROVIDER_URL } from '../setup/env.js';
 
@@ -23,7 +24,7 @@ export function useWorld(w: Partial<typeof world>): void {
 
 export interface Res<T = any> { status: number; body: T; headers: Headers }
 
-export interface CallOpts { token?: string | null; body?: unknown; raw?: string; headers?: Record<string, string>; base?: string }
+export interface CallOpts { token?: string | null; body?: unknown; raw?: string; headers?: Record<string, string>; base?: string; timeoutMs?: number }
 
 /** Tests wait for what they assert, not for a deadline: this one only ends a hung call. */
 const CALL_TIMEOUT_MS = 120_000;
@@ -31,7 +32,7 @@ const CALL_TIMEOUT_MS = 120_000;
 /** One call through tools/lib/http.ts; no answer at all (refused, reset) throws, as a test wants. */
 export async function api<T = any>(method: string, path: string, opts: CallOpts = {}): Promise<Res<T>> {
   const { base, ...call } = opts;
-  const a = await request<T>(base ?? world.engine, method, path, { ...call, timeoutMs: CALL_TIMEOUT_MS });
+  const a = await request<T>(base ?? world.engine, method, path, { timeoutMs: CALL_TIMEOUT_MS, ...call });
   if (a.status === 0) throw new Error(`${method} ${base ?? world.engine}${path}: no answer (${a.error})`);
   return { status: a.status, body: a.body, headers: a.headers };
 }
@@ -97,8 +98,8 @@ export async function onShard<T extends pg.QueryResultRow = any>(shard: number, 
   }
 }
 
-// Ids read with the engine's own codec.
-export { localId, shardOf };
+// Ids and tokens read with the engine's own codec.
+export { localId, shardOf, shardOfToken, uuidOf };
 export { eventually } from '../../tools/lib/wait.js';
 
 /** Many customers at once, created with bounded concurrency (registration hashes passwords). */
@@ -121,18 +122,22 @@ export async function sim(base: string, method: string, path: string, body?: unk
 }
 
 /**
+ * A simulator's merchant API with its key (`headers` may override Authorization): the
+ * answer, its JSON (undefined when not JSON) and its text; no answer within `timeoutMs` throws.
+ */
+export async function simApi(base: string, key: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs?: number) {
+  const r = await api(method, path, { base, body, headers: { Authorization: `Bearer ${key}`, ...headers }, ...(timeoutMs ? { timeoutMs } : {}) });
+  const isText = typeof r.body === 'string';
+  return { status: r.status, json: isText ? undefined : r.body, text: isText ? (r.body as string) : JSON.stringify(r.body), headers: r.headers };
+}
+
+/**
  * The engine's promises (tools/lib/invariants.ts, the checker of the bench and the chaos
  * runner) on the rows of these items and customers: none of them may be broken. Rows of
  * other test files running meanwhile are not this test's to judge.
  */
-export async function invariantsHold(t: { same(found: unknown, wanted: unknown, message?: string): boolean }, of: { items?: string[]; customers?: string[] }): Promise<void> {
+export async function invariantsHold(t: Test, of: { items?: string[]; customers?: string[] }): Promise<void> {
   const report = judge(await checkInvariants(world.shards.split(','), { phase: 'always', scope: scopeOf(of) }), false);
   t.same(report.violations, [], `every promise holds for ${of.items?.length ?? 0} items and ${of.customers?.length ?? 0} customers`);
 }
 
-/** A checker scope from engine ids: item local ids per shard, customer uuids. */
-export function scopeOf(of: { items?: string[]; customers?: string[] }): Scope {
-  const items = new Map<number, number[]>();
-  for (const id of of.items ?? []) items.set(shardOf(id), [...(items.get(shardOf(id)) ?? []), localId(id)]);
-  return { items, customers: (of.customers ?? []).map(uuidOf) };
-}

@@ -2,8 +2,9 @@
 // no WebSocket client), the engine's counters from /metrics, and polling.
 import { unpack } from 'msgpackr';
 import WebSocket from 'ws';
-import { ENGINE_URL } from '../setup/env.js';
 import { sleep } from '../../tools/lib/wait.js';
+import { ENGINE_URL } from '../setup/env.js';
+import { api } from './api.js';
 
 export interface Frame { op: string; [k: string]: any }
 
@@ -88,7 +89,7 @@ export const workerOf = (headers: Headers) => (headers.get('x-request-id') ?? ''
 
 /** A counter from /metrics summed over its series (the app server's processes are merged at the scrape). */
 export async function counter(name: string, kind?: string, base = ENGINE_URL): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
+  const text = String((await api('GET', '/metrics', { base })).body ?? '');
   let sum = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;

@@ -2,12 +2,12 @@
 // cluster and the simulators on test ports, left running for every test file.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { prepareStack } from '../../tools/dev/prepare.js';
 import { DIST_DIR } from '../../src/paths.js';
-import { stopRecorded } from './stop.js';
+import { prepareStack } from '../../tools/dev/prepare.js';
+import { waitForUrl } from '../../tools/lib/wait.js';
 import { ENGINE_URL, GATEWAY_PORT, PROVIDER_PORT, engineEnv } from './env.js';
 import { recordPids, startDetached } from './procs.js';
-import { waitForUrl } from '../../tools/lib/wait.js';
+import { stopRecorded } from './stop.js';
 
 await stopRecorded();
 const stackEnv = await prepareStack();

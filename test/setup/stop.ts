@@ -1,5 +1,5 @@
-import { recordedPids } from './procs.js';
 import { sleep } from '../../tools/lib/wait.js';
+import { recordedPids } from './procs.js';
 
 function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }

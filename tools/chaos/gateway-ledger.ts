@@ -4,9 +4,9 @@
 // a payment is never both paid out to the merchant and refunded); others are only
 // in flight until the webhooks and crons caught up, so they count once settled.
 import type { HttpClient } from '../lib/http.js';
-import { sleep } from '../lib/wait.js';
 import type { Check, Kind } from '../lib/invariants.js';
 import { pool } from '../lib/pool.js';
+import { sleep } from '../lib/wait.js';
 import type { ChaosStack } from './stack.js';
 
 interface Row { id: number; session: string; status: string; escrow: string }

@@ -4,13 +4,14 @@
 // Every piece it starts is registered for cleanup, which runs on success, failure and
 // interrupt alike.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { DIST_DIR } from '../../src/paths.js';
 import { ensurePgCluster, ensureRedis, ensureStack, findPgBin, stopPgCluster, stopStack, type StackOptions } from '../dev/stack.js';
-import { spawnSim, type SpawnedSim } from '../lib/spawn.js';
-import { sleep } from '../lib/wait.js';
+import { portAnswers, request } from '../lib/http.js';
+import { alive, childrenWithRole, spawnSim, type SpawnedSim } from '../lib/spawn.js';
+import { eventually, sleep } from '../lib/wait.js';
 
 export interface ChaosPorts { engine: number; gateway: number; provider: number; pg: number[]; redis: number }
 
@@ -26,15 +27,6 @@ async function onServer<T>(port: number, db: string, fn: (c: pg.Client) => Promi
   const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: db, connectionTimeoutMillis: 3000 });
   await c.connect();
   try { return await fn(c); } finally { await c.end(); }
-}
-
-async function portAnswers(port: number): Promise<boolean> {
-  try {
-    await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(500) });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export class ChaosStack {
@@ -162,19 +154,15 @@ export class EngineProc {
 
   get pid(): number { return this.child.pid!; }
 
-  get alive(): boolean { return this.child.exitCode === null && this.child.signalCode === null; }
+  get alive(): boolean { return alive(this.child); }
 
   async ready(timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    const ok = await eventually(async () => {
       if (!this.alive) throw new Error(`engine exited during start (code ${this.child.exitCode}); see the engine log`);
-      try {
-        const res = await fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(1000) });
-        if (res.status === 200 && this.workers().length > 0) return;
-      } catch { /* not yet */ }
-      await sleep(100);
-    }
-    throw new Error(`engine not ready after ${timeoutMs} ms`);
+      const res = await request(this.url, 'GET', '/readyz', { timeoutMs: 1000 });
+      return res.status === 200 && this.workers().length > 0;
+    }, timeoutMs);
+    if (!ok) throw new Error(`engine not ready after ${timeoutMs} ms`);
   }
 
   workers(): number[] { return childrenWithRole(this.pid, 'worker'); }
@@ -193,23 +181,6 @@ export class EngineProc {
 
 export function killQuietly(pid: number, signal: NodeJS.Signals = 'SIGKILL'): boolean {
   try { process.kill(pid, signal); return true; } catch { return false; }
-}
-
-/** Pids of the primary's children with a role (`worker` or `cron`), from /proc. */
-export function childrenWithRole(primaryPid: number, role: 'worker' | 'cron'): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== primaryPid) continue;
-      const env = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
-      if (env.includes(`ENGINE_ROLE=${role}`)) pids.push(Number(entry));
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return pids;
 }
 
 /** Resident memory of a process in MiB (0 when it is gone). */

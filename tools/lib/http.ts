@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 
 export interface Answer<T = any> {
   /** HTTP status; 0 when no answer came (refused, reset, deadline). */
@@ -24,7 +25,7 @@ export interface CallOpts {
   /** Sent as JSON. */
   body?: unknown;
   /** Sent as is (with the content-type of `headers`, if any). */
-  raw?: string;
+  raw?: string | Buffer;
   headers?: Record<string, string>;
   timeoutMs?: number;
   /** A fresh Idempotency-Key (true) or this one. */
@@ -34,6 +35,8 @@ export interface CallOpts {
    * worker respawning. A POST retried that way may have been applied already.
    */
   retries?: number;
+  /** On a connection of its own, closed after the answer (say, so SO_REUSEPORT picks a worker anew). */
+  newConnection?: boolean;
 }
 
 export interface ClientOpts { maxSockets?: number; timeoutMs?: number }
@@ -44,7 +47,7 @@ export const PATIENT = { timeoutMs: 15_000, retries: 2 } as const satisfies Call
 /** Bodies kept from an answer; larger ones are cut (callers read small JSON). */
 const BODY_MAX_BYTES = 4 * 1_048_576;
 const DEFAULT_TIMEOUT_MS = 10_000;
-/** Methods Node would send chunked when they carry no body; uWS wants a length. */
+/** Methods sent without a body when none is given; the others always say their length (0 when empty), never chunked. */
 const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
 
 export class HttpClient {
@@ -66,7 +69,7 @@ export class HttpClient {
     for (let attempt = 0; ; attempt++) {
       const a = await once<T>(this.url, this.agent, method, path, opts, this.timeoutMs);
       if (a.status !== 0 || a.error === 'timeout' || attempt >= (opts.retries ?? 0)) return a;
-      await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+      await new Promise((r) => setTimeout(r, 200 * (attempt + 1))); // not wait.ts's sleep: that module imports this one
     }
   }
 
@@ -83,6 +86,11 @@ export function request<T = any>(base: string, method: string, path: string, opt
   if (!client) shared.set(origin, (client = new HttpClient(origin)));
   const prefix = new URL(base).pathname.replace(/\/$/, '');
   return client.call<T>(method, `${prefix}${path}`, opts);
+}
+
+/** Whether anything answers HTTP on this port of this machine (uWS listens with SO_REUSEPORT: a second server there would split the traffic). */
+export async function portAnswers(port: number, timeoutMs = 1000): Promise<boolean> {
+  return (await request(`http://127.0.0.1:${port}`, 'GET', '/healthz', { timeoutMs })).status !== 0;
 }
 
 export class HttpError extends Error {
@@ -102,7 +110,8 @@ function once<T>(url: URL, agent: http.Agent, method: string, path: string, opts
   const headers: Record<string, string> = { ...opts.headers };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   if (opts.idempotencyKey) headers['idempotency-key'] = opts.idempotencyKey === true ? randomUUID() : opts.idempotencyKey;
-  let payload = opts.raw;
+  let payload: string | Buffer | undefined = opts.raw;
+  if (opts.newConnection) headers.connection = 'close';
   if (opts.body !== undefined) {
     payload = JSON.stringify(opts.body);
     if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
@@ -111,15 +120,22 @@ function once<T>(url: URL, agent: http.Agent, method: string, path: string, opts
   const lib = url.protocol === 'https:' ? https : http;
   return new Promise((resolve) => {
     let settled = false;
+    let req: http.ClientRequest | undefined;
+    // The whole call's deadline (not the socket's idle time): a trickling answer ends too.
+    const deadline = setTimeout(() => {
+      failed(Object.assign(new Error('timeout'), { code: 'timeout' }));
+      req?.destroy();
+    }, opts.timeoutMs ?? defaultTimeoutMs);
     const done = (a: Omit<Answer<T>, 'ms'>) => {
       if (settled) return;
       settled = true;
+      clearTimeout(deadline);
       resolve({ ...a, ms: performance.now() - started });
     };
     const failed = (err: unknown) => done({ status: 0, body: null as T, headers: new Headers(), error: errorCode(err) });
-    let req: http.ClientRequest;
+    let sent: http.ClientRequest;
     try {
-      req = lib.request({ protocol: url.protocol, host: url.hostname, port: url.port, method, path, headers, agent }, (res) => {
+      sent = lib.request({ protocol: url.protocol, host: url.hostname, port: url.port, method, path, headers, agent: opts.newConnection ? false : agent }, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (c: Buffer) => { size += c.length; if (size <= BODY_MAX_BYTES) chunks.push(c); });
@@ -137,17 +153,56 @@ function once<T>(url: URL, agent: http.Agent, method: string, path: string, opts
       failed(err);
       return;
     }
-    req.setTimeout(opts.timeoutMs ?? defaultTimeoutMs, () => req.destroy(Object.assign(new Error('timeout'), { code: 'timeout' })));
-    req.on('error', failed);
-    req.end(payload);
+    req = sent;
+    sent.on('error', failed);
+    sent.end(payload);
   });
 }
 
+/** What a server did with an upload that never finished: its status, a close without one, or nothing in time. */
+export type UploadOutcome = number | 'closed' | 'none';
+
+/**
+ * A request whose body never ends, on a raw socket to 127.0.0.1:`port`: `head` (request
+ * line, headers announcing more bytes than follow, part of the body), then silence or one
+ * `drip` every `dripMs`, until the server answers, closes, or `waitMs` passes; the socket
+ * is closed then. What the admission tests and the chaos runner's aborted uploads send.
+ */
+export function unfinishedUpload(port: number, head: string, opts: { waitMs: number; dripMs?: number; drip?: string }): Promise<{ outcome: UploadOutcome; ms: number }> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const sock = net.connect(port, '127.0.0.1');
+    let drip: NodeJS.Timeout | undefined;
+    let settled = false;
+    const done = (outcome: UploadOutcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      clearInterval(drip);
+      sock.destroy();
+      resolve({ outcome, ms: performance.now() - started });
+    };
+    const timer = setTimeout(() => done('none'), opts.waitMs);
+    sock.on('connect', () => {
+      sock.write(head);
+      if (opts.dripMs) drip = setInterval(() => sock.write(opts.drip ?? ' '), opts.dripMs);
+    });
+    sock.on('data', (d) => {
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(d.toString('latin1'));
+      done(m ? Number(m[1]) : 'closed');
+    });
+    sock.on('error', () => done('closed'));
+    sock.on('close', () => done('closed'));
+  });
+}
+
+/** Node's headers as fetch's Headers (what the suite reads); a value Headers refuses is left out, never a throw. */
 function toHeaders(raw: http.IncomingHttpHeaders): Headers {
   const h = new Headers();
   for (const [k, v] of Object.entries(raw)) {
-    if (Array.isArray(v)) for (const one of v) h.append(k, one);
-    else if (v !== undefined) h.set(k, v);
+    for (const one of Array.isArray(v) ? v : v === undefined ? [] : [v]) {
+      try { h.append(k, one); } catch { /* not a valid header value for fetch */ }
+    }
   }
   return h;
 }

@@ -10,6 +10,7 @@
 // counted as foreign, apart from the caller's own. Without a scope every row is the
 // caller's (the chaos runner's own databases).
 import pg from 'pg';
+import { rowOf, uuidOf } from './ids.js';
 
 /** Which promise a broken rule breaks (the chaos runner's table columns). */
 export type Kind = 'oversold' | 'lost' | 'double_charged' | 'half_made' | 'leaked' | 'duplicated' | 'unsettled';
@@ -30,6 +31,16 @@ export interface Check {
 
 /** What a caller could have written: item local ids per shard, customer uuids. */
 export interface Scope { items: Map<number, number[]>; customers: string[] }
+
+/** A scope from the engine's ids (`it_...` items, `us_...` customers), read with its codec. */
+export function scopeOf(of: { items?: string[]; customers?: string[] }): Scope {
+  const items = new Map<number, number[]>();
+  for (const id of of.items ?? []) {
+    const { shard, local } = rowOf(id);
+    items.set(shard, [...(items.get(shard) ?? []), local]);
+  }
+  return { items, customers: (of.customers ?? []).map(uuidOf) };
+}
 
 interface Rule { name: string; kind: Kind; phase: Phase; sql: string; blame?: string }
 

@@ -1,11 +1,12 @@
-// Starts a simulator as its own process (the way the engine meets it in dev,
-// tests and bench) and waits for its "listening" line. Used by tests and dev
-// tooling; the simulators themselves never import this.
+// Processes the tools, the bench and the tests start: a simulator as its own process
+// (the way the engine meets it in dev, tests and bench), waited for until it logs
+// "listening"; stopping a child; an engine primary's workers and cron found in /proc.
+// Neither the engine nor the simulators import this.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { ROOT } from './paths.js';
 
 /** Log lines kept in memory per spawned simulator. */
 const MAX_LOGS = 10_000;
@@ -21,19 +22,8 @@ export interface SpawnedSim {
   stop(): Promise<void>;
 }
 
-/** Walks up from this module to the directory holding package.json. */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above src/sim');
-    dir = up;
-  }
-  return dir;
-}
-
 /** The compiled entry under `root` (this checkout, or a release); its place under dist/ depends on tsconfig's rootDir. */
-export function simEntry(name: SimName, root = repoRoot()): string {
+export function simEntry(name: SimName, root = ROOT): string {
   const candidates = [join(root, 'dist', 'sim', `${name}.js`), join(root, 'dist', 'src', 'sim', `${name}.js`)];
   const found = candidates.find((p) => existsSync(p));
   if (!found) throw new Error(`simulator not built (run npm run build): looked for ${candidates.join(', ')}`);
@@ -80,20 +70,40 @@ export function spawnSim(name: SimName, env: Record<string, string> = {}, timeou
       clearTimeout(timer);
       proc.removeAllListeners('exit');
       const port = Number(entry.port);
-      resolve({ port, url: `http://127.0.0.1:${port}`, proc, logs, stop: () => stopProc(proc) });
+      resolve({ port, url: `http://127.0.0.1:${port}`, proc, logs, stop: () => stopProcess(proc) });
     });
   });
 }
 
-/** SIGTERM, then SIGKILL if it lingers; resolves when the process is gone. */
-function stopProc(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+/** Whether a child process is still running. */
+export const alive = (proc: ChildProcess): boolean => proc.exitCode === null && proc.signalCode === null;
+
+/** SIGTERM, then SIGKILL if it lingers past `graceMs`; resolves when the process is gone. */
+export function stopProcess(proc: ChildProcess, graceMs = 3_000): Promise<void> {
+  if (!alive(proc)) return Promise.resolve();
   return new Promise((resolve) => {
-    const kill = setTimeout(() => proc.kill('SIGKILL'), 3_000);
+    const kill = setTimeout(() => proc.kill('SIGKILL'), graceMs);
     proc.once('exit', () => {
       clearTimeout(kill);
       resolve();
     });
     proc.kill('SIGTERM');
   });
+}
+
+/** Pids of an engine primary's children with a role (`worker` or `cron`), from /proc. */
+export function childrenWithRole(primaryPid: number, role: 'worker' | 'cron'): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== primaryPid) continue;
+      const env = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      if (env.includes(`ENGINE_ROLE=${role}`)) pids.push(Number(entry));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return pids;
 }

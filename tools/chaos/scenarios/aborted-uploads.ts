@@ -5,8 +5,7 @@
 // 408), so that once the attack stops the in-flight gauge is back to its baseline and
 // the normal load is served as before: no lasting 503s. During the attack 503
 // `overloaded` is the only refusal allowed (a limit holding under a burst).
-import net from 'node:net';
-import type { HttpClient } from '../../lib/http.js';
+import { unfinishedUpload, type HttpClient, type UploadOutcome } from '../../lib/http.js';
 import { sleep } from '../../lib/wait.js';
 import { pick, type Customer } from '../fixture.js';
 import { checkInvariants } from '../invariants.js';
@@ -137,32 +136,11 @@ async function settles(api: HttpClient, want: number, timeoutMs: number): Promis
  * (drip). Returns what the engine answered ('closed' when it closed without an answer,
  * 'none' when it did neither in time) and when.
  */
-function abuse(port: number, kind: Abuse, token: string): Promise<{ outcome: number | 'closed' | 'none' | 'aborted'; ms: number }> {
+async function abuse(port: number, kind: Abuse, token: string): Promise<{ outcome: UploadOutcome | 'aborted'; ms: number }> {
   const path = Math.random() < 0.5 ? '/v1/orders' : '/v1/users';
   const head = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"items":[`;
-  return new Promise((resolve) => {
-    const started = performance.now();
-    const sock = net.connect(port, '127.0.0.1');
-    let drip: NodeJS.Timeout | undefined;
-    let settled = false;
-    const done = (outcome: number | 'closed' | 'none' | 'aborted') => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      clearInterval(drip);
-      sock.destroy();
-      resolve({ outcome, ms: performance.now() - started });
-    };
-    const timer = setTimeout(() => done(kind === 'abort' ? 'aborted' : 'none'), kind === 'abort' ? 10 + Math.random() * 90 : BODY_TIMEOUT_MS + STALL_SLACK_MS);
-    sock.on('connect', () => {
-      sock.write(head);
-      if (kind === 'drip') drip = setInterval(() => sock.write(' '), 300);
-    });
-    sock.on('data', (d) => {
-      const m = /^HTTP\/1\.1 (\d{3})/.exec(d.toString('latin1'));
-      done(m ? Number(m[1]) : 'closed');
-    });
-    sock.on('error', () => done('closed'));
-    sock.on('close', () => done('closed'));
-  });
+  if (kind !== 'abort') return unfinishedUpload(port, head, { waitMs: BODY_TIMEOUT_MS + STALL_SLACK_MS, dripMs: kind === 'drip' ? 300 : 0 });
+  // An abort: the client hangs up after 10-100 ms unless the engine answered first.
+  const r = await unfinishedUpload(port, head, { waitMs: 10 + Math.random() * 90 });
+  return r.outcome === 'none' ? { ...r, outcome: 'aborted' } : r;
 }
