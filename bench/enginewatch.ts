@@ -4,6 +4,7 @@
 // trips, the time requests waited for a pooled connection and the time queries took.
 // Read next to Postgres' own view (pgwatch.ts), it says where a request's time goes:
 // the loop, the pool queue, or the database.
+import { request } from '../tools/lib/http.js';
 
 export interface EngineSample {
   t_s: number;
@@ -58,12 +59,9 @@ export function parseEngineMetrics(text: string): EngineMetrics {
 }
 
 export async function scrape(engineUrl: string): Promise<EngineMetrics | null> {
-  try {
-    const res = await fetch(`${engineUrl}/metrics`, { signal: AbortSignal.timeout(2000) });
-    return parseEngineMetrics(await res.text());
-  } catch {
-    return null; // a sample lost under load is a gap, not a failed run
-  }
+  const res = await request(engineUrl, 'GET', '/metrics', { timeoutMs: 2000 });
+  // A sample lost under load is a gap, not a failed run.
+  return res.status === 0 ? null : parseEngineMetrics(typeof res.body === 'string' ? res.body : '');
 }
 
 /** Round trips of every shard together, from one scrape. */

@@ -7,11 +7,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_PG_SHARDS } from '../src/config.js';
-import { prepareStack } from '../src/dev/prepare.js';
 import { DIST_DIR } from '../src/paths.js';
-import { spawnSim, type SpawnedSim } from '../src/sim/spawn.js';
+import { prepareStack } from '../tools/dev/prepare.js';
+import { portAnswers, request } from '../tools/lib/http.js';
+import { alive, spawnSim, stopProcess, type SpawnedSim } from '../tools/lib/spawn.js';
+import { waitForUrl } from '../tools/lib/wait.js';
 import type { Flags } from './flags.js';
-import { waitFor } from './http.js';
 import { say } from './say.js';
 
 /** An engine cluster the bench started beside its own: where to send load, whose CPU to count. */
@@ -38,45 +39,18 @@ const ENGINE_READY_MS = 90_000;
 const STOP_GRACE_MS = 15_000;
 
 async function gatewayAnswers(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1500) });
-    await res.arrayBuffer();
-    return res.status === 200;
-  } catch {
-    return false;
-  }
+  return (await request(url, 'GET', '/healthz', { timeoutMs: 1500 })).status === 200;
 }
 
 async function external(flags: Flags): Promise<Target> {
   const engineUrl = flags.url!;
-  await waitFor(`${engineUrl}/healthz`, 10_000);
+  await waitForUrl(`${engineUrl}/healthz`, 10_000);
   const guess = flags.gateway ?? process.env.GATEWAY_URL ?? 'http://127.0.0.1:8090';
   const gatewayUrl = (await gatewayAnswers(guess)) ? guess : null;
   if (!gatewayUrl) say(`gateway simulator not reachable at ${guess}: payments (if any) will not be completed`);
   const pgShards = (process.env.PG_SHARDS ?? DEFAULT_PG_SHARDS).split(',').map((s) => s.trim()).filter(Boolean);
   return { engineUrl, gatewayUrl, pgShards, own: false, workers: null, enginePid: null, variant: null, stop: async () => undefined };
 }
-
-function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    child.once('exit', () => { clearTimeout(kill); resolve(); });
-    child.kill('SIGTERM');
-  });
-}
-
-async function portAnswers(port: number): Promise<boolean> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) });
-    await res.arrayBuffer();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const alive = (c: ChildProcess) => c.exitCode === null && c.signalCode === null;
 
 async function refuseTakenPort(port: number, hint: string): Promise<void> {
   // uWS listens with SO_REUSEPORT: a second server on a taken port would silently split the traffic.
@@ -99,9 +73,9 @@ async function startEngine(flags: Flags, outDir: string, env: NodeJS.ProcessEnv,
   const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`${name} exited early (code ${code}); see ${path.basename(logFile)}`))));
   exited.catch(() => undefined);
   try {
-    await Promise.race([waitFor(`http://127.0.0.1:${port}/readyz`, ENGINE_READY_MS), exited]);
+    await Promise.race([waitForUrl(`http://127.0.0.1:${port}/readyz`, ENGINE_READY_MS), exited]);
   } catch (err) {
-    await stopChild(child, STOP_GRACE_MS);
+    await stopProcess(child, STOP_GRACE_MS);
     throw err;
   }
   return child;
@@ -115,7 +89,7 @@ async function own(flags: Flags, outDir: string): Promise<Target> {
   const engines: ChildProcess[] = []; // the main cluster first, then variants
   const track = (c: ChildProcess) => { engines.push(c); };
   const stop = async () => {
-    await Promise.all(engines.map((e) => stopChild(e, STOP_GRACE_MS)));
+    await Promise.all(engines.map((e) => stopProcess(e, STOP_GRACE_MS)));
     await Promise.all(sims.map((s) => s.stop()));
   };
   // If this process dies without stop() (a crash), its engines must not outlive it on the bench ports.
@@ -140,7 +114,7 @@ async function own(flags: Flags, outDir: string): Promise<Target> {
     const variant = async (label: string, port: number, overrides: Record<string, string>): Promise<Engine> => {
       await refuseTakenPort(port, `or pick another --port (the ${label} engine takes the port after it)`);
       const child = await startEngine(flags, outDir, { ...env, ...overrides }, port, label, track);
-      return { url: `http://127.0.0.1:${port}`, pid: child.pid ?? null, stop: () => stopChild(child, STOP_GRACE_MS) };
+      return { url: `http://127.0.0.1:${port}`, pid: child.pid ?? null, stop: () => stopProcess(child, STOP_GRACE_MS) };
     };
     return {
       engineUrl: `http://127.0.0.1:${flags.port}`, gatewayUrl: gateway.url, pgShards: String(stackEnv.PG_SHARDS).split(','),

@@ -7,8 +7,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { ROOT } from '../src/paths.js';
+import { PATIENT, expectStatus, HttpError, request } from '../tools/lib/http.js';
+import { localOf } from '../tools/lib/ids.js';
+import { pool } from '../tools/lib/pool.js';
 import type { Flags } from './flags.js';
-import { ApiError, call, expect, pool } from './http.js';
 import { say } from './say.js';
 import { rng } from './zipf.js';
 
@@ -32,15 +34,12 @@ const CUSTOMER_PASSWORD = 'bench-password-1';
 const CREATE_CONCURRENCY = 16;
 const REGISTER_CONCURRENCY = 8; // scrypt on the engine: keep its queue short
 
-export const localOf = (id: string) => parseInt(id.slice(4), 36);
-export const shardOf = (id: string) => parseInt(id[3]!, 36);
-
 export function adminCredentials() {
   return { email: process.env.ADMIN_EMAIL ?? 'admin@example.com', password: process.env.ADMIN_PASSWORD ?? 'admin-password' };
 }
 
 export async function adminToken(base: string): Promise<string> {
-  const body = await expect<{ token: string }>(base, 'admin login (set ADMIN_EMAIL/ADMIN_PASSWORD)', 201, 'POST', '/v1/sessions', { body: adminCredentials() });
+  const body = await expectStatus<{ token: string }>(await request(base, 'POST', '/v1/sessions', { ...PATIENT, body: adminCredentials() }), 201, 'admin login (set ADMIN_EMAIL/ADMIN_PASSWORD)');
   return body.token;
 }
 
@@ -68,12 +67,12 @@ async function stillValid(fx: Fixture, base: string, shards: string[]): Promise<
   const pick = <T>(a: T[]) => a[Math.floor(random() * a.length)]!;
   for (let i = 0; i < 5; i++) {
     const it = pick(fx.items);
-    const res = await call(base, 'GET', `/v1/items/${it.id}`);
+    const res = await request(base, 'GET', `/v1/items/${it.id}`, PATIENT);
     if (res.status !== 200 || res.body?.name !== it.name) return `item ${it.id} is gone`;
   }
   for (let i = 0; i < 5; i++) {
     const c = pick(fx.customers);
-    const res = await call(base, 'GET', '/v1/orders?limit=1', { token: c.token });
+    const res = await request(base, 'GET', '/v1/orders?limit=1', { ...PATIENT, token: c.token });
     if (res.status !== 200) return `customer ${c.email}'s token no longer works (HTTP ${res.status})`;
   }
   return null;
@@ -112,8 +111,8 @@ async function loadCached(flags: Flags, base: string, shards: string[]): Promise
 
 async function makeCategories(base: string, token: string, n: number, tag: string): Promise<FixtureCategory[]> {
   // One at a time: each lands on the least-filled shard, so they spread evenly.
-  return pool(Array.from({ length: n }, (_, i) => i), 1, (i) =>
-    expect<FixtureCategory>(base, 'create category', 201, 'POST', '/v1/categories', { token, body: { name: `bench ${tag} category ${i + 1}` } }));
+  return pool(Array.from({ length: n }, (_, i) => i), 1, async (i) =>
+    expectStatus<FixtureCategory>(await request(base, 'POST', '/v1/categories', { ...PATIENT, token, body: { name: `bench ${tag} category ${i + 1}` } }), 201, 'create category'));
 }
 
 async function makeItems(base: string, token: string, cats: FixtureCategory[], flags: Flags, tag: string): Promise<FixtureItem[]> {
@@ -123,9 +122,10 @@ async function makeItems(base: string, token: string, cats: FixtureCategory[], f
   }));
   let done = 0;
   return pool(specs, CREATE_CONCURRENCY, async (s) => {
-    const body = await expect<{ id: string }>(base, 'create item', 201, 'POST', '/v1/items', {
-      token, body: { category_id: s.category.id, name: s.name, price_cents: s.price_cents, currency: 'USD', stock: flags.stock, description: 'Black Friday bench item' },
+    const made = await request(base, 'POST', '/v1/items', {
+      ...PATIENT, token, body: { category_id: s.category.id, name: s.name, price_cents: s.price_cents, currency: 'USD', stock: flags.stock, description: 'Black Friday bench item' },
     });
+    const body = expectStatus<{ id: string }>(made, 201, 'create item');
     if (++done % 1000 === 0) say(`  ${done}/${specs.length} items`);
     return { id: body.id, category_id: s.category.id, shard: s.category.shard, name: s.name };
   });
@@ -135,10 +135,10 @@ async function makeCustomers(base: string, n: number, tag: string): Promise<Fixt
   let done = 0;
   return pool(Array.from({ length: n }, (_, i) => i), REGISTER_CONCURRENCY, async (i) => {
     const email = `bench-${tag}-${i + 1}@example.com`;
-    const reg = await call<{ id: string; error?: { code: string } }>(base, 'POST', '/v1/users', { body: { email, password: CUSTOMER_PASSWORD } });
+    const reg = await request<{ id: string; error?: { code: string } }>(base, 'POST', '/v1/users', { ...PATIENT, body: { email, password: CUSTOMER_PASSWORD } });
     // email_taken: a retried registration that had gone through; the login below proves it is ours.
-    if (reg.status !== 201 && reg.body?.error?.code !== 'email_taken') throw new ApiError('register customer', reg);
-    const session = await expect<{ token: string; user_id: string }>(base, 'customer login', 201, 'POST', '/v1/sessions', { body: { email, password: CUSTOMER_PASSWORD } });
+    if (reg.status !== 201 && reg.body?.error?.code !== 'email_taken') throw new HttpError('register customer', reg, 201);
+    const session = await expectStatus<{ token: string; user_id: string }>(await request(base, 'POST', '/v1/sessions', { ...PATIENT, body: { email, password: CUSTOMER_PASSWORD } }), 201, 'customer login');
     if (++done % 100 === 0) say(`  ${done}/${n} customers`);
     return { id: session.user_id, email, token: session.token };
   });
@@ -148,15 +148,18 @@ async function makeCustomers(base: string, n: number, tag: string): Promise<Fixt
 async function makeCeiling(base: string, token: string, shardCount: number, perShard: number, tag: string): Promise<CeilingRange[]> {
   const byShard = new Map<number, FixtureCategory>();
   for (let i = 0; i < shardCount * 4 && byShard.size < shardCount; i++) {
-    const c = await expect<FixtureCategory>(base, 'create category', 201, 'POST', '/v1/categories', { token, body: { name: `bench ${tag} pgbench ${i + 1}` } });
+    const c = await expectStatus<FixtureCategory>(await request(base, 'POST', '/v1/categories', { ...PATIENT, token, body: { name: `bench ${tag} pgbench ${i + 1}` } }), 201, 'create category');
     if (!byShard.has(c.shard)) byShard.set(c.shard, c);
   }
   if (byShard.size < shardCount) throw new Error(`could not place a pgbench category on every shard (got ${[...byShard.keys()].join(',')})`);
   return Promise.all([...byShard.values()].map(async (cat) => {
     // A burst from one client: the shard hands out consecutive ids unless others insert meanwhile.
-    const locals = await pool(Array.from({ length: perShard }, (_, i) => i), 4, async (i) => localOf((await expect<{ id: string }>(base, 'create item', 201, 'POST', '/v1/items', {
-      token, body: { category_id: cat.id, name: `bench ${tag} pgbench item ${i + 1}`, price_cents: 1000, currency: 'USD', stock: CEILING_STOCK },
-    })).id));
+    const locals = await pool(Array.from({ length: perShard }, (_, i) => i), 4, async (i) => {
+      const made = await request(base, 'POST', '/v1/items', {
+        ...PATIENT, token, body: { category_id: cat.id, name: `bench ${tag} pgbench item ${i + 1}`, price_cents: 1000, currency: 'USD', stock: CEILING_STOCK },
+      });
+      return localOf(expectStatus<{ id: string }>(made, 201, 'create item').id);
+    });
     return { shard: cat.shard, category_id: cat.id, ...longestRun(locals) };
   }));
 }
@@ -203,7 +206,7 @@ async function topUp(fx: Fixture, flags: Flags, base: string, token: string, sha
   say(`topping up stock of ${low.length} items`);
   await pool(low, CREATE_CONCURRENCY, async (r) => {
     const delta = (r.ceiling ? CEILING_STOCK : flags.stock) - r.available;
-    await expect(base, 'restock', 200, 'POST', `/v1/items/${r.id}/stock`, { token, body: { delta } });
+    await expectStatus(await request(base, 'POST', `/v1/items/${r.id}/stock`, { ...PATIENT, token, body: { delta } }), 200, 'restock');
   });
 }
 

@@ -1,6 +1,7 @@
 // Command-line flags. Every number has a default that reproduces the Black Friday
 // run of the Black Friday harness; --smoke shrinks everything to a few seconds for CI.
 import os from 'node:os';
+import { parseCli, UsageError } from '../tools/lib/args.js';
 
 export const SCENARIOS = ['black-friday', 'flash-sale', 'reads', 'ceiling', 'costs'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
@@ -217,24 +218,28 @@ const BOOLEAN: Record<string, (f: Flags) => void> = {
   smoke: (f) => { f.smoke = true; },
 };
 
+const OPTIONS = {
+  ...Object.fromEntries(Object.keys(VALUED).map((k) => [k, { type: 'string' as const }])),
+  ...Object.fromEntries(Object.keys(BOOLEAN).map((k) => [k, { type: 'boolean' as const }])),
+  help: { type: 'boolean' as const, short: 'h' },
+};
+
 /** Parses argv (without node and script). --smoke applies first, explicit flags win. */
 export function parseFlags(argv: string[]): Flags | 'help' {
-  const given: [string, string | undefined][] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--help' || arg === '-h') return 'help';
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
-    if (!m) throw new FlagError(`unexpected argument ${arg} (see --help)`);
-    const name = m[1]!;
-    if (BOOLEAN[name]) given.push([name, undefined]);
-    else if (VALUED[name]) given.push([name, m[2] ?? argv[++i]]);
-    else throw new FlagError(`unknown flag --${name} (see --help)`);
+  if (argv.includes('--help') || argv.includes('-h')) return 'help';
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseCli(argv, { options: OPTIONS }).values;
+  } catch (err) {
+    if (err instanceof UsageError) throw new FlagError(`${err.message} (see --help)`);
+    throw err;
   }
+  const given = Object.entries(values).filter(([name]) => name !== 'help');
   const flags = defaults();
   if (given.some(([n]) => n === 'smoke')) Object.assign(flags, SMOKE);
   for (const [name, value] of given) {
     if (BOOLEAN[name]) BOOLEAN[name]!(flags);
-    else VALUED[name]!(flags, value);
+    else VALUED[name]!(flags, value as string);
   }
   const poolSize = Number(process.env.PG_POOL_SIZE) || 16; // the engine's per-shard pool, per worker
   if (flags.pgbenchClients === 0) flags.pgbenchClients = Math.min(200, flags.workers * poolSize);

@@ -3,13 +3,14 @@
 // at the gateway simulator (POST /v1/sessions/:id/complete), which tells the engine
 // by signed webhook. Completing runs beside the load with bounded concurrency and a
 // bounded queue; it is the simulated customer, not part of the engine's numbers.
-import { call } from './http.js';
+import { PATIENT, request } from '../tools/lib/http.js';
+import { sleep } from '../tools/lib/wait.js';
 
 export interface PaymentsSupport { available: boolean; reason: string }
 
 /** `POST /v1/orders/:id/payments` exists unless the router says route_not_found. */
 export async function probePayments(base: string, token: string): Promise<PaymentsSupport> {
-  const res = await call(base, 'POST', '/v1/orders/or_01/payments', {
+  const res = await request(base, 'POST', '/v1/orders/or_01/payments', { ...PATIENT,
     token, body: { method: 'card' }, headers: { 'idempotency-key': `bench-probe-${Date.now()}` },
   });
   if (res.status === 404 && res.body?.error?.code === 'route_not_found') return { available: false, reason: 'POST /v1/orders/:id/payments answers route_not_found' };
@@ -55,12 +56,12 @@ export class Payer {
       const id = this.queue.shift();
       if (id === undefined) {
         if (this.closing) return;
-        await new Promise((r) => setTimeout(r, 20));
+        await sleep(20);
         continue;
       }
       if (Date.now() > this.deadline) { this.stats.left++; continue; }
       try {
-        const res = await call(this.gatewayUrl!, 'POST', `/v1/sessions/${encodeURIComponent(id)}/complete`, { body: { outcome: 'succeeded' }, timeoutMs: 10_000 });
+        const res = await request(this.gatewayUrl!, 'POST', `/v1/sessions/${encodeURIComponent(id)}/complete`, { ...PATIENT, body: { outcome: 'succeeded' }, timeoutMs: 10_000 });
         if (res.status === 200) this.stats.completed++;
         else this.fail(`http_${res.status}_${res.body?.error?.code ?? ''}`);
       } catch (err) {

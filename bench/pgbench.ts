@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { findPgBin } from '../src/dev/stack.js';
+import { findPgBin } from '../tools/dev/stack.js';
 import { PLACE_ORDERS_SQL } from '../src/orders/checkout.js';
 import type { CeilingRange } from './fixture.js';
 import { onShards } from './fixture.js';

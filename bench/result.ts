@@ -1,9 +1,9 @@
 // The machine-readable result of one run (result.json), as the smoke test reads it.
 import os from 'node:os';
+import type { InvariantReport } from '../tools/lib/invariants.js';
 import type { ScenarioResult } from './context.js';
 import type { ProfileSummary } from './cpuprof.js';
 import type { Flags } from './flags.js';
-import type { InvariantReport } from './invariants.js';
 import type { Summary } from './report/summary.js';
 
 export interface Machine { cpus: number; cpu_model: string; mem_gb: number; node: string; platform: string; loadavg_before: number[] }

@@ -4,9 +4,10 @@
 // share a batched statement, so this is the cost of one request with nobody to share
 // it with; under load the batched statements make it less. Background work of the
 // workers (cache refreshes after writes) counts, as it is part of what a write costs.
+import { PATIENT, request } from '../tools/lib/http.js';
+import { sleep } from '../tools/lib/wait.js';
 import type { RunCtx } from './context.js';
 import { roundTrips, scrape } from './enginewatch.js';
-import { call, sleep } from './http.js';
 import { sessionIdOf } from './payments.js';
 import { say } from './say.js';
 
@@ -41,13 +42,13 @@ export async function roundTripsPerRequest(ctx: RunCtx): Promise<Record<string, 
   const it = ctx.fx.items[0]!;
   const key = `rt-${Date.now().toString(36)}`;
   const order = async (lines: { item_id: string; quantity: number }[], k: string) =>
-    (await call(base, 'POST', '/v1/orders', { token: who.token, body: { items: lines }, headers: { 'idempotency-key': k } })).body?.orders ?? [];
+    (await request(base, 'POST', '/v1/orders', { ...PATIENT, token: who.token, body: { items: lines }, headers: { 'idempotency-key': k } })).body?.orders ?? [];
   const mine = (await order([{ item_id: it.id, quantity: 1 }], `${key}-seed`))[0]?.id as string | undefined;
   const toPay: string[] = [];
   const out: Record<string, number | null> = {
-    item: await measure(ctx, () => call(base, 'GET', `/v1/items/${it.id}`)),
-    search: await measure(ctx, (i) => call(base, 'GET', `/v1/items?category_id=${ctx.fx.items[i]!.category_id}&limit=20`)),
-    order_status: mine ? await measure(ctx, () => call(base, 'GET', `/v1/orders/${mine}`, { token: who.token })) : null,
+    item: await measure(ctx, () => request(base, 'GET', `/v1/items/${it.id}`, PATIENT)),
+    search: await measure(ctx, (i) => request(base, 'GET', `/v1/items?category_id=${ctx.fx.items[i]!.category_id}&limit=20`, PATIENT)),
+    order_status: mine ? await measure(ctx, () => request(base, 'GET', `/v1/orders/${mine}`, { ...PATIENT, token: who.token })) : null,
     checkout_one_shard: await measure(ctx, async (i) => toPay.push(...(await order([{ item_id: it.id, quantity: 1 }], `${key}-1-${i}`)).map((o: { id: string }) => o.id))),
     checkout_two_shards: await measure(ctx, (i) => order(twoShardLines(ctx), `${key}-2-${i}`)),
     checkout_replayed: await measure(ctx, () => order([{ item_id: it.id, quantity: 1 }], `${key}-1-0`)),
@@ -55,14 +56,14 @@ export async function roundTripsPerRequest(ctx: RunCtx): Promise<Record<string, 
   if (ctx.payments.available && ctx.target.gatewayUrl) {
     const sessions: string[] = [];
     out.payment_create = await measure(ctx, async (i) => {
-      const res = await call(base, 'POST', `/v1/orders/${toPay[i]}/payments`, { token: who.token, body: { method: 'card' }, headers: { 'idempotency-key': `${key}-p-${i}` } });
+      const res = await request(base, 'POST', `/v1/orders/${toPay[i]}/payments`, { ...PATIENT, token: who.token, body: { method: 'card' }, headers: { 'idempotency-key': `${key}-p-${i}` } });
       const s = res.status === 201 ? sessionIdOf(res.body as Record<string, unknown>) : null;
       if (s) sessions.push(s);
     });
     // The paid path after the customer pays: webhook, capture, placement, release.
     // No status polls in between (they would count): each payment is given time to finish.
     out.paid_order_after_payment = sessions.length === PER_KIND ? await measure(ctx, async (i) => {
-      await call(ctx.target.gatewayUrl!, 'POST', `/v1/sessions/${sessions[i]}/complete`, { body: { outcome: 'succeeded' } });
+      await request(ctx.target.gatewayUrl!, 'POST', `/v1/sessions/${sessions[i]}/complete`, { ...PATIENT, body: { outcome: 'succeeded' } });
       await sleep(PAID_SETTLE_MS);
     }) : null;
   }

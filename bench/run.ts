@@ -6,14 +6,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from '../src/paths.js';
-import { hexToUuid } from '../src/router/ids.js';
+import { checkInvariants, judge, scopeOf, type InvariantReport, type Scope } from '../tools/lib/invariants.js';
+import { sleep } from '../tools/lib/wait.js';
 import type { RunCtx, ScenarioResult } from './context.js';
-import { openTarget, type Target } from './env.js';
-import { localOf, prepareFixture, shardOf } from './fixture.js';
-import { FlagError, HELP, parseFlags, type Flags, type Scenario } from './flags.js';
-import { sleep } from './http.js';
-import { checkInvariants, type InvariantReport, type Scope } from './invariants.js';
 import { summarizeDir } from './cpuprof.js';
+import { openTarget, type Target } from './env.js';
+import { prepareFixture } from './fixture.js';
+import { FlagError, HELP, parseFlags, type Flags, type Scenario } from './flags.js';
 import { probePayments } from './payments.js';
 import { html } from './report/html.js';
 import { summarize } from './report/summary.js';
@@ -75,14 +74,14 @@ function itemsPerShard(ctx: RunCtx): Record<string, number> {
 }
 
 /** The rows this run could have written: fixture, pgbench and hot items; the customers' orders. */
-function scopeOf(ctx: RunCtx): Scope {
-  const items = new Map<number, number[]>();
-  const add = (shard: number, local: number) => { const l = items.get(shard) ?? []; l.push(local); items.set(shard, l); };
-  for (const it of ctx.fx.items) add(it.shard, localOf(it.id));
-  for (const id of ctx.touched) add(shardOf(id), localOf(id));
-  for (const r of ctx.fx.ceiling) for (let id = r.lo; id <= r.hi; id++) add(r.shard, id);
-  const customers = ctx.fx.customers.map((c) => hexToUuid(c.id.slice(4)));
-  return { items, customers };
+function scopeOfRun(ctx: RunCtx): Scope {
+  const scope = scopeOf({ items: [...ctx.fx.items.map((it) => it.id), ...ctx.touched], customers: ctx.fx.customers.map((c) => c.id) });
+  for (const r of ctx.fx.ceiling) {
+    const ids = scope.items.get(r.shard) ?? [];
+    for (let id = r.lo; id <= r.hi; id++) ids.push(id);
+    scope.items.set(r.shard, ids);
+  }
+  return scope;
 }
 
 async function main(): Promise<number> {
@@ -114,7 +113,7 @@ async function main(): Promise<number> {
     ctx = { flags, target, fx, adminToken, outDir, payments, touched: [], undo: new Set() };
     scenarios = await runScenarios(ctx, failures);
     say('checking invariants on every shard');
-    invariants = await checkInvariants(target.pgShards, scopeOf(ctx), flags.strictInvariants);
+    invariants = judge(await checkInvariants(target.pgShards, { phase: 'always', scope: scopeOfRun(ctx) }), flags.strictInvariants);
     for (const f of invariants.foreign) say(`note: ${f}`);
   } catch (err) {
     failures.push(`setup/check: ${(err as Error).message}`);

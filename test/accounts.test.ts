@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import t from 'tap';
-import { admin, api, customer, onShard, uniq } from './helpers/api.js';
+import { sleep } from '../tools/lib/wait.js';
+import { admin, api, customer, onShard, shardOfToken, uniq } from './helpers/api.js';
 import { refusal, startCluster, stop } from './helpers/engine.js';
 import { OWN_PORTS } from './setup/env.js';
 
@@ -48,7 +49,7 @@ t.test('a customer on an admin route gets 403; no token gets 401', async (t) => 
 
 /** The shard a token names (`s<shard>.<secret>`) and the hash its session row is stored under. */
 function sessionKey(token: string): { shard: number; hash: Buffer } {
-  return { shard: parseInt(token[1]!, 36), hash: createHash('sha256').update(token).digest() };
+  return { shard: shardOfToken(token), hash: createHash('sha256').update(token).digest() };
 }
 
 t.test('an expired session token is refused with 401, also by workers that cached it', async (t) => {
@@ -59,7 +60,7 @@ t.test('an expired session token is refused with 401, also by workers that cache
   const rows = await onShard(shard, `UPDATE sessions SET expires_at = now() + interval '1500 milliseconds' WHERE token_hash = $1 RETURNING expires_at`, [hash]);
   t.equal(rows.length, 1, 'the session row is on the shard the token names');
   for (let i = 0; i < 4; i++) t.equal((await probe()).status, 403, 'while valid, the token authenticates (a customer is forbidden here)');
-  await new Promise((r) => setTimeout(r, Math.max(0, new Date(rows[0].expires_at).getTime() - Date.now()) + 100));
+  await sleep(Math.max(0, new Date(rows[0].expires_at).getTime() - Date.now()) + 100);
   const expired = await probe();
   t.equal(expired.status, 401);
   t.match(expired.body.error, { type: 'authentication', code: 'unauthenticated' });

@@ -11,9 +11,11 @@
 //   - a drain after aborted uploads does not wait on them.
 import net from 'node:net';
 import t from 'tap';
+import { unfinishedUpload, type UploadOutcome } from '../tools/lib/http.js';
+import { sleep } from '../tools/lib/wait.js';
 import { api, customer, item } from './helpers/api.js';
 import { startReady, stop, type Spawned } from './helpers/engine.js';
-import { connect, sleep, type StreamClient } from './helpers/live.js';
+import { connect, type StreamClient } from './helpers/live.js';
 import { OWN_PORTS } from './setup/env.js';
 
 const PORT = OWN_PORTS.admissionEngine;
@@ -60,7 +62,7 @@ async function settles(want: number, timeoutMs = 8000): Promise<number> {
 async function baseline(): Promise<number> {
   const deadline = Date.now() + 5000;
   for (;;) {
-    const text = await (await fetch(`${BASE}/metrics`)).text();
+    const text = String((await api('GET', '/metrics', { base: BASE })).body ?? '');
     if (/^bf_http_inflight_requests /m.test(text) || Date.now() > deadline) break;
     await sleep(200);
   }
@@ -83,35 +85,9 @@ function abortUpload(path: string): Promise<void> {
   });
 }
 
-type Outcome = number | 'closed' | 'none';
-
 /** Headers and part of a body, then silence (or one byte every `dripMs`): what the server does, and when. */
-function stallUpload(path: string, dripMs = 0, waitMs = BODY_TIMEOUT_MS + SLACK_MS): Promise<{ outcome: Outcome; ms: number }> {
-  return new Promise((resolve) => {
-    const started = performance.now();
-    const sock = net.connect(PORT, '127.0.0.1');
-    let drip: NodeJS.Timeout | undefined;
-    let settled = false;
-    const done = (outcome: Outcome) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      clearInterval(drip);
-      sock.destroy();
-      resolve({ outcome, ms: performance.now() - started });
-    };
-    const timer = setTimeout(() => done('none'), waitMs);
-    sock.on('connect', () => {
-      sock.write(`${head(path, 200)}{"email":"`);
-      if (dripMs) drip = setInterval(() => sock.write('a'), dripMs);
-    });
-    sock.on('data', (d) => {
-      const m = /^HTTP\/1\.1 (\d{3})/.exec(d.toString('latin1'));
-      done(m ? Number(m[1]) : 'closed');
-    });
-    sock.on('error', () => done('closed'));
-    sock.on('close', () => done('closed'));
-  });
+function stallUpload(path: string, dripMs = 0, waitMs = BODY_TIMEOUT_MS + SLACK_MS): Promise<{ outcome: UploadOutcome; ms: number }> {
+  return unfinishedUpload(PORT, `${head(path, 200)}{"email":"`, { waitMs, dripMs, drip: 'a' });
 }
 
 type Asserts = { same(a: unknown, b: unknown, m: string): unknown; equal(a: unknown, b: unknown, m: string): unknown };
@@ -146,7 +122,7 @@ t.test('a stalled upload is answered 408 and closed within BODY_TIMEOUT_MS; past
     ...Array.from({ length: 5 }, () => stallUpload('/v1/users', 300)),
   ];
   const results = await Promise.all(stalls);
-  const by = (o: Outcome) => results.filter((r) => r.outcome === o);
+  const by = (o: UploadOutcome) => results.filter((r) => r.outcome === o);
   t.same(results.filter((r) => r.outcome !== 408 && r.outcome !== 503), [], 'every stalled upload is answered: 408, or 503 past the limit');
   t.equal(by(408).length + by(503).length, results.length);
   t.ok(by(408).length > 0 && by(408).length <= MAX_INFLIGHT, `${by(408).length} held a slot (at most MAX_INFLIGHT ${MAX_INFLIGHT}) and got 408`);

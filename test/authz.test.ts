@@ -12,7 +12,8 @@
 //     kind, a body changed after signing, another payment's session: nothing changes.
 import { createHash, createHmac } from 'node:crypto';
 import t from 'tap';
-import { admin, api, customer, eventually, item, localId, onShard, order, shardOf, sim, uniq, type Customer } from './helpers/api.js';
+import { sleep } from '../tools/lib/wait.js';
+import { admin, api, customer, eventually, item, localId, onShard, order, shardOf, shardOfToken, sim, uniq, type Customer } from './helpers/api.js';
 import { connect } from './helpers/live.js';
 import { GATEWAY_URL } from './setup/env.js';
 
@@ -54,7 +55,6 @@ function validBody(s: Schema, hints: Record<string, () => unknown>): unknown {
 }
 
 const tokenHash = (token: string) => createHash('sha256').update(token).digest();
-const shardOfToken = (token: string) => parseInt(token[1]!, 36);
 
 async function expiredToken(): Promise<string> {
   const c = await customer();
@@ -245,7 +245,7 @@ t.test('the stream refuses bad tokens and other customers\' orders', async (t) =
   t.same(ended, { op: 'unsubscribed', topics: [`orders/${id}`], reason: 'session_ended' }, 'the open subscription ends with the session');
   const afterEnd = mine.frames.length;
   t.equal((await api('POST', `/v1/orders/${id}/cancel`, { token: await admin() })).status, 200, 'an admin cancels the order');
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
   t.same(mine.frames.slice(afterEnd).filter((f) => f.topic === `orders/${id}`), [], 'and its status change no longer reaches the socket');
   const later = (await order((await customer()).token, [{ item_id: it.id, quantity: 1 }])).body.orders[0].id as string;
   const second = (await order(other.token, [{ item_id: it.id, quantity: 1 }])).body.orders[0].id as string;

@@ -9,10 +9,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { DIST_DIR } from '../src/paths.js';
+import { DIST_ROOT } from '../tools/lib/paths.js';
 import { ENGINE_URL, GATEWAY_PORT } from './setup/env.js';
 
-const RUN_JS = path.join(DIST_DIR, '..', 'bench', 'run.js');
+const RUN_JS = path.join(DIST_ROOT, 'bench', 'run.js');
 const KILL_AFTER_MS = 150_000;
 
 function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

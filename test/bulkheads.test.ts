@@ -2,8 +2,9 @@
 // storm of one class waits in its own queue and never takes another class's
 // connections. Proven on an engine of its own with tiny pools (PG_POOL_SIZE=8: 2 read,
 // 4 write, 2 payment) and no read cache, where every category read goes to Postgres.
-import t from 'tap';
 import pg from 'pg';
+import t from 'tap';
+import { sleep } from '../tools/lib/wait.js';
 import { api, categoryOnShard, customer, item, onShard, order, useWorld, world } from './helpers/api.js';
 import { isolatedShards, startReady, stop } from './helpers/engine.js';
 import { OWN_PORTS } from './setup/env.js';
@@ -28,7 +29,7 @@ t.test('a storm of reads stuck in the database does not hold up a checkout or a 
   let readsSettled = 0;
   const reads = Array.from({ length: 12 }, () => api('GET', '/v1/categories').finally(() => { readsSettled++; }));
   try {
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     const waiting = await onShard(0, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name LIKE 'engine-worker-read%'");
     t.equal(waiting[0].n, 2, 'both read connections are stuck on the lock');
     const made = await order(c.token, [{ item_id: it.id, quantity: 1 }]);

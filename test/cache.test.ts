@@ -5,9 +5,10 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import t from 'tap';
 import { loadConfig, DEFAULT_PG_SHARDS } from '../src/config.js';
+import { sleep } from '../tools/lib/wait.js';
 import { admin, api, category, customer, customers, item, itemRow, localId, order, shardOf, uniq } from './helpers/api.js';
 import { startCluster, stop, type Spawned } from './helpers/engine.js';
-import { counter, settleMetrics, sleep, until } from './helpers/live.js';
+import { counter, settleMetrics, until } from './helpers/live.js';
 import { OWN_PORTS } from './setup/env.js';
 
 const REDIS_URL = process.env.REDIS_URLS?.split(',')[0] ?? 'redis://127.0.0.1:6391';

@@ -1,12 +1,13 @@
 // The chaos runner itself, short: three scenarios for a few seconds each on a stack of
 // its own (Postgres, Redis, simulators and engine on ports keyed by TEST_ENGINE_PORT,
 // under .stack/chaos-smoke-<port>/), so CI proves the runner works and the promises
-// it checks hold. The full campaign is `npm run chaos` (see src/chaos/main.ts).
+// it checks hold. The full campaign is `npm run chaos` (see tools/chaos/main.ts).
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { DIST_DIR, ROOT } from '../src/paths.js';
+import { ROOT } from '../src/paths.js';
+import { TOOLS_DIST_DIR } from '../tools/lib/paths.js';
 import { TEST_PORT } from './setup/env.js';
 
 // Ports below the kernel's ephemeral range (32768+), keyed by the suite's port (18080 -> 18)
@@ -24,7 +25,7 @@ const LIMIT_MS = 150_000;
 
 t.test('chaos smoke: workers killed under writes, every webhook delivered six times out of order, uploads aborted and stalled under load', async (t) => {
   rmSync(JSON_FILE, { force: true });
-  const child = spawn(process.execPath, [path.join(DIST_DIR, 'chaos', 'main.js'), ...ARGS], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(TOOLS_DIST_DIR, 'chaos', 'main.js'), ...ARGS], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d: Buffer) => { out = (out + d.toString()).slice(-30_000); };
   child.stdout.on('data', keep);

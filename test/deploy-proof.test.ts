@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { ROOT } from '../src/paths.js';
-import { DEPLOY_DIR } from '../src/tools/topology.js';
+import { DEPLOY_DIR } from '../tools/ops/topology.js';
 
 const EX_SKIP = 77;
 const PROOF_LIMIT_MS = 270_000;

@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { connectionBudget, loadConfig } from '../src/config.js';
-import { DIST_DIR, ROOT } from '../src/paths.js';
-import { checkDeploy } from '../src/tools/deploy-check.js';
-import { DEFAULT_TOPOLOGY, DEPLOY_DIR, judgeBudget, loadTopology, topologyEnv } from '../src/tools/topology.js';
+import { ROOT } from '../src/paths.js';
+import { TOOLS_DIST_DIR } from '../tools/lib/paths.js';
+import { checkDeploy } from '../tools/ops/deploy-check.js';
+import { DEFAULT_TOPOLOGY, DEPLOY_DIR, judgeBudget, loadTopology, topologyEnv } from '../tools/ops/topology.js';
 
 const EX_CONFIG = 78;
 
@@ -26,7 +27,7 @@ function topologyWith(edit: (t: any) => void): string {
 }
 
 function deployCheck(...args: string[]) {
-  return spawnSync(process.execPath, [path.join(DIST_DIR, 'tools', 'deploy-check.js'), ...args], { encoding: 'utf8', cwd: ROOT });
+  return spawnSync(process.execPath, [path.join(TOOLS_DIST_DIR, 'ops', 'deploy-check.js'), ...args], { encoding: 'utf8', cwd: ROOT });
 }
 
 t.test('the shipped topology fits the budget, and every file beside it agrees with it', async (t) => {

@@ -2,6 +2,7 @@ import t from 'tap';
 import { loadConfig } from '../src/config.js';
 import { createEngine } from '../src/engine.js';
 import { expireDueBatch } from '../src/orders/holds.js';
+import { sleep } from '../tools/lib/wait.js';
 import { api, categoryOnShard, customer, item, itemRow, localId, onShard, order, shardOf } from './helpers/api.js';
 
 // A second and third cron runner, in this process, on the same real shards.
@@ -29,7 +30,7 @@ t.test('the cron returns an expired hold to stock once, and the order ends expir
   const id = made.body.orders[0].id;
   await backdate(id);
   const deadline = Date.now() + 15_000;
-  while ((await statusOf(id)) !== 'expired' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  while ((await statusOf(id)) !== 'expired' && Date.now() < deadline) await sleep(200);
   t.equal(await statusOf(id), 'expired', 'the engine cron expired it');
   t.same(await itemRow(it.id), { available: 6, held: 0, sold: 0, stocked: 6 });
   t.equal(await terminalEvents(id), 1);
@@ -82,7 +83,7 @@ t.test('an expired hold does not block a sale while it waits for the sweeper', a
   // the expired hold and admits. The sweeper runs every 2 s (EXPIRY_EVERY_MS).
   let second = await order(b.token, [{ item_id: it.id, quantity: 1 }]);
   for (const deadline = Date.now() + 1500; second.status === 409 && Date.now() < deadline;) {
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     second = await order(b.token, [{ item_id: it.id, quantity: 1 }]);
   }
   t.equal(second.status, 201, 'the hold path reclaimed the expired hold');

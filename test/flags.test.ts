@@ -1,8 +1,9 @@
 // Runtime feature flags. The switching tests run on an engine of their own (its own
 // databases, two workers): flags are global, and switching them on the suite's shared
 // engine would change behaviour under the other test files.
-import t from 'tap';
 import pg from 'pg';
+import t from 'tap';
+import { sleep } from '../tools/lib/wait.js';
 import { admin, api, customer, uniq } from './helpers/api.js';
 import { isolatedShards, startReady, stop, type Spawned } from './helpers/engine.js';
 import { fresh, type Fresh } from './helpers/storefront.js';
@@ -55,8 +56,7 @@ t.test('a switch reaches every worker within a second, without a restart', async
   const it = (await call('POST', '/v1/items', adminToken, { category_id: cat.id, name: uniq('it'), price_cents: 100, currency: 'USD', stock: 50 })).body;
   await call('POST', '/v1/cart/items', token, { item_id: it.id, quantity: 1 });
   const getCart = () => fresh('GET', `${engine.url}/v1/cart`, token);
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
+  
   const before = await acrossWorkers(getCart);
   t.ok(before.workers.size >= 2, `both workers answered (${before.workers.size})`);
   t.ok(before.all.every((r) => r.status === 200 && r.body.checkout === undefined), 'new_checkout is off by default');

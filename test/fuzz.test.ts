@@ -22,7 +22,8 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import AjvModule from 'ajv';
 import t from 'tap';
-import { admin, api, category, customer, item, onShard, order, type Customer } from './helpers/api.js';
+import { sleep } from '../tools/lib/wait.js';
+import { admin, api, category, customer, item, localId, onShard, order, shardOf, uuidOf, type Customer } from './helpers/api.js';
 import { childrenWithRole } from './helpers/engine.js';
 import { ENGINE_URL, TEST_PORT } from './setup/env.js';
 import { recordedPids } from './setup/procs.js';
@@ -219,8 +220,8 @@ async function markerRows(marker: string): Promise<number> {
 
 /** Every row that references the fuzz item, category or customer, and the item's counters. */
 async function footprint(itemId: string, categoryId: string, customerUuid: string): Promise<string> {
-  const shard = parseInt(itemId[3]!, 36);
-  const local = parseInt(itemId.slice(4), 36);
+  const shard = shardOf(itemId);
+  const local = localId(itemId);
   const parts: string[] = [];
   parts.push(JSON.stringify(await onShard(shard, 'SELECT available, held, sold, stocked, price_cents, name, active FROM items WHERE id = $1', [local])));
   parts.push(JSON.stringify(await onShard(shard, 'SELECT count(*)::int AS n FROM items WHERE category_id = $1', [categoryId])));
@@ -263,7 +264,7 @@ function rawExchange(chunks: (string | Buffer)[], gapMs: number, waitMs: number)
       for (const c of chunks) {
         if (settled || sock.destroyed) return;
         sock.write(c);
-        if (gapMs) await new Promise((r) => setTimeout(r, gapMs));
+        if (gapMs) await sleep(gapMs);
       }
     });
   });
@@ -290,7 +291,7 @@ async function inflightSettles(baseline: number, timeoutMs = 20_000): Promise<nu
   const deadline = Date.now() + timeoutMs;
   let v = await inflight();
   while (!(v <= baseline) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
     v = await inflight();
   }
   return v;
@@ -318,7 +319,7 @@ t.test('hostile input on every route: only 4xx, nothing written, the engine keep
   const fuzzCustomer: Customer = await customer();
   const victim: Customer = await customer();
   const fuzzOrder = (await order(fuzzCustomer.token, [{ item_id: fuzzItem.id, quantity: 1 }])).body.orders[0];
-  const uuid = await uuidOf(fuzzCustomer);
+  const uuid = uuidOf(fuzzCustomer.id);
   let seq = 0;
   let skipped = 0;
   const rejKnown: Known = { marker: REJ, categoryId: fuzzCategory.id, itemId: fuzzItem.id, n: () => ++seq };
@@ -577,10 +578,3 @@ function UNSTORABLE(v: unknown): boolean {
   return false;
 }
 
-/** The fuzz customer's uuid, from its session row (tokens are stored hashed). */
-async function uuidOf(c: Customer): Promise<string> {
-  const { createHash } = await import('node:crypto');
-  const hash = createHash('sha256').update(c.token).digest();
-  const rows = await onShard(parseInt(c.token[1]!, 36), 'SELECT user_id::text AS u FROM sessions WHERE token_hash = $1', [hash]);
-  return rows[0].u as string;
-}

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { admin, api, categoryOnShard, customer, customers, item, itemRow, localId, onShard, order, shardOf, uniq } from './helpers/api.js';
+import { admin, api, categoryOnShard, customer, customers, invariantsHold, item, itemRow, localId, onShard, order, shardOf, uniq } from './helpers/api.js';
 
 t.test('500 concurrent buyers on one item of stock 37: exactly 37 get it, the rest 409 sold_out', async (t) => {
   const it = await item({ stock: 37 });
@@ -13,6 +13,7 @@ t.test('500 concurrent buyers on one item of stock 37: exactly 37 get it, the re
   t.same(await itemRow(it.id), { available: 0, held: 37, sold: 0, stocked: 37 });
   const holds = await onShard(shardOf(it.id), "SELECT count(*)::int AS n, sum(quantity)::int AS q FROM holds WHERE item_id = $1 AND status = 'active'", [localId(it.id)]);
   t.same(holds[0], { n: 37, q: 37 });
+  await invariantsHold(t, { items: [it.id], customers: buyers.map((b) => b.id) });
 });
 
 t.test('multi-line orders contending on two items never oversell either', async (t) => {
@@ -30,6 +31,7 @@ t.test('multi-line orders contending on two items never oversell either', async 
   t.ok(results.every((r) => r.status === 201 || r.status === 409), 'only 201 or 409');
   t.same(await itemRow(a.id), { available: 0, held: 30, sold: 0, stocked: 30 });
   t.same(await itemRow(b.id), { available: 20, held: 30, sold: 0, stocked: 50 }, 'failed orders left nothing held on b');
+  await invariantsHold(t, { items: [a.id, b.id], customers: buyers.map((c) => c.id) });
 });
 
 t.test('two lines of one item are summed before the stock check', async (t) => {

@@ -1,10 +1,8 @@
 import t from 'tap';
-import { api, customer, item, itemRow, localId, onShard, order, shardOf } from './helpers/api.js';
+import { api, customer, item, itemRow, localId, onShard, order, shardOf, uuidOf } from './helpers/api.js';
 
 async function limitOf(customerId: string, itemId: string): Promise<number | undefined> {
-  const hex = customerId.slice(4);
-  const uuid = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-  const rows = await onShard(shardOf(itemId), 'SELECT quantity FROM customer_limits WHERE customer_id = $1 AND item_id = $2', [uuid, localId(itemId)]);
+  const rows = await onShard(shardOf(itemId), 'SELECT quantity FROM customer_limits WHERE customer_id = $1 AND item_id = $2', [uuidOf(customerId), localId(itemId)]);
   return rows[0]?.quantity;
 }
 

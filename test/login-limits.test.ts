@@ -3,10 +3,10 @@
 // same attempts sent one at a time, with Redis and, per worker, without it.
 import { randomInt } from 'node:crypto';
 import t from 'tap';
+import { waitForUrl } from '../tools/lib/wait.js';
 import { api, customer, uniq, type Res } from './helpers/api.js';
 import { startCluster, startReady, stop, type Spawned } from './helpers/engine.js';
 import { OWN_PORTS } from './setup/env.js';
-import { waitFor } from './setup/procs.js';
 
 /** A client address of this run only (the own engines trust X-Forwarded-For), so reruns start clean. */
 const address = () => `10.${randomInt(256)}.${randomInt(256)}.${randomInt(1, 255)}`;
@@ -116,7 +116,7 @@ t.test('with Redis unreachable, each worker meets the limits just as atomically'
     LOGIN_MAX_FAILS_ADDRESS: '5', REGISTER_MAX_ADDRESS: '5', WORKERS: '1',
   });
   t.teardown(() => stop(engine));
-  await waitFor(`${engine.url}/healthz`, 30_000); // not /readyz: that answers 503 without Redis
+  await waitForUrl(`${engine.url}/healthz`, 30_000); // not /readyz: that answers 503 without Redis
   const base = engine.url;
 
   const victim = await customer(); // on the suite's engine: same databases

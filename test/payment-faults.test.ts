@@ -6,7 +6,7 @@ import t from 'tap';
 import { api, customer, eventually, item, itemRow, localId, onShard, order, shardOf, sim, useWorld, world } from './helpers/api.js';
 import { isolatedShards, startReady, stop } from './helpers/engine.js';
 import { buy, complete, ledgerBalanced, ledgerOf, orderOf, pay, postEvent, statusBecomes } from './helpers/storefront.js';
-import { spawnSim } from '../src/sim/spawn.js';
+import { spawnSim } from '../tools/lib/spawn.js';
 import { OWN_PORTS } from './setup/env.js';
 
 const PORT = OWN_PORTS.faultsEngine;

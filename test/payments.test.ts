@@ -2,7 +2,7 @@
 // of the simulators are global, so the tests that turn them live in
 // payment-faults.test.ts, on an engine and simulators of their own.
 import t from 'tap';
-import { api, customer, eventually, itemRow, localId, onShard, shardOf, sim, uniq } from './helpers/api.js';
+import { api, customer, eventually, invariantsHold, itemRow, localId, onShard, shardOf, sim, uniq } from './helpers/api.js';
 import { buy, complete, ledgerBalanced, ledgerOf, orderOf, pay, postEvent, sign, statusBecomes } from './helpers/storefront.js';
 import { GATEWAY_URL } from './setup/env.js';
 
@@ -25,6 +25,7 @@ t.test('card happy path: pay at the checkout page, the order completes and escro
   const session = await sim(GATEWAY_URL, 'GET', `/v1/sessions/${p.gateway_session_id}`);
   t.equal(session.status, 401, 'the merchant API needs the key');
   await ledgerBalanced(t);
+  await invariantsHold(t, { items: [it.id], customers: [c.id] });
 });
 
 t.test('QR happy path', async (t) => {
@@ -100,6 +101,7 @@ t.test('a payment that arrives after the hold expired is refunded by the cron', 
   t.equal((await orderOf(c.token, o.id)).status, 'expired');
   t.same(await itemRow(it.id), { available: 10, held: 0, sold: 0, stocked: 10 });
   await ledgerBalanced(t);
+  await invariantsHold(t, { items: [it.id], customers: [c.id] });
 });
 
 t.test('canceling a paid, unshipped order refunds it exactly once', async (t) => {
@@ -114,6 +116,7 @@ t.test('canceling a paid, unshipped order refunds it exactly once', async (t) =>
   t.equal((await ledgerOf(o.id)).filter((e) => e.kind === 'refund').length, 2, 'one refund transfer');
   t.same(await itemRow(it.id), { available: 10, held: 0, sold: 0, stocked: 10 });
   await ledgerBalanced(t);
+  await invariantsHold(t, { items: [it.id], customers: [c.id] });
 });
 
 t.test('every transition is a notice in the outbox, delivered to the sink', async (t) => {

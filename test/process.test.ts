@@ -8,10 +8,10 @@ import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import t from 'tap';
 import { assertBudget, ConfigError, connectionBudget, loadConfig } from '../src/config.js';
+import { sleep, waitForUrl } from '../tools/lib/wait.js';
 import { customer, item } from './helpers/api.js';
 import { startCluster, stop, type Spawned } from './helpers/engine.js';
 import { OWN_PORTS } from './setup/env.js';
-import { waitFor } from './setup/procs.js';
 
 const EX_CONFIG = 78;
 
@@ -71,7 +71,7 @@ function children(primaryPid: number): { workers: number[]; cron: number[] } {
 /** Every worker listening: the primary says so once; /readyz alone may reach the first one only. */
 async function ready(s: Spawned, port: number): Promise<void> {
   await until('"engine ready" from the primary', () => s.out(), (o) => o.includes('"msg":"engine ready"'), 60_000);
-  await waitFor(`http://127.0.0.1:${port}/readyz`, 10_000);
+  await waitForUrl(`http://127.0.0.1:${port}/readyz`, 10_000);
 }
 
 async function until<T>(what: string, fn: () => T | Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
@@ -80,7 +80,7 @@ async function until<T>(what: string, fn: () => T | Promise<T>, ok: (v: T) => bo
     const v = await fn();
     if (ok(v)) return v;
     if (Date.now() > deadline) throw new Error(`${what}: not reached in ${timeoutMs} ms (last: ${JSON.stringify(v)})`);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
 }
 
@@ -287,7 +287,7 @@ t.test('SIGTERM drains in-flight requests and the primary exits 0', async (t) =>
       conn.send('GET', '/healthz');
     }
   });
-  await new Promise((r) => setTimeout(r, 50));
+  await sleep(50);
   // Logins hash a password (tens of ms each on the libuv pool): still running at the signal.
   for (const conn of logins) conn.send('POST', '/v1/sessions', { email: c.email, password: c.password }, true);
   for (const conn of gets) conn.send('GET', `/v1/items/${it.id}`, undefined, true);
@@ -300,7 +300,7 @@ t.test('SIGTERM drains in-flight requests and the primary exits 0', async (t) =>
   void s.exited.then(() => { exitedYet = true; });
   for (let i = 0; !exitedYet && Date.now() - signalMs < graceMs + 5000; i++) {
     late.push(call(port, 'GET', '/healthz', undefined, { 'x-request-id': `late-${i}` }));
-    await new Promise((r) => setTimeout(r, 25));
+    await sleep(25);
   }
 
   const { code, atMs } = await s.exited;

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { admin, api, customer, item, login, onShard, order } from './helpers/api.js';
+import { admin, api, customer, item, login, onShard, order, shardOf, uuidOf } from './helpers/api.js';
 
 const me = (token: string) => api('GET', '/v1/users/me', { token });
 const patch = (token: string, body: unknown) => api('PATCH', '/v1/users/me', { token, body });
@@ -65,12 +65,11 @@ t.test('deleting an account anonymizes it, revokes its sessions, keeps its order
   t.equal((await me(other)).status, 401, 'every session is revoked');
   t.equal((await api('POST', '/v1/sessions', { body: { email: c.email, password: c.password } })).status, 401, 'the old password no longer logs in');
 
-  const hex = c.id.slice(4);
-  const uuid = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-  const [row] = await onShard(parseInt(c.id[3]!, 36), 'SELECT email, name, phone, address, deleted_at FROM users WHERE id = $1', [uuid]);
+  const uuid = uuidOf(c.id);
+  const [row] = await onShard(shardOf(c.id), 'SELECT email, name, phone, address, deleted_at FROM users WHERE id = $1', [uuid]);
   t.match(row, { email: `deleted:${uuid}`, name: null, phone: null, address: null });
   t.ok(row.deleted_at, 'marked deleted');
-  const cart = await onShard(parseInt(c.id[3]!, 36), 'SELECT count(*)::int AS n FROM cart_lines WHERE customer_id = $1', [uuid]);
+  const cart = await onShard(shardOf(c.id), 'SELECT count(*)::int AS n FROM cart_lines WHERE customer_id = $1', [uuid]);
   t.equal(cart[0].n, 0, 'the cart is gone');
 
   const seen = await api('GET', `/v1/orders/${orderId}`, { token: await admin() });

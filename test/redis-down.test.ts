@@ -8,10 +8,11 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { ROOT } from '../src/paths.js';
-import { findRedisServer } from '../src/dev/stack.js';
+import { findRedisServer } from '../tools/dev/stack.js';
+import { sleep } from '../tools/lib/wait.js';
 import { admin, api, customers, item, itemRow, localId, shardOf, type Customer } from './helpers/api.js';
 import { startCluster, stop } from './helpers/engine.js';
-import { connect, sleep, until } from './helpers/live.js';
+import { connect, until } from './helpers/live.js';
 import { OWN_PORTS } from './setup/env.js';
 
 const ENGINE_PORT = OWN_PORTS.redisDownEngine;

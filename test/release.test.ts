@@ -10,14 +10,15 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { buildDashboard } from '../src/http/dashboard/page.js';
-import { DIST_DIR, ROOT } from '../src/paths.js';
-import { spawnSim, type SpawnedSim } from '../src/sim/spawn.js';
-import { ENTRIES, MANIFEST } from '../src/tools/release.js';
+import { ROOT } from '../src/paths.js';
+import { ENTRIES, MANIFEST } from '../tools/build/release.js';
+import { TOOLS_DIST_DIR } from '../tools/lib/paths.js';
+import { spawnSim, type SpawnedSim } from '../tools/lib/spawn.js';
+import { waitForUrl } from '../tools/lib/wait.js';
 import { admin, api, customer, item, order, useWorld } from './helpers/api.js';
 import { isolatedShards, SMALL_POOLS, startCluster, stop, type Install, type Spawned } from './helpers/engine.js';
 import { ledgerBalanced, pay, statusBecomes } from './helpers/storefront.js';
 import { OWN_PORTS } from './setup/env.js';
-import { waitFor } from './setup/procs.js';
 
 const EX_CONFIG = 78;
 const PORT = OWN_PORTS.releaseEngine;
@@ -44,7 +45,7 @@ t.teardown(async () => {
  * would rebuild dist/ under the other test files running from it.
  */
 async function release(): Promise<{ code: number | null; out: string }> {
-  const child = spawn(process.execPath, [path.join(DIST_DIR, 'tools', 'release.js'), '--out', dir], {
+  const child = spawn(process.execPath, [path.join(TOOLS_DIST_DIR, 'build', 'release.js'), '--out', dir], {
     cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.build = child;
@@ -64,7 +65,7 @@ function filesUnder(root: string): string[] {
 }
 
 function runTool(file: string, args: string[], env: NodeJS.ProcessEnv) {
-  return spawnSync(process.execPath, [path.join(dir, 'dist', 'src', 'tools', file), ...args], { cwd: dir, env, encoding: 'utf8' });
+  return spawnSync(process.execPath, [path.join(dir, 'dist', 'tools', 'ops', file), ...args], { cwd: dir, env, encoding: 'utf8' });
 }
 
 // Every await before the first subtest: tap ends a file whose queue ran empty meanwhile.
@@ -78,11 +79,13 @@ t.test('npm run release: a self-contained directory and a tarball beside it', as
   for (const line of built.out.split('\n').filter((l) => /^release: \d\./.test(l))) t.comment(line);
   t.same(readdirSync(dir).sort(), ['deploy', 'dist', 'node_modules', 'package-lock.json', 'package.json', MANIFEST, 'sql'].sort(),
     'package.json, the lock, dist/, sql/, deploy/, node_modules and the manifest; no src/, test/, bench/');
-  t.same(readdirSync(path.join(dir, 'dist')), ['src'], 'dist/ holds no bench/');
-  for (const e of ENTRIES) t.ok(existsSync(path.join(dir, 'dist', 'src', e)), `dist/src/${e}`);
+  t.same(readdirSync(path.join(dir, 'dist')).sort(), ['src', 'tools'], 'dist/ holds no bench/');
+  for (const e of ENTRIES) t.ok(existsSync(path.join(dir, 'dist', e)), `dist/${e}`);
   for (const f of ['dashboard.html', 'dashboard.css', 'dashboard.js']) t.ok(existsSync(path.join(dir, 'dist', 'src', 'http', 'dashboard', f)), `the dashboard's ${f}`);
-  for (const gone of ['dev', 'chaos', 'tools/release.js', 'tools/assets.js', 'tools/fleet-probe.js', 'sim/spawn.js']) {
-    t.notOk(existsSync(path.join(dir, 'dist', 'src', gone)), `no dist/src/${gone} (dev and test tooling)`);
+  t.same(readdirSync(path.join(dir, 'dist', 'tools')).sort(), ['lib', 'ops'], 'of tools/, the operator\'s tools and what they import');
+  t.same(readdirSync(path.join(dir, 'dist', 'tools', 'lib')).filter((f) => f.endsWith('.js')), ['args.js'], 'of tools/lib/, only the argument parser');
+  for (const gone of ['tools/dev', 'tools/chaos', 'tools/build', 'tools/fleet-probe', 'tools/lib/spawn.js', 'tools/lib/invariants.js']) {
+    t.notOk(existsSync(path.join(dir, 'dist', gone)), `no dist/${gone} (dev and test tooling)`);
   }
   t.same(readdirSync(path.join(dir, 'sql')), readdirSync(path.join(ROOT, 'sql')), 'every migration');
   t.ok(existsSync(path.join(dir, 'deploy', '6-node', 'systemd', 'bf-engine.service')), 'the deploy files');
@@ -122,7 +125,7 @@ if (built.code === 0) {
     const engine = running.engine;
     // Ready, or the reason it exited (a refused start need not wait out the timeout).
     await Promise.race([
-      waitFor(`${engine.url}/readyz`, 60_000),
+      waitForUrl(`${engine.url}/readyz`, 60_000),
       engine.exited.then((e) => { throw new Error(`the engine exited (code ${e.code})`); }),
     ]).catch((err: Error) => { throw new Error(`${err.message}\n${engine.out()}`); });
     useWorld({ engine: engine.url, gateway: gateway.url, provider: provider.url, shards });

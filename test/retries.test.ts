@@ -2,8 +2,9 @@
 // first answer exactly or runs afresh, never hands back a part that was undone; an
 // answer that says "come back later" is not stored as the key's final answer; and
 // stock statements take item rows in one order, so they never deadlock each other.
-import t from 'tap';
 import pg from 'pg';
+import t from 'tap';
+import { sleep } from '../tools/lib/wait.js';
 import { admin, api, categoryOnShard, customer, eventually, item, itemRow, localId, onShard, order, shardOf, uniq, world } from './helpers/api.js';
 
 /** A transaction of the test's own, holding row locks until released. */
@@ -97,7 +98,7 @@ t.test('a sold-out refusal from the admission gate is the key\'s answer like any
   t.equal((await order(first.token, [{ item_id: it.id, quantity: 1 }])).status, 201);
   // Every worker's gate learns the item is sold out from the cache refresh.
   t.ok(await eventually(async () => (await api('GET', `/v1/items/${it.id}`)).body.available === 0), 'the cache says sold out');
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   const key = uniq('key');
   const refused = await order(c.token, [{ item_id: it.id, quantity: 1 }], key);
   t.equal(refused.status, 409);

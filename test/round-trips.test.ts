@@ -5,6 +5,7 @@
 // waits on both sides for the work a request leaves behind (cache refreshes) to finish.
 import t from 'tap';
 import { roundTrips, scrape } from '../bench/enginewatch.js';
+import { sleep } from '../tools/lib/wait.js';
 import { eventually, localId, onShard, shardOf, useWorld } from './helpers/api.js';
 import { isolatedShards, startReady, stop } from './helpers/engine.js';
 import { buy, complete, ledgerBalanced, ledgerOf, orderOf, pay } from './helpers/storefront.js';
@@ -18,7 +19,6 @@ useWorld({ engine: engine.url, shards });
 t.teardown(() => stop(engine));
 
 const SHIPPED_MS = 2500;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Round trips the engine's workers made while `step` ran (and its background work settled). */
 async function counted(step: () => Promise<unknown>): Promise<number> {

@@ -6,10 +6,10 @@ import path from 'node:path';
 import t from 'tap';
 import { DEFAULT_PG_SHARDS } from '../src/config.js';
 import { ROOT } from '../src/paths.js';
-import { admin, api, category, customer, item, localId, onShard, order, shardOf, uniq } from './helpers/api.js';
+import { sleep, waitForUrl } from '../tools/lib/wait.js';
+import { admin, api, category, customer, item, localId, onShard, order, shardOf, shardOfToken, uniq } from './helpers/api.js';
 import { startCluster, stop } from './helpers/engine.js';
 import { OWN_PORTS, TEST_PORT } from './setup/env.js';
-import { waitFor } from './setup/procs.js';
 
 interface RawRes { status: number; headers: Record<string, string | string[] | undefined>; text: string }
 
@@ -172,12 +172,12 @@ t.test('/readyz reports three shards up and Redis up: statuses to anyone, detail
 
 t.test('/readyz with a shard down: anonymous callers see which, never why; an admin sees why', async (t) => {
   const token = await admin();
-  const down = (parseInt(token[1]!, 36) + 1) % 3; // not the admin's own shard: the admin can still sign in
+  const down = (shardOfToken(token) + 1) % 3; // not the admin's own shard: the admin can still sign in
   const urls = (process.env.PG_SHARDS ?? DEFAULT_PG_SHARDS).split(',');
   urls[down] = 'postgres://postgres@127.0.0.1:1/engine'; // nothing listens on port 1
   const own = startCluster(OWN_PORTS.readyzEngine, { PG_SHARDS: urls.join(','), WORKERS: '1' });
   t.teardown(() => stop(own));
-  await waitFor(`${own.url}/readyz`, 30_000, (s) => s === 503);
+  await waitForUrl(`${own.url}/readyz`, 30_000, (s) => s === 503);
   const expected = { status: 'unavailable', shards: [0, 1, 2].map((shard) => ({ shard, status: shard === down ? 'down' : 'up' })) };
   const customerToken = (await customer()).token;
   for (const [who, as] of [['anonymous', null], ['a garbage token', `s0.${'A'.repeat(43)}`], ['a customer', customerToken]] as const) {
@@ -206,7 +206,7 @@ t.test('/metrics shows request counts by route and pool usage per shard', async 
     text = String(res.body);
     ctype = res.headers.get('content-type') ?? '';
     if (wanted.every((w) => text.includes(w))) break;
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
   for (const w of wanted) t.ok(text.includes(w), `metrics include ${w}`);
   t.match(ctype, /^text\/plain/);

@@ -1,11 +1,13 @@
 // Gateway simulator, driven as a separate process over real HTTP. A local
 // node:http server stands in for the merchant's webhook endpoint.
-import t from 'tap';
 import { createHmac } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { spawnSim, type SpawnedSim } from '../src/sim/spawn.js';
+import t from 'tap';
 import { signWebhook, verifySignature } from '../src/sim/webhooks.js';
+import { spawnSim, type SpawnedSim } from '../tools/lib/spawn.js';
+import { sleep } from '../tools/lib/wait.js';
+import { simApi } from './helpers/api.js';
 
 const API_KEY = 'gw_key_for_tests';
 const SECRET = 'whsec_for_tests';
@@ -60,7 +62,7 @@ async function waitFor<T>(what: string, probe: () => T | undefined | false, time
     const v = probe();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 
@@ -68,7 +70,7 @@ async function waitForAsync(what: string, probe: () => Promise<boolean>, timeout
   const deadline = Date.now() + timeoutMs;
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 
@@ -76,26 +78,7 @@ let gw: SpawnedSim;
 const receiver = new Receiver();
 let refSeq = 0;
 
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(gw.url + path, {
-    method,
-    redirect: 'manual',
-    headers: {
-      Authorization: `Bearer ${API_KEY}`,
-      ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-      ...headers,
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text, headers: res.headers };
-}
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => simApi(gw.url, API_KEY, method, path, body, headers);
 
 function sessionBody(over: Record<string, unknown> = {}) {
   return {
@@ -291,7 +274,7 @@ t.test('release and refund are idempotent and emit one webhook each', async (t) 
     const d = receiver.forRef(s.merchant_ref);
     return d.length >= 3 && d.map((x) => x.event.type).sort();
   });
-  await new Promise((r) => setTimeout(r, 150)); // room for a wrong extra webhook
+  await sleep(150); // room for a wrong extra webhook
   t.same(receiver.forRef(s.merchant_ref).map((x) => x.event.type).sort(), types);
   t.same(types, ['payment.refunded', 'payment.released', 'payment.succeeded']);
 
@@ -348,7 +331,7 @@ t.test('duplicate and lost webhook knobs', async (t) => {
   const lost = await createSession();
   const before = await stats();
   await complete(lost.id, 'succeeded');
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   t.equal(receiver.forRef(lost.merchant_ref).length, 0, 'never delivered');
   t.equal((await stats()).webhooks_dropped, before.webhooks_dropped + 1);
   t.equal((await call('GET', `/v1/sessions/${lost.id}`)).json.status, 'succeeded', 'polling still tells the truth');

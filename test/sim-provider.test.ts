@@ -1,6 +1,7 @@
 // Credit provider simulator, driven as a separate process over real HTTP.
 import t from 'tap';
-import { spawnSim, type SpawnedSim } from '../src/sim/spawn.js';
+import { spawnSim, type SpawnedSim } from '../tools/lib/spawn.js';
+import { simApi } from './helpers/api.js';
 
 const API_KEY = 'pv_key_for_tests';
 
@@ -8,26 +9,8 @@ let pv: SpawnedSim;
 let seq = 0;
 const uniq = (p: string) => `${p}_${++seq}`;
 
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) {
-  const res = await fetch(pv.url + path, {
-    method,
-    signal,
-    headers: {
-      Authorization: `Bearer ${API_KEY}`,
-      ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-      ...headers,
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
-}
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs?: number) =>
+  simApi(pv.url, API_KEY, method, path, body, headers, timeoutMs);
 
 const quotaOf = async (sku: string) => (await call('GET', `/v1/packages/${sku}`)).json.quota as number;
 const setQuota = (sku: string, quota: number) => call('PUT', `/v1/packages/${sku}`, { quota });
@@ -180,7 +163,7 @@ t.test('error, latency and timeout knobs', async (t) => {
   const held = await activate('sku_k', 2, ref);
   t.equal(held.status, 201, 'held answer still arrives eventually');
   t.ok(Date.now() - t1 >= 1400, 'answer held for timeout_ms');
-  const aborted = await call('POST', '/v1/activations', { ref: uniq('order'), sku: 'sku_k', quantity: 1, customer_ref: 'c' }, {}, AbortSignal.timeout(200)).catch((e: Error) => e);
+  const aborted = await call('POST', '/v1/activations', { ref: uniq('order'), sku: 'sku_k', quantity: 1, customer_ref: 'c' }, {}, 200).catch((e: Error) => e);
   t.type(aborted, Error, 'caller gave up');
   await call('POST', '/_sim/reset');
   t.equal(await quotaOf('sku_k'), 7, 'both held activations took effect once');

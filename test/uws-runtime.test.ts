@@ -11,7 +11,8 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { loadUws, runtime, UWS_UNAVAILABLE_EXIT } from '../src/http/uws.js';
-import { DIST_DIR, ROOT } from '../src/paths.js';
+import { ROOT } from '../src/paths.js';
+import { TOOLS_DIST_DIR } from '../tools/lib/paths.js';
 import { api } from './helpers/api.js';
 import { refusal, startCluster, stop, type Spawned } from './helpers/engine.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, OWN_PORTS } from './setup/env.js';
@@ -61,7 +62,7 @@ function logLines(s: Spawned): Record<string, unknown>[] {
 /** `deploy-check --env` as an operator runs it on an app server, with the given Node: its runtime line. */
 function deployCheckRuntime(node: string): string {
   const env = path.join(ROOT, 'deploy', '6-node', 'engine.env.example');
-  const r = spawnSync(node, [path.join(DIST_DIR, 'tools', 'deploy-check.js'), '--env', env], { encoding: 'utf8', cwd: ROOT });
+  const r = spawnSync(node, [path.join(TOOLS_DIST_DIR, 'ops', 'deploy-check.js'), '--env', env], { encoding: 'utf8', cwd: ROOT });
   return r.stdout.split('\n').find((l) => l.includes(' runtime: ')) ?? `(no runtime line; exit ${r.status}: ${r.stderr})`;
 }
 
@@ -94,7 +95,7 @@ t.test('no file but src/http/uws.ts loads a uWS package', async (t) => {
   const files = (dir: string): string[] => readdirSync(dir, { withFileTypes: true, recursive: true })
     .filter((e) => e.isFile() && e.name.endsWith('.ts'))
     .map((e) => path.join(e.parentPath, e.name));
-  const offenders = [...files(path.join(ROOT, 'src')), ...files(path.join(ROOT, 'bench'))]
+  const offenders = [...files(path.join(ROOT, 'src')), ...files(path.join(ROOT, 'tools')), ...files(path.join(ROOT, 'bench'))]
     .filter((f) => f !== path.join(ROOT, 'src', 'http', 'uws.ts'))
     .filter((f) => /from '(uWebSockets\.js|uws-upstream|uws-fork)'|require\('(uWebSockets\.js|uws-upstream|uws-fork)'\)/.test(readFileSync(f, 'utf8')));
   t.same(offenders, [], 'values and types come from src/http/uws.ts');

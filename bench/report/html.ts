@@ -70,7 +70,7 @@ export function html(r: BenchResult): string {
     `<tr><td>${esc(n)}</td><td>${esc(t.goal)}</td><td>${esc(t.actual)}</td><td class="${t.met ? 'good' : t.met === false ? 'bad' : ''}">${t.met === null ? 'n/a' : t.met ? 'met' : 'not met'}</td></tr>`).join('');
   const ratios = Object.entries(r.summary.ratios).map(([n, v]) => `<tr><td>${esc(n)}</td><td>${v ?? 'n/a'}</td></tr>`).join('');
   const inv = r.invariants
-    ? r.invariants.checks.map((c) => `<tr><td>${c.shard}</td><td>${esc(c.name)}</td><td class="${c.bad_rows ? 'bad' : 'good'}">${c.ok ? 'ok' : `${c.bad_rows} bad rows of this run, ${c.foreign_rows} foreign`}</td></tr>`).join('')
+    ? r.invariants.checks.map((c) => `<tr><td>${c.shard}</td><td>${esc(c.name)}</td><td class="${c.bad ? 'bad' : 'good'}">${c.ok ? 'ok' : `${c.bad} bad rows of this run, ${c.foreign} foreign`}</td></tr>`).join('')
     : '<tr><td colspan="3">not checked</td></tr>';
   return `<!doctype html><html><head><meta charset="utf-8"><title>Black Friday bench ${esc(r.started_at)}</title><style>
 body{font-family:sans-serif;margin:24px;max-width:1500px;color:#222}table{border-collapse:collapse;margin:8px 0}

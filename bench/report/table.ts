@@ -1,10 +1,10 @@
 // The compact stdout view of a run: one row per request kind, then ceilings, ratios,
 // targets and invariants.
-import type { KindCost } from '../scenarios/costs.js';
+import type { InvariantReport } from '../../tools/lib/invariants.js';
 import type { ScenarioResult } from '../context.js';
-import type { InvariantReport } from '../invariants.js';
 import type { KindStats } from '../load.js';
 import type { PgbenchResult } from '../pgbench.js';
+import type { KindCost } from '../scenarios/costs.js';
 import { coreSamples, NOISY_CORES, type Summary } from './summary.js';
 
 const HEAD = ['scenario', 'kind', 'req/s', '2xx/s', 'p50', 'p95', 'p99', 'max', 'non-2xx by status (code)'];

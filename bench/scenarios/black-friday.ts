@@ -4,17 +4,18 @@
 // Idempotency-Key, then, for --pay-share of them, a card payment completed at the
 // gateway simulator.
 import type { RequestData, RequestSpec, Context } from 'autocannon';
+import { PATIENT, request } from '../../tools/lib/http.js';
+import { pool } from '../../tools/lib/pool.js';
 import type { RunCtx, ScenarioResult } from '../context.js';
-import type { FixtureCustomer, FixtureItem } from '../fixture.js';
-import { call, pool } from '../http.js';
-import { cannon, errorCode, keepErrorCode, Recorder, round, type InstanceSummary, type KindStats } from '../load.js';
-import { runWrk, type WrkRequest, type WrkResult } from '../wrk.js';
-import { Payer, sessionIdOf } from '../payments.js';
 import { coresUsed, cpuSnapshot } from '../cpu.js';
 import { EngineWatch, engineSummary } from '../enginewatch.js';
+import type { FixtureCustomer, FixtureItem } from '../fixture.js';
+import { cannon, errorCode, keepErrorCode, Recorder, round, type InstanceSummary, type KindStats } from '../load.js';
+import { Payer, sessionIdOf } from '../payments.js';
 import { PgWatch, pgPeaks } from '../pgwatch.js';
 import { roundTripsPerRequest } from '../roundtrips.js';
 import { say } from '../say.js';
+import { runWrk, type WrkRequest, type WrkResult } from '../wrk.js';
 import { rng, shuffled, Zipf } from '../zipf.js';
 
 /** Orders whose status the read side asks for: a ring, newest replacing oldest. */
@@ -149,7 +150,7 @@ async function warmOrders(ctx: RunCtx, shop: Shop, owned: OwnedOrders): Promise<
   const n = Math.min(WARM_ORDERS_MAX, ctx.fx.customers.length * 2);
   await pool(Array.from({ length: n }, (_, i) => i), 16, async () => {
     const who = pickCustomer(shop);
-    const res = await call(ctx.target.engineUrl, 'POST', '/v1/orders', {
+    const res = await request(ctx.target.engineUrl, 'POST', '/v1/orders', { ...PATIENT,
       token: who.token, body: { items: orderLines(shop) }, headers: { 'idempotency-key': `${shop.keyPrefix}-warm-${++shop.seq}` },
     });
     if (res.status === 201) for (const o of res.body.orders as { id: string }[]) owned.add(who.token, o.id);

@@ -1,20 +1,20 @@
 // The raw limits of this machine, measured in the same run: (a) pgbench with the
 // engine's hold transaction on every shard at once; (b) a bare uWS responder over as
 // many workers as the engine, hit by the same load generator with as many connections.
-import type { Context, RequestData, RequestSpec } from 'autocannon';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { Context, RequestData, RequestSpec } from 'autocannon';
+import { waitForUrl } from '../../tools/lib/wait.js';
 import type { RunCtx, ScenarioResult } from '../context.js';
-import { waitFor } from '../http.js';
+import { coresUsed, cpuSnapshot } from '../cpu.js';
 import { cannon, Recorder, type KindStats } from '../load.js';
 import { pgbenchCeiling, pgbenchSingleRow } from '../pgbench.js';
-import { coresUsed, cpuSnapshot } from '../cpu.js';
 import { PgWatch, pgPeaks } from '../pgwatch.js';
 import { say } from '../say.js';
-import { getItem, makeShop } from './black-friday.js';
 import { runWrk, type WrkResult } from '../wrk.js';
+import { getItem, makeShop } from './black-friday.js';
 
 const BARE_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bare-uws.js');
 const BARE_START_MS = 15_000;
@@ -75,7 +75,7 @@ export async function ceiling(ctx: RunCtx): Promise<ScenarioResult> {
   let uwsCores: Record<string, number> | null = null;
   let wrk: WrkRun | null = null;
   try {
-    await waitFor(`${bare.url}/`, 5000);
+    await waitForUrl(`${bare.url}/`, 5000);
     const cpu0 = cpuSnapshot();
     rec.start();
     inst = await cannon({ title: 'bare-uws', url: bare.url, connections: flags.connections, duration_s: flags.ceilingDuration, timeout_s: flags.timeout, requests, defaultKind: 'bare' }, rec);

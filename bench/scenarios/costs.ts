@@ -4,9 +4,10 @@
 // Dividing by the requests answered gives milliseconds of engine, Postgres and Redis
 // CPU per request of that kind: what a mix costs, and what bounds it on N cores.
 import type { RequestData } from 'autocannon';
+import { PATIENT, request } from '../../tools/lib/http.js';
+import { pool } from '../../tools/lib/pool.js';
 import type { RunCtx, ScenarioResult } from '../context.js';
 import { coresUsed, cpuSnapshot } from '../cpu.js';
-import { call, pool } from '../http.js';
 import { say } from '../say.js';
 import { runWrk, wrkBin, type WrkRequest } from '../wrk.js';
 import { getItem, makeShop, orderLines, pickCustomer, type Shop } from './black-friday.js';
@@ -39,7 +40,7 @@ const twoLines = (shop: Shop) => {
 async function ownedOrders(ctx: RunCtx, shop: Shop): Promise<WrkRequest[]> {
   const made = await pool(Array.from({ length: OWNED_ORDERS }, (_, i) => i), 16, async () => {
     const who = pickCustomer(shop);
-    const res = await call(ctx.target.engineUrl, 'POST', '/v1/orders', { token: who.token, body: { items: oneLine(shop) } });
+    const res = await request(ctx.target.engineUrl, 'POST', '/v1/orders', { ...PATIENT, token: who.token, body: { items: oneLine(shop) } });
     return res.status === 201 ? { token: who.token, id: (res.body.orders as { id: string }[])[0]!.id } : null;
   });
   return made.filter((m) => m !== null).map((m) => ({ method: 'GET', path: `/v1/orders/${m.id}`, headers: { authorization: `Bearer ${m.token}` } }));

@@ -2,11 +2,12 @@
 // holds on the rest of the catalog. Afterwards the hot item must have exactly its
 // stock held (or sold): never more (oversell), and as many 201s as units.
 import type { Context, RequestData, RequestSpec } from 'autocannon';
+import { expectStatus, PATIENT, request } from '../../tools/lib/http.js';
+import { localOf, shardOf } from '../../tools/lib/ids.js';
 import type { RunCtx, ScenarioResult } from '../context.js';
-import { localOf, onShards, shardOf } from '../fixture.js';
-import { expect } from '../http.js';
-import { cannon, count5xx, keepErrorCode, Recorder } from '../load.js';
 import { coresUsed, cpuSnapshot } from '../cpu.js';
+import { onShards } from '../fixture.js';
+import { cannon, count5xx, keepErrorCode, Recorder } from '../load.js';
 import { PgWatch, pgPeaks } from '../pgwatch.js';
 import { say } from '../say.js';
 import { makeShop, pickCustomer, postOrder } from './black-friday.js';
@@ -15,10 +16,11 @@ export interface HotRow { available: number; held: number; sold: number; stocked
 
 /** A fresh item of `stock` units, registered so the invariant checks count it as this run's. */
 export async function createHotItem(ctx: RunCtx, stock: number, label: string): Promise<string> {
-  const hot = await expect<{ id: string }>(ctx.target.engineUrl, 'create hot item', 201, 'POST', '/v1/items', {
-    token: ctx.adminToken,
+  const made = await request(ctx.target.engineUrl, 'POST', '/v1/items', {
+    ...PATIENT, token: ctx.adminToken,
     body: { category_id: ctx.fx.categories[0]!.id, name: `bench ${label} ${Date.now().toString(36)}`, price_cents: 9900, currency: 'USD', stock, description: 'Doorbuster' },
   });
+  const hot = expectStatus<{ id: string }>(made, 201, 'create hot item');
   ctx.touched.push(hot.id);
   return hot.id;
 }

@@ -10,11 +10,12 @@
 // Every half gets the same short warm-up first (a freshly started cluster has cold
 // pools and JIT), which is not measured.
 import type { Context, RequestData, RequestSpec } from 'autocannon';
+import { PATIENT, expectStatus, HttpError, request } from '../../tools/lib/http.js';
+import { sleep } from '../../tools/lib/wait.js';
 import type { RunCtx, ScenarioResult } from '../context.js';
 import { coresUsed, cpuSnapshot } from '../cpu.js';
 import type { Engine } from '../env.js';
 import type { Flags } from '../flags.js';
-import { ApiError, call, expect, sleep } from '../http.js';
 import { cannon, count5xx, keepErrorCode, Recorder, round, type InstanceSummary, type KindStats, type Tick } from '../load.js';
 import { PgWatch, pgPeaks } from '../pgwatch.js';
 import { say } from '../say.js';
@@ -137,21 +138,21 @@ async function sellOut(ctx: RunCtx, id: string, stock: number): Promise<void> {
   const who = ctx.fx.customers[0]!;
   const opts = { token: who.token, body: { items: [{ item_id: id, quantity: stock }] }, headers: { 'idempotency-key': `bench-sellout-${id}` } };
   for (let attempt = 1; ; attempt++) {
-    const res = await call(ctx.target.engineUrl, 'POST', '/v1/orders', opts);
+    const res = await request(ctx.target.engineUrl, 'POST', '/v1/orders', { ...PATIENT, ...opts });
     if (res.status === 201) return;
     // An overloaded engine may refuse it: the same key makes a retry safe.
-    if (res.status < 500 || attempt >= SELL_OUT_ATTEMPTS) throw new ApiError('reads: sell out the hot item', res);
+    if (res.status < 500 || attempt >= SELL_OUT_ATTEMPTS) throw new HttpError('reads: sell out the hot item', res, 201);
     await sleep(500 * attempt);
   }
 }
 
 async function gateStored(ctx: RunCtx): Promise<boolean> {
-  return (await expect<{ enabled: boolean }>(ctx.target.engineUrl, 'read the sold_out_gate flag', 200, 'GET', GATE_FLAG, { token: ctx.adminToken })).enabled;
+  return (await expectStatus<{ enabled: boolean }>(await request(ctx.target.engineUrl, 'GET', GATE_FLAG, { ...PATIENT, token: ctx.adminToken }), 200, 'read the sold_out_gate flag')).enabled;
 }
 
 /** Switches the flag (global to the databases: every engine on them follows) and waits for the workers. */
 async function setGate(ctx: RunCtx, on: boolean): Promise<void> {
-  const view = await expect<{ enabled: boolean }>(ctx.target.engineUrl, `switch sold_out_gate ${on ? 'on' : 'off'}`, 200, 'PUT', GATE_FLAG, { token: ctx.adminToken, body: { enabled: on } });
+  const view = await expectStatus<{ enabled: boolean }>(await request(ctx.target.engineUrl, 'PUT', GATE_FLAG, { ...PATIENT, token: ctx.adminToken, body: { enabled: on } }), 200, `switch sold_out_gate ${on ? 'on' : 'off'}`);
   if (view.enabled !== on) throw new Error(`sold_out_gate answered enabled=${view.enabled} after being set to ${on}`);
   await sleep(FLAG_APPLY_MS);
 }

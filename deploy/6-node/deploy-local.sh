@@ -88,7 +88,7 @@ preflight() {
   [[ -n $REDIS_SERVER ]] || skip "redis-server not found (apt-get install redis-server)"
   command -v tar >/dev/null || skip "the 'tar' command is missing"
   # The release tool, and the probe that stands in for clients and the load balancer.
-  [[ -f $ROOT/dist/src/tools/release.js && -f $ROOT/dist/src/tools/fleet-probe.js ]] || fail "dist/ is not built: run npm run build first"
+  [[ -f $ROOT/dist/tools/build/release.js && -f $ROOT/dist/tools/fleet-probe/main.js ]] || fail "dist/ is not built: run npm run build first"
 }
 
 # Under the lock: another run's cleanup removes every bf-preflight-* namespace.
@@ -107,7 +107,7 @@ preflight_netns() {
 read_topology() {
   local file=$1
   eval "$(cd "$REL" && node --input-type=module -e '
-    import { loadTopology } from "./dist/src/tools/topology.js";
+    import { loadTopology } from "./dist/tools/ops/topology.js";
     import { readFileSync } from "node:fs";
     const t = loadTopology(process.argv[1]);
     const raw = JSON.parse(readFileSync(process.argv[1], "utf8"));
@@ -345,7 +345,7 @@ build_release() { # npm run release into $WORK/release: the operator's copy, and
   local base
   base=$(node -p 'const p = require(process.argv[1]); `${p.name}-${p.version}`' "$ROOT/package.json")
   say "0. the release: npm run release -> ${WORK#"$ROOT"/}/release/$base/ and $base.tgz (no server runs anything from the checkout; only the probes do)"
-  indented node "$ROOT/dist/src/tools/release.js" --out "$WORK/release/$base" || fail "npm run release failed"
+  indented node "$ROOT/dist/tools/build/release.js" --out "$WORK/release/$base" || fail "npm run release failed"
   REL=$WORK/release/$base REL_TGZ=$WORK/release/$base.tgz REL_BASE=$base DEPLOY=$WORK/release/$base/deploy/6-node
 }
 
@@ -448,7 +448,7 @@ probe() { # phase [label] args...: fleet-probe from the root namespace, over the
   local phase=$1 out=$WORK/probe-$1.out rc=0
   shift
   if [[ ${1:-} != --* ]]; then out=$WORK/probe-$phase-$1.out; shift; fi
-  run_fg node "$ROOT/dist/src/tools/fleet-probe.js" "$phase" "$@" --state "$WORK/state.json" >"$out" 2>&1 || rc=$?
+  run_fg node "$ROOT/dist/tools/fleet-probe/main.js" "$phase" "$@" --state "$WORK/state.json" >"$out" 2>&1 || rc=$?
   sed 's/^/    /' "$out"
   return "$rc"
 }
@@ -508,7 +508,7 @@ rolling_restart() {
   local rot=$WORK/lb-out stop=$WORK/lb-stop out=$WORK/probe-load.out name i pid t0 t_stop t_ready rc=0
   rm -f "$stop"
   : >"$rot"
-  node "$ROOT/dist/src/tools/fleet-probe.js" load --state "$WORK/state.json" --rotation-file "$rot" --stop-file "$stop" --max-ms 180000 >"$out" 2>&1 9>&- &
+  node "$ROOT/dist/tools/fleet-probe/main.js" load --state "$WORK/state.json" --rotation-file "$rot" --stop-file "$stop" --max-ms 180000 >"$out" 2>&1 9>&- &
   PIDS[probe-load]=$!
   sleep 2
   for i in "${!APP_NAMES[@]}"; do
@@ -578,7 +578,7 @@ main() {
   say "topology: ${#APP_NAMES[@]} app (${APP_NAMES[*]}), ${#DB_NAMES[@]} db (${DB_NAMES[*]}) on $CIDR; fault: $DOWN = shard $down_shard, by $FAULT$( ((QUICK)) && echo ', quick')"
 
   say "1. the files: deploy:check on topology.json"
-  indented node "$REL/dist/src/tools/deploy-check.js" "$DEPLOY/topology.json" || fail "deploy:check refused topology.json"
+  indented node "$REL/dist/tools/ops/deploy-check.js" "$DEPLOY/topology.json" || fail "deploy:check refused topology.json"
 
   t=$(now_ms)
   say "2. six hosts: namespaces $(printf "$NS_PREFIX%s " "${APP_NAMES[@]}" "${DB_NAMES[@]}")on bridge $BRIDGE ($BRIDGE_ADDR = this shell, standing in for the operator and the load balancer)"
@@ -605,14 +605,14 @@ main() {
   phase postgres "$t"
 
   say "4. the rendered environment (same file on ${APP_NAMES[*]}; WORKERS=$LOCAL_WORKERS here): deploy:check --env"
-  indented node "$REL/dist/src/tools/deploy-check.js" "$WORK/topology.local.json" --env "$WORK/engine.env" ||
+  indented node "$REL/dist/tools/ops/deploy-check.js" "$WORK/topology.local.json" --env "$WORK/engine.env" ||
     fail "deploy:check refused the rendered engine.env"
 
   t=$(now_ms)
   say "5. migrations from ${APP_NAMES[0]}: migrate-cli, then again (nothing left to apply), then --check"
-  indented in_app1 node dist/src/tools/migrate-cli.js || fail "migrate-cli failed"
-  indented in_app1 node dist/src/tools/migrate-cli.js || fail "migrate-cli (second run) failed"
-  indented in_app1 node dist/src/tools/migrate-cli.js --check || fail "migrate-cli --check says a shard is behind"
+  indented in_app1 node dist/tools/ops/migrate-cli.js || fail "migrate-cli failed"
+  indented in_app1 node dist/tools/ops/migrate-cli.js || fail "migrate-cli (second run) failed"
+  indented in_app1 node dist/tools/ops/migrate-cli.js --check || fail "migrate-cli --check says a shard is behind"
   local hba
   if hba=$(PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" "postgresql://$PG_USER:${FILL[PG_PASSWORD]}@${DB_ADDRS[0]}:$PG_PORT/$PG_DB" -Atc 'SELECT 1' 2>&1); then
     fail "pg_hba.conf let $BRIDGE_ADDR (not an app host) in"

@@ -2,7 +2,12 @@
 // make fresh, uniquely named data so test files can run in parallel.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import type { Test } from 'tap';
 import { DEFAULT_PG_SHARDS } from '../../src/config.js';
+import { request } from '../../tools/lib/http.js';
+import { localOf as localId, shardOf, shardOfToken, uuidOf } from '../../tools/lib/ids.js';
+import { checkInvariants, judge, scopeOf } from '../../tools/lib/invariants.js';
+import { pool } from '../../tools/lib/pool.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, ENGINE_URL, GATEWAY_URL, PROVIDER_URL } from '../setup/env.js';
 
 /**
@@ -19,21 +24,17 @@ export function useWorld(w: Partial<typeof world>): void {
 
 export interface Res<T = any> { status: number; body: T; headers: Headers }
 
-export interface CallOpts { token?: string | null; body?: unknown; raw?: string; headers?: Record<string, string>; base?: string }
+export interface CallOpts { token?: string | null; body?: unknown; raw?: string; headers?: Record<string, string>; base?: string; timeoutMs?: number }
 
+/** Tests wait for what they assert, not for a deadline: this one only ends a hung call. */
+const CALL_TIMEOUT_MS = 120_000;
+
+/** One call through tools/lib/http.ts; no answer at all (refused, reset) throws, as a test wants. */
 export async function api<T = any>(method: string, path: string, opts: CallOpts = {}): Promise<Res<T>> {
-  const headers: Record<string, string> = { ...opts.headers };
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  let body: string | undefined = opts.raw;
-  if (opts.body !== undefined) {
-    body = JSON.stringify(opts.body);
-    headers['content-type'] ??= 'application/json';
-  }
-  const res = await fetch(`${opts.base ?? world.engine}${path}`, { method, headers, body });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
-  return { status: res.status, body: parsed as T, headers: res.headers };
+  const { base, ...call } = opts;
+  const a = await request<T>(base ?? world.engine, method, path, { timeoutMs: CALL_TIMEOUT_MS, ...call });
+  if (a.status === 0) throw new Error(`${method} ${base ?? world.engine}${path}: no answer (${a.error})`);
+  return { status: a.status, body: a.body, headers: a.headers };
 }
 
 export const uniq = (p = 't') => `${p}-${randomUUID().slice(0, 8)}`;
@@ -97,20 +98,13 @@ export async function onShard<T extends pg.QueryResultRow = any>(shard: number, 
   }
 }
 
-export const localId = (id: string) => parseInt(id.slice(4), 36);
-export const shardOf = (id: string) => parseInt(id[3]!, 36);
+// Ids and tokens read with the engine's own codec.
+export { localId, shardOf, shardOfToken, uuidOf };
+export { eventually } from '../../tools/lib/wait.js';
 
 /** Many customers at once, created with bounded concurrency (registration hashes passwords). */
-export async function customers(n: number, concurrency = 16): Promise<Customer[]> {
-  const out: Customer[] = [];
-  let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) {
-      next++;
-      out.push(await customer());
-    }
-  }));
-  return out.slice(0, n);
+export function customers(n: number, concurrency = 16): Promise<Customer[]> {
+  return pool(Array.from({ length: n }, (_, i) => i), concurrency, () => customer());
 }
 
 export async function order(token: string, items: { item_id: string; quantity: number }[], key?: string): Promise<Res> {
@@ -127,13 +121,23 @@ export async function sim(base: string, method: string, path: string, body?: unk
   return api(method, path, { base, body });
 }
 
-/** Polls until fn returns a truthy value or the time is up; returns the last value. */
-export async function eventually<T>(fn: () => Promise<T>, timeoutMs = 15_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await fn();
-  while (!last && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, everyMs));
-    last = await fn();
-  }
-  return last;
+/**
+ * A simulator's merchant API with its key (`headers` may override Authorization): the
+ * answer, its JSON (undefined when not JSON) and its text; no answer within `timeoutMs` throws.
+ */
+export async function simApi(base: string, key: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs?: number) {
+  const r = await api(method, path, { base, body, headers: { Authorization: `Bearer ${key}`, ...headers }, ...(timeoutMs ? { timeoutMs } : {}) });
+  const isText = typeof r.body === 'string';
+  return { status: r.status, json: isText ? undefined : r.body, text: isText ? (r.body as string) : JSON.stringify(r.body), headers: r.headers };
 }
+
+/**
+ * The engine's promises (tools/lib/invariants.ts, the checker of the bench and the chaos
+ * runner) on the rows of these items and customers: none of them may be broken. Rows of
+ * other test files running meanwhile are not this test's to judge.
+ */
+export async function invariantsHold(t: Test, of: { items?: string[]; customers?: string[] }): Promise<void> {
+  const report = judge(await checkInvariants(world.shards.split(','), { phase: 'always', scope: scopeOf(of) }), false);
+  t.same(report.violations, [], `every promise holds for ${of.items?.length ?? 0} items and ${of.customers?.length ?? 0} customers`);
+}
+

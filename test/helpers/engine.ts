@@ -3,8 +3,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { DEFAULT_PG_SHARDS } from '../../src/config.js';
 import { ROOT } from '../../src/paths.js';
+import { request } from '../../tools/lib/http.js';
+import { stopProcess } from '../../tools/lib/spawn.js';
+import { sleep, waitForUrl } from '../../tools/lib/wait.js';
 import { engineEnv } from '../setup/env.js';
-import { waitFor } from '../setup/procs.js';
 
 /**
  * Where a cluster runs from: this checkout with the test's environment (the default), or
@@ -41,7 +43,7 @@ export function startCluster(port: number, overrides: Record<string, string>, po
 
 export async function startReady(port: number, overrides: Record<string, string> = {}, install = CHECKOUT): Promise<Spawned> {
   const s = startCluster(port, overrides, SMALL_POOLS, install);
-  await waitFor(`${s.url}/readyz`, 30_000);
+  await waitForUrl(`${s.url}/readyz`, 30_000);
   return s;
 }
 
@@ -54,9 +56,8 @@ export async function refusal(s: Spawned, timeoutMs = 30_000): Promise<{ code: n
   const ready = (async () => {
     const deadline = Date.now() + timeoutMs;
     while (!done && Date.now() < deadline) {
-      const ok = await fetch(`${s.url}/healthz`).then((r) => r.status === 200, () => false);
-      if (ok) return 'ready' as const;
-      await new Promise((r) => setTimeout(r, 200));
+      if ((await request(s.url, 'GET', '/healthz')).status === 200) return 'ready' as const;
+      await sleep(200);
     }
     return 'timeout' as const;
   })();
@@ -67,15 +68,11 @@ export async function refusal(s: Spawned, timeoutMs = 30_000): Promise<{ code: n
 
 /** Stops a cluster the test started, whatever state the test left it in. */
 export async function stop(s: Spawned): Promise<void> {
-  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
-  s.child.kill('SIGTERM');
-  const timer = setTimeout(() => s.child.kill('SIGKILL'), 8000);
-  await s.exited;
-  clearTimeout(timer);
+  await stopProcess(s.child, 8000);
 }
 
 /** Pids of the primary's children with a role, from /proc (shared with the chaos runner). */
-export { childrenWithRole } from '../../src/chaos/stack.js';
+export { childrenWithRole } from '../../tools/lib/spawn.js';
 
 /** Three fresh databases (one per shard cluster) for a test that must own its data alone. */
 export async function isolatedShards(name: string): Promise<string> {

@@ -2,7 +2,9 @@
 // no WebSocket client), the engine's counters from /metrics, and polling.
 import { unpack } from 'msgpackr';
 import WebSocket from 'ws';
+import { sleep } from '../../tools/lib/wait.js';
 import { ENGINE_URL } from '../setup/env.js';
+import { api } from './api.js';
 
 export interface Frame { op: string; [k: string]: any }
 
@@ -51,7 +53,7 @@ export class StreamClient {
 
   async waitClosed(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
     const deadline = Date.now() + timeoutMs;
-    while (!this.closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (!this.closed && Date.now() < deadline) await sleep(20);
     if (!this.closed) throw new Error('socket not closed');
     return this.closed;
   }
@@ -87,7 +89,7 @@ export const workerOf = (headers: Headers) => (headers.get('x-request-id') ?? ''
 
 /** A counter from /metrics summed over its series (the app server's processes are merged at the scrape). */
 export async function counter(name: string, kind?: string, base = ENGINE_URL): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
+  const text = String((await api('GET', '/metrics', { base })).body ?? '');
   let sum = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
@@ -99,8 +101,6 @@ export async function counter(name: string, kind?: string, base = ENGINE_URL): P
 
 /** Waits for the work requests leave behind (cache refreshes, pub/sub) to settle before counting. */
 export const settleMetrics = () => sleep(2500);
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls fn until ok, returning the value and how long it took. */
 export async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5000, everyMs = 5): Promise<{ value: T; ms: number }> {

@@ -1,12 +1,12 @@
 // A scratch Postgres primary with a synchronous streaming standby, for a test that
 // fails a shard over. It never touches the shared stack's clusters: its own folder
 // (keyed by port, so a run killed half-way is cleaned up by the next) and ports.
-// As root the binaries run as the postgres user (src/dev/stack.ts).
+// As root the binaries run as the postgres user (tools/dev/stack.ts).
 import { existsSync, readFileSync, rmSync, appendFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { findPgBin, pgOwned, runPg } from '../../src/dev/stack.js';
+import { findPgBin, pgOwned, runPg } from '../../tools/dev/stack.js';
 import { migrateShard } from '../../src/shard/migrate.js';
 
 export interface Node { port: number; dir: string; log: string }

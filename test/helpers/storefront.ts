@@ -2,7 +2,7 @@
 // gateway simulator, reading an order's ledger, and requests on fresh connections (so SO_REUSEPORT
 // spreads them over every worker instead of one kept-alive socket).
 import { createHmac } from 'node:crypto';
-import http from 'node:http';
+import { request } from '../../tools/lib/http.js';
 import { admin, api, customer, eventually, item, localId, onShard, order, shardOf, sim, uniq, world, type Res } from './api.js';
 
 export async function orderOf(token: string, id: string, base?: string): Promise<any> {
@@ -70,23 +70,9 @@ export async function postEvent(ev: unknown, signature?: string): Promise<Res> {
 export interface Fresh extends Res { worker: string }
 
 /** One request on a new TCP connection; `worker` is the answering process (x-request-id prefix). */
-export function fresh(method: string, url: string, token?: string, body?: unknown): Promise<Fresh> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = { connection: 'close' };
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (payload) headers['content-type'] = 'application/json';
-    const req = http.request(url, { method, headers, agent: false }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => { text += d.toString(); });
-      res.on('end', () => {
-        let parsed: unknown = text;
-        try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
-        const requestId = String(res.headers['x-request-id'] ?? '');
-        resolve({ status: res.statusCode ?? 0, body: parsed, headers: new Headers(res.headers as Record<string, string>), worker: requestId.split('-')[0]! });
-      });
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
+export async function fresh(method: string, url: string, token?: string, body?: unknown): Promise<Fresh> {
+  const { origin, pathname, search } = new URL(url);
+  const a = await request(origin, method, `${pathname}${search}`, { token, body, newConnection: true, timeoutMs: 60_000 });
+  if (a.status === 0) throw new Error(`${method} ${url}: no answer (${a.error})`);
+  return { status: a.status, body: a.body, headers: a.headers, worker: (a.headers.get('x-request-id') ?? '').split('-')[0]! };
 }

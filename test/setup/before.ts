@@ -2,11 +2,12 @@
 // cluster and the simulators on test ports, left running for every test file.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { prepareStack } from '../../src/dev/prepare.js';
 import { DIST_DIR } from '../../src/paths.js';
-import { stopRecorded } from './stop.js';
+import { prepareStack } from '../../tools/dev/prepare.js';
+import { waitForUrl } from '../../tools/lib/wait.js';
 import { ENGINE_URL, GATEWAY_PORT, PROVIDER_PORT, engineEnv } from './env.js';
-import { recordPids, startDetached, waitFor } from './procs.js';
+import { recordPids, startDetached } from './procs.js';
+import { stopRecorded } from './stop.js';
 
 await stopRecorded();
 const stackEnv = await prepareStack();
@@ -18,8 +19,8 @@ if (existsSync(path.join(DIST_DIR, 'sim', 'gateway.js'))) {
 }
 pids.engine = startDetached('engine', 'cluster.js', env);
 recordPids(pids);
-await waitFor(`${ENGINE_URL}/readyz`, 60_000);
+await waitForUrl(`${ENGINE_URL}/readyz`, 60_000);
 if (pids.gateway) {
-  await waitFor(`http://127.0.0.1:${GATEWAY_PORT}/healthz`, 10_000);
-  await waitFor(`http://127.0.0.1:${PROVIDER_PORT}/healthz`, 10_000);
+  await waitForUrl(`http://127.0.0.1:${GATEWAY_PORT}/healthz`, 10_000);
+  await waitForUrl(`http://127.0.0.1:${PROVIDER_PORT}/healthz`, 10_000);
 }

@@ -24,19 +24,3 @@ export function recordPids(pids: Record<string, number>): void {
 export function recordedPids(): Record<string, number> {
   return existsSync(PIDS_FILE) ? (JSON.parse(readFileSync(PIDS_FILE, 'utf8')) as Record<string, number>) : {};
 }
-
-export async function waitFor(url: string, timeoutMs: number, ok = (s: number) => s === 200): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(url);
-      if (ok(res.status)) return;
-      last = `status ${res.status}`;
-    } catch (err) {
-      last = String(err);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
-}

@@ -1,3 +1,4 @@
+import { sleep } from '../../tools/lib/wait.js';
 import { recordedPids } from './procs.js';
 
 function alive(pid: number): boolean {
@@ -11,6 +12,6 @@ export async function stopRecorded(): Promise<void> {
     try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
   }
   const deadline = Date.now() + 15_000;
-  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  while (pids.some(alive) && Date.now() < deadline) await sleep(50);
   for (const pid of pids.filter(alive)) process.kill(pid, 'SIGKILL');
 }

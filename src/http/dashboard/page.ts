@@ -2,7 +2,7 @@
 // page. Its CSS and script are inlined at start (no external assets, no CDN), and the
 // Content-Security-Policy allows exactly those two by hash, plus this origin for
 // fetch and the WebSocket. The three files sit beside this module: in src/, and under
-// dist/src/ where `npm run build` copies them (src/tools/assets.ts), so a release runs
+// dist/src/ where `npm run build` copies them (tools/build/assets.ts), so a release runs
 // without src/.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';

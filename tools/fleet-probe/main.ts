@@ -1,0 +1,41 @@
+// Drives a running fleet through its public HTTP API: the proof in
+// deploy/6-node/deploy-local.sh, or a smoke test of a staging fleet.
+//   setup --engines URL,URL,.. --admin-email E --admin-password P --state FILE
+//   smoke --state FILE [--requests N] [--concurrency C] [--gateway URL]
+//   fault --state FILE --shard D [--t0-ms EPOCH] [--window-ms W] [--bound-ms B]
+//   heal  --state FILE --shard D [--t0-ms EPOCH] [--timeout-ms T]
+//   load  --state FILE --rotation-file F --stop-file F [--max-ms T] [--concurrency C]
+//         steady traffic through a stand-in load balancer: hosts listed in the
+//         rotation file are out of rotation (drained); stops when the stop file appears
+// Every phase prints what it saw and, last, `RESULT <phase> <json>`; exit 0 = as expected.
+// Every request has a client-side deadline, every loop a bound: the probe itself
+// cannot hang, so a hung engine shows up as a number, not as a stuck proof.
+import { pathToFileURL } from 'node:url';
+import { UsageError } from '../lib/args.js';
+import { Flags } from './common.js';
+import { fault, heal, load } from './faults.js';
+import { setup, smoke } from './smoke.js';
+
+const PHASES: Record<string, (a: Flags) => Promise<boolean>> = { setup, smoke, fault, heal, load };
+const USAGE = 'usage: fleet-probe setup|smoke|fault|heal|load --state FILE [...] (see the header of tools/fleet-probe/main.ts)\n';
+
+async function main(): Promise<void> {
+  const [phase, ...rest] = process.argv.slice(2);
+  const run = PHASES[phase ?? ''];
+  if (!run) {
+    process.stderr.write(USAGE);
+    process.exit(2);
+  }
+  try {
+    process.exit((await run(new Flags(rest))) ? 0 : 1);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`probe: ${phase}: ${err.message}\n${USAGE}`);
+      process.exit(2);
+    }
+    process.stderr.write(`probe: ${phase} failed: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -1,0 +1,266 @@
+// `npm run deploy:check [-- <topology.json>] [--env <engine.env>]`
+// Refuses a topology whose fleet would exhaust a shard's connections (the formula is
+// src/config.ts connectionBudget/assertBudget, fed the environment the topology
+// implies), and checks that the files beside it say the same thing: the env template
+// (or a rendered env with --env), postgresql.conf, pg_hba.conf, redis.conf, sim.env
+// and the engine's systemd unit. With --env (on an app server) it also checks that
+// this Node loads a native uWS, as the engine will. Exit 0 = deployable, 78 = refused,
+// 2 = usage.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ConfigError } from '../../src/config.js';
+import { loadUws, runtime, SUPPORTED_RUNTIMES, UwsUnavailable, UWS_UNAVAILABLE_EXIT } from '../../src/http/uws.js';
+import { parseShardUrl, splitShardList } from '../../src/shard/hosts.js';
+import { parseCli, UsageError } from '../lib/args.js';
+import {
+  capacity, configVariables, DEFAULT_TOPOLOGY, hbaAdmitted, judgeBudget, loadTopology, parseEnvFile, pgSetting,
+  PLACEHOLDER, topologyEnv, TopologyError, type BudgetVerdict, type Topology,
+} from './topology.js';
+
+export type Level = 'ok' | 'fail' | 'skip' | 'info';
+export interface Finding { level: Level; what: string }
+export interface Report { findings: Finding[]; verdict: BudgetVerdict | null; refused: boolean }
+
+const EX_CONFIG = 78;
+const EX_USAGE = 2;
+
+function readOrSkip(file: string | null, label: string, out: Finding[]): string | null {
+  if (file === null) {
+    out.push({ level: 'skip', what: `${label}: not named in the topology` });
+    return null;
+  }
+  if (!existsSync(file)) {
+    out.push({ level: 'skip', what: `${label}: ${file} not found` });
+    return null;
+  }
+  return readFileSync(file, 'utf8');
+}
+
+function check(out: Finding[], ok: boolean, what: string): void {
+  out.push({ level: ok ? 'ok' : 'fail', what });
+}
+
+function budgetFindings(t: Topology, out: Finding[]): BudgetVerdict {
+  const env = topologyEnv(t);
+  const v = judgeBudget(env);
+  if (v.ok) {
+    out.push({ level: 'ok', what: `budget per database: ${v.budget.formula} <= PG_MAX_CONNECTIONS(${v.budget.max}), headroom ${v.budget.max - v.budget.perDatabase}` });
+  } else {
+    out.push({ level: 'fail', what: `REFUSED: ${v.reason}` });
+  }
+  const c = capacity(env);
+  out.push({
+    level: 'info',
+    what: `what fits in ${v.budget.max} (one change at a time): PG_POOL_SIZE <= ${c.maxPoolSize} at WORKERS=${v.cfg.workers}; ` +
+      `WORKERS <= ${c.maxWorkers} at PG_POOL_SIZE=${v.cfg.pgPoolSize}; APP_SERVERS <= ${c.maxAppServers} as configured; ` +
+      `with ${v.cfg.appServers + 1} app servers PG_POOL_SIZE <= ${c.poolWithOneMoreServer} at WORKERS=${v.cfg.workers}`,
+  });
+  return v;
+}
+
+function pgConfFindings(t: Topology, out: Finding[]): void {
+  const conf = readOrSkip(t.files.pgConf, 'postgresql.conf', out);
+  if (conf === null) return;
+  const max = Number(pgSetting(conf, 'max_connections'));
+  const reserved = Number(pgSetting(conf, 'superuser_reserved_connections') ?? 3);
+  const fleet = t.postgres.max_connections_for_fleet;
+  check(out, max - reserved === fleet && reserved === t.postgres.superuser_reserved_connections,
+    `postgresql.conf: max_connections ${max} - superuser_reserved_connections ${reserved} = ${max - reserved} ordinary slots ` +
+    `(topology: ${fleet} for the fleet + ${t.postgres.superuser_reserved_connections} reserved)`);
+  check(out, Number(pgSetting(conf, 'port') ?? 5432) === t.postgres.port, `postgresql.conf: port ${pgSetting(conf, 'port') ?? 5432} (topology: ${t.postgres.port})`);
+}
+
+function hbaFindings(t: Topology, out: Finding[]): void {
+  const hba = readOrSkip(t.files.pgHba, 'pg_hba.conf', out);
+  if (hba === null) return;
+  const admitted = [...new Set(hbaAdmitted(hba))].sort();
+  const apps = t.apps.map((a) => a.address).sort();
+  check(out, admitted.join() === apps.join(), `pg_hba.conf admits ${admitted.join(', ') || 'nobody'} over TCP (the app hosts: ${apps.join(', ')})`);
+}
+
+/** `user@host:port/db` of each URL in a list (`user@h1:port,h2:port/db` for a shard with standbys), passwords left out. */
+export function endpoints(list: string | undefined): string[] {
+  return splitList(list).map((s) => {
+    try {
+      const u = new URL(s);
+      return `${u.username}@${u.hostname}:${u.port}${u.pathname === '/' ? '' : u.pathname}`;
+    } catch {
+      try {
+        return `${/^[a-z]+:\/\/([^:@/]*)[^@/]*@/.exec(s)?.[1] ?? ''}@${parseShardUrl(s).display}`;
+      } catch {
+        return `invalid(${s})`;
+      }
+    }
+  });
+}
+
+/** A comma list of URLs; PG_SHARDS' multi-host URLs hold commas of their own. */
+const splitList = (list: string | undefined) => splitShardList(list ?? '');
+
+function sameValues(t: Topology, vars: Record<string, string>, out: Finding[], label: string): void {
+  const want = topologyEnv(t);
+  for (const key of ['APP_SERVERS', 'WORKERS', 'PG_POOL_SIZE', 'CRON_POOL_SIZE', 'PG_RESERVED_CONNECTIONS', 'PG_MAX_CONNECTIONS', 'PORT']) {
+    if (vars[key] !== want[key]) out.push({ level: 'fail', what: `${label}: ${key}=${vars[key] ?? '(unset)'} but topology.json says ${want[key]}` });
+  }
+  for (const key of ['PG_SHARDS', 'REDIS_URLS'] as const) {
+    const have = endpoints(vars[key]).join(',');
+    const expect = endpoints(want[key]).join(',');
+    check(out, have === expect, `${label}: ${key} lists ${have || '(unset)'}${have === expect ? ' in topology order' : `, topology order is ${expect}`}`);
+  }
+  queryTimeoutFindings(vars, out, label);
+  const host = vars.HOST ?? '127.0.0.1';
+  check(out, !/^(127\.|localhost$|::1$)/.test(host), `${label}: HOST=${host} (must be reachable by the load balancer, e.g. 0.0.0.0)`);
+}
+
+/**
+ * A client-side deadline on every query (node-postgres reads query_timeout from the
+ * URL): without it a partitioned db host hangs requests on its pooled connections
+ * until TCP gives up. It must exceed the server-side statement timeout.
+ */
+function queryTimeoutFindings(vars: Record<string, string>, out: Finding[], label: string): void {
+  const statementMs = Number(vars.PG_STATEMENT_TIMEOUT_MS ?? 5000);
+  const urls = splitList(vars.PG_SHARDS);
+  const timeouts = urls.map((u) => Number(new URLSearchParams(u.includes('?') ? u.slice(u.indexOf('?') + 1) : '').get('query_timeout') ?? NaN));
+  check(out, urls.length > 0 && timeouts.every((t) => Number.isInteger(t) && t > statementMs),
+    `${label}: every PG_SHARDS URL has query_timeout > PG_STATEMENT_TIMEOUT_MS (${statementMs}) (got ${timeouts.join(', ')}): ` +
+    'the deadline that turns a network partition of a db host into a 503 instead of a hung request');
+}
+
+function envFindings(t: Topology, file: string | null, rendered: boolean, out: Finding[]): Record<string, string> | null {
+  const label = rendered ? `env ${file}` : 'engine.env.example';
+  const textIn = readOrSkip(file, label, out);
+  if (textIn === null) return null;
+  const { vars, badLines } = parseEnvFile(textIn);
+  check(out, badLines.length === 0, `${label}: KEY=value lines only${badLines.length ? `; not understood: ${badLines.slice(0, 3).join(' | ')}` : ''}`);
+  const missing = configVariables().filter((v) => !(v in vars));
+  check(out, missing.length === 0, `${label}: sets every variable src/config.ts reads${missing.length ? `; missing ${missing.join(', ')}` : ''}`);
+  const holes = Object.entries(vars).filter(([, v]) => PLACEHOLDER.test(v)).map(([k]) => k);
+  if (rendered) check(out, holes.length === 0, `${label}: no CHANGE_ME_ placeholders left${holes.length ? `; still in ${holes.join(', ')}` : ''}`);
+  else out.push({ level: 'info', what: `${label}: ${holes.length} variables to fill in per deployment (${holes.join(', ')})` });
+  sameValues(t, vars, out, label);
+  try {
+    // As bf-engine.service runs it: NODE_ENV=production refuses test secrets and cheap password hashes.
+    const v = judgeBudget({ ...vars, NODE_ENV: 'production' });
+    check(out, v.ok, `${label}: the engine would ${v.ok ? 'accept' : 'refuse'} it: ${v.reason ?? `${v.budget.formula} <= ${v.budget.max}`}`);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    out.push({ level: 'fail', what: `${label}: the engine would refuse it: ${err.message}` });
+  }
+  return vars;
+}
+
+function redisFindings(t: Topology, out: Finding[]): void {
+  const conf = readOrSkip(t.files.redisConf, 'redis.conf', out);
+  if (conf === null) return;
+  const port = Number(/^port\s+(\d+)/m.exec(conf)?.[1] ?? 6379);
+  check(out, port === t.redis.port, `redis.conf: port ${port} (topology: ${t.redis.port})`);
+  check(out, /^requirepass\s+\S+/m.test(conf), 'redis.conf: requirepass is set (REDIS_URLS carry the password)');
+}
+
+function simFindings(t: Topology, out: Finding[]): void {
+  if (t.simulators === null) return;
+  const textIn = readOrSkip(t.files.simEnv, 'sim.env.example', out);
+  if (textIn === null) return;
+  const { vars } = parseEnvFile(textIn);
+  const host = t.apps.find((a) => a.name === t.simulators!.host)!;
+  const ok = vars.GATEWAY_HOST === host.address && vars.PROVIDER_HOST === host.address &&
+    vars.GATEWAY_PORT === String(t.simulators.gateway_port) && vars.PROVIDER_PORT === String(t.simulators.provider_port);
+  check(out, ok, `sim.env: gateway ${vars.GATEWAY_HOST}:${vars.GATEWAY_PORT}, provider ${vars.PROVIDER_HOST}:${vars.PROVIDER_PORT} (topology: ${host.name} ${host.address})`);
+}
+
+/** The scrape config lists every app server's engine, in host order (each is scraped on its own). */
+function prometheusFindings(t: Topology, out: Finding[]): void {
+  const conf = readOrSkip(t.files.prometheus, 'prometheus.yml', out);
+  if (conf === null) return;
+  const targets = [...conf.matchAll(/^\s*-?\s*targets:\s*\[([^\]]*)\]/gm)].flatMap((m) => [...m[1]!.matchAll(/"([^"]+)"/g)].map((x) => x[1]!));
+  const want = t.apps.map((a) => `${a.address}:${t.engine.port}`);
+  check(out, targets.join() === want.join(), `prometheus.yml: scrapes ${targets.join(', ') || 'nothing'} (the app servers: ${want.join(', ')})`);
+}
+
+function unitFindings(t: Topology, vars: Record<string, string> | null, out: Finding[]): void {
+  const unit = readOrSkip(t.files.engineUnit, 'bf-engine.service', out);
+  if (unit === null) return;
+  const stopS = Number(/^TimeoutStopSec=(\d+)/m.exec(unit)?.[1] ?? 90);
+  const graceS = Number(vars?.SHUTDOWN_GRACE_MS ?? 10000) / 1000;
+  check(out, stopS > graceS + 3, `bf-engine.service: TimeoutStopSec=${stopS} > SHUTDOWN_GRACE_MS ${graceS} s + 3 s (the drain is not cut short)`);
+  check(out, /^KillMode=mixed/m.test(unit), 'bf-engine.service: KillMode=mixed (SIGTERM to the primary, which drains its workers)');
+  check(out, /^Environment=NODE_ENV=production$/m.test(unit), 'bf-engine.service: NODE_ENV=production (the engine refuses test secrets and cheap password hashes)');
+  const noRestart = (/^RestartPreventExitStatus=(.*)$/m.exec(unit)?.[1] ?? '').split(/\s+/);
+  check(out, noRestart.includes('78') && noRestart.includes(String(UWS_UNAVAILABLE_EXIT)),
+    `bf-engine.service: RestartPreventExitStatus has 78 and ${UWS_UNAVAILABLE_EXIT} (a refused config or runtime is not retried)`);
+}
+
+/** On an app server (--env): the Node running this check should be the one the unit starts. */
+function runtimeFindings(out: Finding[]): void {
+  const rt = runtime();
+  try {
+    const { build } = loadUws();
+    check(out, true, `runtime: ${build.package} ${build.version} loads natively on Node ${rt.node} (glibc ${rt.glibc ?? 'none'})`);
+    if (build.package !== 'uws-upstream') out.push({ level: 'info', what: `runtime: production runs ${SUPPORTED_RUNTIMES[0]}` });
+  } catch (err) {
+    if (!(err instanceof UwsUnavailable)) throw err;
+    check(out, false, `runtime: the engine would refuse to start (exit ${UWS_UNAVAILABLE_EXIT}): ${err.message.replace(/\n\s*/g, ' | ')}`);
+  }
+}
+
+/** Everything `deploy:check` looks at; the CLI prints it, the tests read it. */
+export function checkDeploy(topologyFile: string, envFile?: string): Report {
+  const findings: Finding[] = [];
+  let t: Topology;
+  try {
+    t = loadTopology(topologyFile);
+  } catch (err) {
+    if (!(err instanceof TopologyError)) throw err;
+    return { findings: [{ level: 'fail', what: `REFUSED: ${err.message}` }], verdict: null, refused: true };
+  }
+  findings.push({ level: 'info', what: `hosts: ${t.apps.map((a) => `${a.name} ${a.address}`).join(', ')} (app); ${t.dbs.map((d) => `${d.name} ${d.address} = shard ${d.shard}`).join(', ')} (db)` });
+  let verdict: BudgetVerdict | null = null;
+  try {
+    verdict = budgetFindings(t, findings);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    findings.push({ level: 'fail', what: `REFUSED: ${err.message} (from ${path.basename(topologyFile)})` });
+  }
+  pgConfFindings(t, findings);
+  hbaFindings(t, findings);
+  const vars = envFindings(t, envFile ?? t.files.envTemplate, envFile !== undefined, findings);
+  redisFindings(t, findings);
+  simFindings(t, findings);
+  unitFindings(t, vars, findings);
+  prometheusFindings(t, findings);
+  if (envFile !== undefined) runtimeFindings(findings);
+  return { findings, verdict, refused: findings.some((f) => f.level === 'fail') };
+}
+
+function parseArgs(argv: string[]): { topology: string; env?: string } {
+  const { values, positionals } = parseCli(argv, { options: { env: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, positionals: 1 });
+  if (values.help) throw new UsageError('usage');
+  if (values.env === '') throw new UsageError('--env needs a file');
+  return { topology: positionals[0] ?? DEFAULT_TOPOLOGY, ...(values.env === undefined ? {} : { env: values.env }) };
+}
+
+function main(): void {
+  let args: { topology: string; env?: string };
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\nusage: npm run deploy:check [-- <topology.json>] [--env <rendered engine.env>]\n`);
+    process.exit(EX_USAGE);
+  }
+  if (!existsSync(args.topology)) {
+    process.stderr.write(`deploy:check: ${args.topology} not found\n`);
+    process.exit(EX_USAGE);
+  }
+  const report = checkDeploy(path.resolve(args.topology), args.env ? path.resolve(args.env) : undefined);
+  const mark: Record<Level, string> = { ok: 'ok  ', fail: 'FAIL', skip: 'skip', info: '    ' };
+  process.stdout.write(`deploy:check ${path.relative(process.cwd(), args.topology) || args.topology}${args.env ? ` --env ${args.env}` : ''}\n`);
+  for (const f of report.findings) process.stdout.write(`  ${mark[f.level]} ${f.what}\n`);
+  if (report.refused) {
+    process.stdout.write('deploy:check: REFUSED (fix the lines marked FAIL)\n');
+    process.exit(EX_CONFIG);
+  }
+  process.stdout.write('deploy:check: OK\n');
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();
