@@ -1,7 +1,7 @@
 import t from 'tap';
 import { loadConfig } from '../src/config.js';
 import { createEngine } from '../src/engine.js';
-import { expireDueBatch } from '../src/orders/holds.js';
+import { expireDueBatch } from '../src/orders/lifecycle.js';
 import { api, categoryOnShard, customer, item, itemRow, localId, onShard, order, shardOf } from './helpers/api.js';
 
 // A second and third cron runner, in this process, on the same real shards.

@@ -4,7 +4,7 @@ import { pruneIdempotencyKeys } from '../accounts/idempotency.js';
 import type { Deps } from '../deps.js';
 import { advanceStuck } from '../fulfillment/service.js';
 import { log } from '../log.js';
-import { expireDueBatch } from '../orders/holds.js';
+import { expireDueBatch } from '../orders/lifecycle.js';
 import { pruneCheckoutRefusals } from '../orders/service.js';
 import { reconcilePending, refundUnclaimed } from '../payments/reconcile.js';
 import type { Leader } from './leader.js';

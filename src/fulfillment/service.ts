@@ -11,7 +11,9 @@
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { log } from '../log.js';
-import { refundPayment, PAYMENT_SQL, type PlacedOrder } from '../payments/service.js';
+import { startFulfilling, unsell } from '../orders/lifecycle.js';
+import { orderWithLines } from '../orders/read.js';
+import { refundPayment, type PlacedOrder } from '../payments/service.js';
 import { encodeRow } from '../router/ids.js';
 import { releaseAndComplete, type LineRow } from './release.js';
 import { completeDelivery } from './shipment.js';
@@ -21,16 +23,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `placed`: the order as the payment that placed it answered it, so it is not read again. */
 export async function advanceOrder(deps: Deps, shard: number, orderLocal: number, placed?: PlacedOrder): Promise<string> {
-  const s = deps.shards.get(shard);
-  const order = placed ?? (await s.query(PAYMENT_SQL.orderForPayment, [orderLocal])).rows[0];
+  const order = placed ?? (await orderWithLines(deps, shard, orderLocal));
   if (!order) return 'missing';
   const lines = (order.lines as LineRow[]) ?? [];
   if (order.status === 'paid') {
     const hasProvider = lines.some((l) => l.fulfillment === 'provider');
     if (lines.some((l) => l.fulfillment === 'shipment')) return hasProvider ? activateBeforeShipping(deps, shard, order) : 'awaiting_shipment';
     if (!hasProvider) return releaseAndComplete(deps, shard, order, lines, { from: ['paid'], reason: 'instant', actor: 'system' });
-    await s.query(SQL.startFulfilling, [orderLocal]);
-    notify(deps, shard, orderLocal, 'fulfilling');
+    await startFulfilling(deps, shard, orderLocal);
   } else if (order.status === 'shipped') {
     return completeDelivery(deps, shard, order, 'system'); // only a claimed release is picked (SQL.stuck)
   } else if (order.status !== 'fulfilling') {
@@ -49,10 +49,6 @@ async function activateBeforeShipping(deps: Deps, shard: number, order: Record<s
   const outcome = await runProviderLines(deps, shard, orderLocal, order.customer_id as string);
   if (outcome === 'failed') return failAndRefund(deps, shard, order);
   return outcome === 'active' ? 'awaiting_shipment' : 'activating';
-}
-
-function notify(deps: Deps, shard: number, orderLocal: number, status: string): void {
-  void deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status, customer_id: '' });
 }
 
 type LinesOutcome = 'active' | 'failed' | 'pending';
@@ -110,9 +106,8 @@ async function verify(deps: Deps, shard: number, orderLocal: number, itemLocal: 
 
 async function failAndRefund(deps: Deps, shard: number, order: Record<string, unknown>): Promise<string> {
   log.warn('fulfilment failed; refunding', { order: encodeRow('order', shard, order.id as number) });
-  await deps.shards.get(shard).query(PAYMENT_SQL.unsell, [order.id]);
+  await unsell(deps, shard, order.id as number);
   const refunded = await refundPayment(deps, shard, order.payment_id as number, 'fulfillment_failed');
-  if (refunded) notify(deps, shard, order.id as number, 'refunded');
   return refunded ? 'refunded' : 'refund_pending';
 }
 

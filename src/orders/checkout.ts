@@ -1,7 +1,8 @@
-// Group commit of checkouts: the parts of concurrent checkouts bound for one shard go
-// to it together, as one place_orders() statement (sql/010): each part decided
-// on its own (a refusal refuses only its part), the batch one commit, each item row
-// locked and written once per batch, so a hot item takes many units per row lock.
+// Group commit of checkouts, run by lifecycle.ts: the parts of concurrent checkouts
+// bound for one shard go to it together, as one place_orders() statement (sql/010,
+// SQL.placeOrders in lifecycle-sql.ts): each part decided on its own (a refusal
+// refuses only its part), the batch one commit, each item row locked and written once
+// per batch, so a hot item takes many units per row lock.
 //
 // Bounds (CHECKOUT_BATCH_MAX, CHECKOUT_BATCH_INFLIGHT): at most 50 parts a statement:
 // a batch holds its items' row locks until it commits, so its size is the latency every
@@ -15,6 +16,7 @@ import { perShard, type BatchBounds } from '../shard/batch.js';
 import type { Queryable, Shard } from '../shard/pools.js';
 import { toEngineError } from '../shard/pg-errors.js';
 import { refusal, type WantedLine } from './holds.js';
+import { SQL } from './lifecycle-sql.js';
 
 /** One shard's part of a checkout. `folded`: the whole checkout, its Idempotency-Key answered here. */
 export interface Part {
@@ -29,14 +31,6 @@ export type Placed = Record<string, unknown> & { id: number; existing: boolean }
 export type Outcome =
   | { ok: true; placed: Placed }
   | { ok: false; error: EngineError; replayed: boolean; reclaimable: boolean };
-
-/** The batch statement (exported for the bench's pgbench ceiling, which runs it too). */
-export const PLACE_ORDERS_SQL = {
-  name: 'ord_place_batch',
-  text: `SELECT n, ok, order_id AS id, existing, items, status, currency, total_cents, hold_expires_at, created_at, updated_at, lines,
-                err_state, err_detail, err_hint
-         FROM place_orders($1::jsonb) ORDER BY n`,
-} as const;
 
 const partJson = (p: Part) => ({
   c: p.customer, i: p.lines.map((l) => l.local), q: p.lines.map((l) => l.quantity), t: p.ttlS,
@@ -79,7 +73,7 @@ async function runBatch(q: Queryable, parts: Part[], shard: number): Promise<Out
  * one part trips), each part goes again alone, so one part cannot fail the others.
  */
 async function runParts(q: Queryable, parts: Part[], shard: number): Promise<Outcome[]> {
-  const once = async (ps: Part[]) => (await q.query(PLACE_ORDERS_SQL, [JSON.stringify(ps.map(partJson))])).rows.map((r) => outcomeOf(shard, r));
+  const once = async (ps: Part[]) => (await q.query(SQL.placeOrders, [JSON.stringify(ps.map(partJson))])).rows.map((r) => outcomeOf(shard, r));
   if (parts.length === 1) return once(parts);
   try {
     return await once(parts);

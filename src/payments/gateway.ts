@@ -12,6 +12,12 @@ export interface GatewaySession {
   method: 'card' | 'qr'; redirect_url?: string; qr_payload?: string; expires_at: string;
 }
 
+/** A signed event the gateway sends to the webhook (or one polling made of a session's state). */
+export interface GatewayEvent {
+  id: string; type: string;
+  data: { session_id: string; merchant_ref: string; status: string; amount_cents: number; currency: string };
+}
+
 export interface Gateway {
   readonly breakerState: string;
   createSession(input: { merchant_ref: string; amount_cents: number; currency: string; method: 'card' | 'qr'; webhook_url: string; expires_at: string }, key: string): Promise<GatewaySession>;

@@ -7,10 +7,10 @@ import { EngineError } from '../errors.js';
 import { enabled } from '../flags/index.js';
 import { log } from '../log.js';
 import { paymentsByOutcome, refundsByOutcome } from '../metrics/index.js';
-import { getOrderRow, onCancelPaid } from '../orders/service.js';
-import { announce, type StockChange } from '../orders/holds.js';
+import { recordPaymentEvent, refunded } from '../orders/lifecycle.js';
+import { getOrderRow } from '../orders/read.js';
 import { decodeRow, encodeRow } from '../router/ids.js';
-import { GatewayRefused, type GatewaySession } from './gateway.js';
+import { GatewayRefused, type GatewayEvent, type GatewaySession } from './gateway.js';
 import { postTransfer, refundLegs } from './ledger.js';
 import { toPayment, type Payment } from './model.js';
 import { SQL } from './sql.js';
@@ -64,12 +64,6 @@ export async function getPayment(deps: Deps, p: Principal, id: string): Promise<
   return toPayment(shard, row);
 }
 
-export async function paymentsOfOrder(deps: Deps, shard: number, orderLocal: number): Promise<Payment[]> {
-  return (await deps.shards.get(shard).query(SQL.forOrder, [orderLocal])).rows.map((r) => toPayment(shard, r));
-}
-
-export interface GatewayEvent { id: string; type: string; data: { session_id: string; merchant_ref: string; status: string; amount_cents: number; currency: string } }
-
 const ECHOES = new Set(['payment.released', 'payment.refunded']);
 
 /**
@@ -84,17 +78,16 @@ export interface Applied {
 }
 
 /**
- * Applies one gateway event exactly once, in one statement (SQL.applyEvent): checked
- * against the payment (nothing is written on a mismatch), its id claimed, and applied.
+ * Applies one gateway event exactly once (the order lifecycle's one statement, which
+ * places the order on a success): checked against the payment (nothing is written on a
+ * mismatch), its id claimed, and applied.
  */
 export async function applyGatewayEvent(deps: Deps, ev: GatewayEvent): Promise<Applied> {
   const { shard, local } = decodeRow('payment', ev.data.merchant_ref, deps.shards.count);
   // Echoes of calls this engine made (a release, a refund): their effects were recorded
   // when the call answered, so the echo costs no database work at all.
   if (ECHOES.has(ev.type)) return { duplicate: false, shard, orderLocal: 0, paymentLocal: local, placed: false, captured: false };
-  const r = (await deps.shards.get(shard).statement(SQL.applyEvent, [
-    local, ev.id, ev.type, ev.data.session_id, ev.data.amount_cents, ev.data.currency, `gateway:${ev.id}`,
-  ])).rows[0]!;
+  const r = await recordPaymentEvent(deps, shard, local, ev);
   refuseMismatch(ev, r);
   if (r.outcome === 'applied') countOutcome(ev.type, r.captured as boolean);
   const applied: Applied = {
@@ -102,9 +95,10 @@ export async function applyGatewayEvent(deps: Deps, ev: GatewayEvent): Promise<A
     placed: r.placed as boolean, captured: r.captured as boolean,
     order: r.placed ? { id: r.order_id, status: r.order_status, customer_id: r.customer_id, payment_id: r.payment_id, lines: r.lines } : undefined,
   };
-  if (applied.placed) await deps.hooks.orderChanged({ id: encodeRow('order', shard, applied.orderLocal), shard, status: 'paid', customer_id: '' });
-  else if (!applied.duplicate) await deps.hooks.orderTouched(shard, applied.orderLocal);
-  if (applied.captured && !applied.placed) void refundPayment(deps, shard, local, 'unclaimed').catch((err: unknown) => log.warn('unclaimed refund deferred to cron', { err }));
+  if (!applied.placed && !applied.duplicate) await deps.hooks.orderTouched(shard, applied.orderLocal);
+  if (applied.captured && !applied.placed) {
+    void refundPayment(deps, shard, local, 'unclaimed').catch((err: unknown) => log.warn('unclaimed refund deferred to cron', { err }));
+  }
   return applied;
 }
 
@@ -151,67 +145,12 @@ async function refundOnce(deps: Deps, shard: number, paymentLocal: number, reaso
   if (!claimed) return false;
   await deps.gateway.refund(claimed.gateway_session_id as string, reason);
   const orderLocal = claimed.order_id as number;
-  const done = await s.transaction(async (q) => {
+  const done = await refunded(deps, shard, orderLocal, paymentLocal, reason, async (q) => {
     const row = (await q.query(SQL.markRefunded, [paymentLocal])).rows[0];
     if (!row) return false;
     await postTransfer(q, { orderLocal, paymentLocal, currency: row.currency as string, kind: 'refund', legs: refundLegs(row.amount_cents as number) });
-    await q.query(TRANSITION_IF_PLACED_BY, [orderLocal, paymentLocal, reason]);
     return true;
   });
-  if (done) {
-    log.info('payment refunded', { payment: encodeRow('payment', shard, paymentLocal), reason });
-    await deps.hooks.orderTouched(shard, orderLocal);
-  }
+  if (done) log.info('payment refunded', { payment: encodeRow('payment', shard, paymentLocal), reason });
   return done;
 }
-
-// An order placed by this payment and not yet finished ends refunded.
-const TRANSITION_IF_PLACED_BY = {
-  name: 'pay_order_refunded',
-  text: `WITH prev AS (SELECT id, status FROM orders WHERE id = $1 AND payment_id = $2 AND status IN ('paid', 'fulfilling', 'shipped') FOR UPDATE),
-         upd AS (UPDATE orders o SET status = 'refunded', updated_at = now() FROM prev WHERE o.id = prev.id RETURNING o.id, prev.status AS from_status)
-         INSERT INTO order_events (order_id, from_status, to_status, actor, reason) SELECT id, from_status, 'refunded', 'system', $3 FROM upd`,
-};
-
-/**
- * Cancels a paid order that has not shipped: the sale is unwound (stock back) in one
- * transaction fenced on status, then the payment is refunded. If the refund call
- * fails, the unclaimed-payment cron finishes it (a canceled order's money is unclaimed).
- */
-async function cancelPaidOrder(deps: Deps, p: Principal, shard: number, orderLocal: number): Promise<boolean> {
-  const actor = p.role === 'admin' ? `admin:${p.id}` : `customer:${p.id}`;
-  let items: StockChange[] = [];
-  const paymentLocal = await deps.shards.get(shard).transaction(async (q) => {
-    // The lock first, so CANCEL_PAID's snapshot is taken after it and sees fulfilment rows
-    // an activation wrote under the same lock (src/fulfillment/sql.ts prepareMixed).
-    if ((await q.query(LOCK_PAID, [orderLocal])).rowCount === 0) return null;
-    const t = await q.query(CANCEL_PAID, [orderLocal, actor]);
-    if (t.rowCount === 0) return null;
-    items = (await q.query(SQL.unsell, [orderLocal])).rows[0]!.items as StockChange[];
-    return t.rows[0]!.payment_id as number;
-  });
-  if (paymentLocal === null) return false;
-  await announce(deps, shard, items, 'released');
-  await deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status: 'canceled', customer_id: '' });
-  await refundPayment(deps, shard, paymentLocal, 'canceled').catch((err: unknown) => log.warn('refund deferred to cron', { err }));
-  return true;
-}
-
-const LOCK_PAID = { name: 'pay_lock_paid', text: `SELECT id FROM orders WHERE id = $1 AND status = 'paid' FOR UPDATE` };
-
-const CANCEL_PAID = {
-  name: 'pay_cancel_paid',
-  // Credit whose activation has begun (an order of shipment and provider lines) is not
-  // refunded by a cancel, nor is escrow whose release was claimed (fulfillment/release.ts).
-  text: `WITH prev AS (SELECT id, payment_id FROM orders WHERE id = $1 AND status = 'paid'
-                     AND NOT EXISTS (SELECT 1 FROM fulfillments f WHERE f.order_id = $1)
-                     AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = $1 AND p.escrow = 'releasing') FOR UPDATE),
-         upd AS (UPDATE orders o SET status = 'canceled', updated_at = now() FROM prev WHERE o.id = prev.id RETURNING o.id, prev.payment_id),
-         ev AS (INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
-                SELECT id, 'paid', 'canceled', $2, 'requested_refund' FROM upd RETURNING 1)
-         SELECT payment_id FROM upd`,
-};
-
-onCancelPaid(cancelPaidOrder);
-
-export { SQL as PAYMENT_SQL };

@@ -1,7 +1,5 @@
 // Named statements of payments. Every change is conditional on the current state;
 // together with the deduplicated event id that makes each webhook apply at most once.
-import { REL_PER_ITEM_LOCKED } from '../orders/sql.js';
-
 export const PAYMENT_COLS = `id, order_id, customer_id, status, method, amount_cents, currency, escrow, gateway_session_id,
   redirect_url, qr_payload, expires_at, captured_at, refund_reason, failure_reason, created_at, updated_at`;
 
@@ -27,15 +25,6 @@ export const SQL = {
     text: `UPDATE payments SET status = 'failed', failure_reason = $2, updated_at = now()
            WHERE id = $1 AND status = 'pending' RETURNING ${PAYMENT_COLS}`,
   },
-  // A gateway event checked, claimed by id and applied, in one statement (sql/009,
-  // apply_gateway_event): a success captures, posts the capture transfer and places the
-  // order, answering with the placed order's lines for fulfilment. $5 is numeric so an
-  // absurd amount is a mismatch, not a cast error.
-  applyEvent: {
-    name: 'pay_apply_event',
-    text: `SELECT outcome, order_id, amount_cents, currency, captured, placed, order_status, customer_id, payment_id, lines
-           FROM apply_gateway_event($1::bigint, $2::text, $3::text, $4::text, $5::numeric, $6::text, $7::text)`,
-  },
   // An efficiency claim so two runners rarely call the gateway for the same refund;
   // the gateway's refund is idempotent and markRefunded is the real fence.
   claimRefund: {
@@ -49,20 +38,6 @@ export const SQL = {
     name: 'pay_mark_refunded',
     text: `UPDATE payments SET status = 'refunded', escrow = 'refunded', updated_at = now()
            WHERE id = $1 AND status = 'succeeded' AND escrow = 'held' RETURNING ${PAYMENT_COLS}`,
-  },
-  // Units sold to an order that is being unwound go back to stock and to the limits.
-  unsell: {
-    name: 'pay_unsell',
-    text: `WITH rel AS (UPDATE holds SET status = 'released', ended_at = now() WHERE order_id = $1 AND status = 'consumed'
-                        RETURNING item_id, quantity, customer_id),
-           it AS (UPDATE items i SET available = i.available + r.q, sold = i.sold - r.q, updated_at = now()
-                  FROM ${REL_PER_ITEM_LOCKED} r WHERE i.id = r.item_id
-                  RETURNING i.id, i.available),
-           lim AS (UPDATE customer_limits c SET quantity = GREATEST(c.quantity - r.q, 0)
-                   FROM (SELECT customer_id, item_id, sum(quantity)::int AS q FROM rel
-                         WHERE item_id IN (SELECT id FROM it) GROUP BY customer_id, item_id) r
-                   WHERE c.customer_id = r.customer_id AND c.item_id = r.item_id RETURNING 1)
-           SELECT (SELECT coalesce(json_agg(json_build_object('id', id, 'available', available)), '[]'::json) FROM it) AS items`,
   },
   // Pending payments due for a poll of the gateway, oldest check first; picking one moves
   // its next check back with backoff ($3 s doubling, at most $4 s), so each poll is also
@@ -89,13 +64,6 @@ export const SQL = {
              AND (p.refund_requested_at IS NULL OR p.refund_requested_at < now() - interval '30 seconds')
              AND (o.payment_id IS DISTINCT FROM p.id OR o.status IN ('expired', 'canceled', 'failed'))
            ORDER BY p.updated_at LIMIT $2`,
-  },
-  orderForPayment: {
-    name: 'pay_order',
-    text: `SELECT o.id, o.customer_id, o.status, o.total_cents, o.currency, o.payment_id, o.hold_expires_at,
-             (SELECT json_agg(json_build_object('item_id', l.item_id, 'quantity', l.quantity, 'price_cents', l.price_cents,
-                'fulfillment', l.fulfillment) ORDER BY l.item_id) FROM order_lines l WHERE l.order_id = o.id) AS lines
-           FROM orders o WHERE o.id = $1`,
   },
   ledgerEntry: {
     name: 'ledger_entry',

@@ -1,6 +1,7 @@
 import { fingerprint, withIdempotency } from '../../accounts/idempotency.js';
 import type { Deps } from '../../deps.js';
 import * as orders from '../../orders/service.js';
+import { getOrder, listOrders, orderEvents } from '../../orders/read.js';
 import type { Ctx, RouteDef } from '../route.js';
 import { listOf, object, S } from '../schemas.js';
 
@@ -52,16 +53,16 @@ export function orderRoutes(deps: Deps): RouteDef[] {
     {
       method: 'get', path: '/v1/orders/:id', name: 'get_order', summary: 'One order (owner or admin)', auth: 'user',
       response: { status: 200, schema: OrderSchema },
-      handler: async (ctx) => ({ status: 200, body: await orders.getOrder(deps, ctx.principal!, ctx.params.id!) }),
+      handler: async (ctx) => ({ status: 200, body: await getOrder(deps, ctx.principal!, ctx.params.id!) }),
     },
     {
       method: 'get', path: '/v1/orders/:id/events', name: 'order_events', summary: 'The audit trail of one order', auth: 'user',
-      handler: async (ctx) => ({ status: 200, body: { data: await orders.orderEvents(deps, ctx.principal!, ctx.params.id!), next_cursor: null } }),
+      handler: async (ctx) => ({ status: 200, body: { data: await orderEvents(deps, ctx.principal!, ctx.params.id!), next_cursor: null } }),
     },
     {
       method: 'get', path: '/v1/orders', name: 'list_orders', summary: 'Own orders across shards, newest first', auth: 'user',
       query: object({ limit: S.limit, cursor: S.cursor }), response: { status: 200, schema: listOf(OrderSchema) },
-      handler: async (ctx) => ({ status: 200, body: await orders.listOrders(deps, ctx.principal!, ctx.query.limit, ctx.query.cursor) }),
+      handler: async (ctx) => ({ status: 200, body: await listOrders(deps, ctx.principal!, ctx.query.limit, ctx.query.cursor) }),
     },
     {
       method: 'post', path: '/v1/orders/:id/cancel', name: 'cancel_order', summary: 'Cancel; releases holds, refunds if paid', auth: 'user', idempotent: true,

@@ -4,7 +4,7 @@ import { advanceOrder } from '../../fulfillment/service.js';
 import { log } from '../../log.js';
 import { webhookSignatureFailures } from '../../metrics/index.js';
 import { ledgerReport } from '../../payments/audit.js';
-import { verifySignature } from '../../payments/gateway.js';
+import { verifySignature, type GatewayEvent } from '../../payments/gateway.js';
 import * as payments from '../../payments/service.js';
 import type { RouteDef } from '../route.js';
 import { object, S } from '../schemas.js';
@@ -17,10 +17,10 @@ export const PaymentSchema = object({
   refund_reason: { type: 'string' }, failure_reason: { type: 'string' },
 });
 
-function parseEvent(raw: Buffer): payments.GatewayEvent {
-  let ev: payments.GatewayEvent;
+function parseEvent(raw: Buffer): GatewayEvent {
+  let ev: GatewayEvent;
   try {
-    ev = JSON.parse(raw.toString('utf8')) as payments.GatewayEvent;
+    ev = JSON.parse(raw.toString('utf8')) as GatewayEvent;
   } catch {
     throw new EngineError('invalid_json');
   }

@@ -28,7 +28,7 @@ import { unpack } from '../../cache/codec.js';
 import type { CachedItem } from '../../catalog/service.js';
 import type { Deps } from '../../deps.js';
 import { EngineError } from '../../errors.js';
-import { getOrderRow } from '../../orders/service.js';
+import { getOrderRow } from '../../orders/read.js';
 import type { Live } from '../../realtime/live.js';
 import { encodeFrame, wireTopic, type EventFrame, type Format } from '../../realtime/hub.js';
 import { decodeRow, type RowId } from '../../router/ids.js';
