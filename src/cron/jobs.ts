@@ -1,6 +1,6 @@
 // The jobs of the cron process, one leader-elected run per shard per tick. Every job
 // is fenced in SQL, so a second runner (or no Redis at all) never doubles an effect.
-import { pruneIdempotencyKeys } from '../accounts/idempotency.js';
+import { pruneIdempotencyKeys } from '../http/idempotency.js';
 import type { Deps } from '../deps.js';
 import { advanceStuck } from '../fulfillment/service.js';
 import { log } from '../log.js';

@@ -7,6 +7,7 @@ import { inLane, type Deps } from '../deps.js';
 import { EngineError, invariant } from '../errors.js';
 import { LANES, type Lane } from '../shard/pools.js';
 import { observeRequest } from '../metrics/index.js';
+import { IdempotencyKeys } from './idempotency.js';
 import { buildOpenApi } from './openapi.js';
 import type { Live } from '../realtime/live.js';
 import { mountDashboard } from './dashboard/page.js';
@@ -36,6 +37,7 @@ export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef
     logRequests: deps.cfg.logRequests,
     trustProxy: deps.cfg.trustProxy,
     authenticate: (token, lane) => authenticate(inLane(deps, lane), token),
+    idempotency: new IdempotencyKeys(deps.pools, deps.cfg.idempotencyLockS),
     nextRequestId: () => `${tag}-${(++seq).toString(36)}`,
   };
   let openapi: Record<string, unknown> = {};

@@ -8,6 +8,8 @@ export interface Reply {
   status: number; body?: unknown; headers?: Record<string, string>;
   /** Close the connection after this answer (a body left unread must not be parsed as the next request). */
   close?: boolean;
+  /** The stored answer of an earlier request with the same Idempotency-Key (sent as `Idempotent-Replayed: true`). */
+  replayed?: boolean;
 }
 
 const STATUS_TEXT: Record<number, string> = {
@@ -22,6 +24,11 @@ export function statusLine(status: number): string { return `${status} ${STATUS_
 /** Refusals that stop reading a body half-way: the rest of it is still on the wire. */
 const BODY_LEFT_UNREAD = new Set<ErrorCode>(['body_too_large', 'request_timeout']);
 
+/** The error shape every refusal has on the wire (and in a stored Idempotency-Key answer). */
+export function errorBody(e: EngineError): { error: Record<string, unknown> } {
+  return { error: { type: e.type, code: e.code, message: e.message, ...e.details } };
+}
+
 export function errorReply(err: unknown, requestId: string): Reply {
   if (!(err instanceof EngineError)) {
     log.error('unhandled error', { request_id: requestId, err });
@@ -33,9 +40,8 @@ export function errorReply(err: unknown, requestId: string): Reply {
   }
   const headers: Record<string, string> = {};
   if (e.retryAfterS !== undefined) headers['retry-after'] = String(e.retryAfterS);
-  if (e.replayed) headers['idempotent-replayed'] = 'true';
   const close = BODY_LEFT_UNREAD.has(e.code);
-  return { status: e.status, headers, close, body: { error: { type: e.type, code: e.code, message: e.message, ...e.details } } };
+  return { status: e.status, headers, close, replayed: e.replayed, body: errorBody(e) };
 }
 
 // Once a worker drains, every answer closes its connection (`Connection: close`):
@@ -50,6 +56,7 @@ export function send(res: HttpResponse, requestId: string, reply: Reply): void {
     res.writeStatus(statusLine(reply.status));
     res.writeHeader('x-request-id', requestId);
     for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
+    if (reply.replayed) res.writeHeader('idempotent-replayed', 'true');
     if (reply.status === 204) {
       // No argument: a 204 then carries no Content-Length. An explicit `undefined` makes
       // uWS write `Content-Length: 9223372036854775808`, and keep-alive clients hang on it.

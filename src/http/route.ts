@@ -4,10 +4,11 @@
 // only declare what they need. The slot comes back on every path: an answer, an error,
 // a client that hangs up mid-body, a body that never finishes.
 import type { Principal } from '../accounts/service.js';
-import { EngineError } from '../errors.js';
+import { EngineError, invariant } from '../errors.js';
 import type { Lane } from '../shard/pools.js';
 import { log } from '../log.js';
 import { admitRequest } from './admission.js';
+import { fingerprint, type IdempotencyKeys } from './idempotency.js';
 import { admissionShed, idempotencyReplays, observeRequest, zeroRequests } from '../metrics/index.js';
 import { errorReply, send, type Reply } from './reply.js';
 import { compileBody, compileQuery, type Schema } from './schemas.js';
@@ -45,8 +46,14 @@ export interface RouteDef<B = any, Q = any> {
   headers?: string[];
   /** Longer text for /openapi.json and /docs, where the summary is not enough. */
   description?: string;
-  /** Takes an Idempotency-Key and replays its first answer (routes/orders.ts `idempotent`): published with its headers, replays counted in bf_idempotency_replays_total. */
+  /**
+   * Takes an Idempotency-Key: the handler runs through the idempotency middleware
+   * (idempotency.ts), which stores its first answer and replays it; published with its
+   * headers, replays counted in bf_idempotency_replays_total. Needs an authenticated caller.
+   */
   idempotent?: boolean;
+  /** For these requests the handler keeps the Idempotency-Key itself (and marks a replay); the middleware stands aside. */
+  ownsKey?: (ctx: Ctx<B, Q>) => boolean;
   /** May answer 429 rate_limited with Retry-After (login and registration limits). */
   rateLimited?: boolean;
   /** Other answers of the route's own (not the error shape), published as they are. */
@@ -69,6 +76,8 @@ export interface HttpEnv {
   trustProxy: boolean;
   /** Resolves a bearer token, with the connections of the route's lane. */
   authenticate(token: string, lane: Lane): Promise<Principal | null>;
+  /** The stored answers of Idempotency-Keys, for routes that declare `idempotent`. */
+  idempotency: IdempotencyKeys;
   nextRequestId(): string;
 }
 
@@ -92,6 +101,7 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
   const validateQuery = compileQuery(def.query ?? { type: 'object', properties: {}, additionalProperties: false });
   const paramNames = [...def.path.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
   const headerNames = [...BASE_HEADERS, ...(def.headers ?? [])];
+  invariant(!def.idempotent || def.auth === 'user' || def.auth === 'admin', `${def.name}: an Idempotency-Key is kept per caller`);
   zeroRequests(def.name, [def.response?.status ?? 200, 500, 503]);
   if (def.idempotent) idempotencyReplays.inc({ route: def.name }, 0);
 
@@ -119,7 +129,7 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
       const status = state.aborted ? CLIENT_CLOSED : reply.status;
       if (!state.aborted) send(res, requestId, reply);
       observeRequest(def.name, status, ms / 1000);
-      if (reply.headers?.['idempotent-replayed'] !== undefined) idempotencyReplays.inc({ route: def.name });
+      if (reply.replayed) idempotencyReplays.inc({ route: def.name });
       if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status, ms: Math.round(ms * 10) / 10 });
     };
 
@@ -184,10 +194,13 @@ async function run(def: RouteDef, env: HttpEnv, inc: Incoming, validateBody: ((v
   const principal = await resolvePrincipal(def.auth, env, token, laneOf(def));
   const key = inc.headers['idempotency-key']!;
   if (inc.keySent && !IDEMPOTENCY_RE.test(key)) throw new EngineError('validation_failed', 'Idempotency-Key must be 1..128 printable ASCII characters', { details: { field: 'Idempotency-Key' } });
-  return def.handler({
+  const ctx: Ctx = {
     requestId: inc.requestId, params: inc.params, query, body, principal, token, idempotencyKey: key || null,
     ip: inc.ip, rawBody: inc.raw, headers: inc.headers,
-  });
+  };
+  if (!def.idempotent || !ctx.idempotencyKey || def.ownsKey?.(ctx)) return def.handler(ctx);
+  const fp = fingerprint(def.name, ctx.params, ctx.body);
+  return env.idempotency.run(laneOf(def), principal!, ctx.idempotencyKey, def.name, fp, () => def.handler(ctx));
 }
 
 function parseBody(inc: Incoming, validate: ((v: unknown) => void) | null): Record<string, unknown> {

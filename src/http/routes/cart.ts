@@ -2,7 +2,7 @@ import * as cart from '../../cart/service.js';
 import type { Deps } from '../../deps.js';
 import type { RouteDef } from '../route.js';
 import { object, S } from '../schemas.js';
-import { idempotent, OrderSchema } from './orders.js';
+import { OrderSchema } from './orders.js';
 
 const quantity = { type: 'integer', minimum: 1, maximum: cart.LINE_QUANTITY_MAX };
 const nullable = (type: string) => ({ type: [type, 'null'] });
@@ -34,10 +34,10 @@ export function cartRoutes(deps: Deps): RouteDef[] {
       method: 'post', path: '/v1/cart/items', name: 'add_cart_item', summary: 'Add units of an item (a new line or more on its line); holds no stock', auth: 'user', idempotent: true,
       description: '201 when the item gets a new line, 200 when an existing line grows.',
       body: object({ item_id: S.id, quantity }, ['item_id', 'quantity']), response: { status: 201, schema: CartSchema },
-      handler: (ctx) => idempotent(deps, ctx, 'add_cart_item', async () => {
+      handler: async (ctx) => {
         const r = await cart.addItem(deps, ctx.principal!, ctx.body.item_id, ctx.body.quantity);
         return { status: r.created ? 201 : 200, body: r.cart };
-      }),
+      },
     },
     {
       method: 'patch', path: '/v1/cart/items/:item_id', name: 'set_cart_item', summary: "Set a line's quantity", auth: 'user',
@@ -58,9 +58,7 @@ export function cartRoutes(deps: Deps): RouteDef[] {
       method: 'post', path: '/v1/cart/checkout', name: 'checkout_cart',
       summary: 'POST /v1/orders with the cart\'s lines (one order per shard, all or nothing); removes the ordered lines on success', auth: 'user', idempotent: true,
       body: object({}), response: { status: 201, schema: object({ orders: { type: 'array', items: OrderSchema } }) },
-      handler: (ctx) => idempotent(deps, ctx, 'checkout_cart', async () => ({
-        status: 201, body: { orders: await cart.checkout(deps, ctx.principal!, ctx.idempotencyKey) },
-      })),
+      handler: async (ctx) => ({ status: 201, body: { orders: await cart.checkout(deps, ctx.principal!, ctx.idempotencyKey) } }),
     },
   ];
 }

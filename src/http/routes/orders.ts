@@ -1,4 +1,3 @@
-import { fingerprint, withIdempotency } from '../../accounts/idempotency.js';
 import type { Deps } from '../../deps.js';
 import * as orders from '../../orders/service.js';
 import { getOrder, listOrders, orderEvents } from '../../orders/read.js';
@@ -21,33 +20,25 @@ export const LinesSchema = {
   items: object({ item_id: S.id, quantity: { type: 'integer', minimum: 1, maximum: MAX_QUANTITY } }, ['item_id', 'quantity']),
 };
 
-const REPLAYED = { 'idempotent-replayed': 'true' };
-
-/** Wraps a creating POST in Idempotency-Key handling; replays are marked with a header. */
-export async function idempotent(deps: Deps, ctx: Ctx, route: string, work: () => Promise<{ status: number; body?: unknown }>) {
-  const fp = fingerprint(route, ctx.params, ctx.body);
-  const r = await withIdempotency(deps, ctx.principal!, ctx.idempotencyKey, route, fp, work);
-  return { status: r.status, body: r.body, headers: r.replayed ? REPLAYED : undefined };
-}
-
 export function orderRoutes(deps: Deps): RouteDef[] {
+  // A keyed checkout of one shard is one statement there, its key included (the
+  // idempotency middleware stands aside); across shards the middleware claims the key
+  // on the caller's shard and each part is one statement.
+  const keyedInCheckout = (ctx: Ctx) => orders.isSingleShard(deps, (ctx.body as { items: orders.LineInput[] }).items);
   return [
     {
       method: 'post', path: '/v1/orders', name: 'create_order', summary: 'Hold stock and create one order per shard', auth: 'user', idempotent: true,
       body: object({ items: LinesSchema }, ['items']), response: { status: 201, schema: object({ orders: { type: 'array', items: OrderSchema } }) },
-      // A keyed checkout of one shard is one statement there, its key included; across
-      // shards the key is claimed on the caller's shard and each part is one statement.
       // Without a key the sold-out gate answers a storm on a sold-out item with no write;
       // with one, the refusal is that key's answer like any other.
+      ownsKey: keyedInCheckout,
       handler: async (ctx) => {
         const key = ctx.idempotencyKey;
-        if (key && orders.isSingleShard(deps, ctx.body.items)) {
+        if (key && keyedInCheckout(ctx)) {
           const r = await orders.checkoutKeyed(deps, ctx.principal!, ctx.body.items, key);
-          return { status: 201, body: { orders: r.orders }, headers: r.replayed ? REPLAYED : undefined };
+          return { status: 201, body: { orders: r.orders }, replayed: r.replayed };
         }
-        return idempotent(deps, ctx, 'create_order', async () => ({
-          status: 201, body: { orders: await orders.createOrders(deps, ctx.principal!, ctx.body.items, key) },
-        }));
+        return { status: 201, body: { orders: await orders.createOrders(deps, ctx.principal!, ctx.body.items, key) } };
       },
     },
     {
@@ -67,9 +58,7 @@ export function orderRoutes(deps: Deps): RouteDef[] {
     {
       method: 'post', path: '/v1/orders/:id/cancel', name: 'cancel_order', summary: 'Cancel; releases holds, refunds if paid', auth: 'user', idempotent: true,
       body: object({}), response: { status: 200, schema: OrderSchema },
-      handler: (ctx) => idempotent(deps, ctx, 'cancel_order', async () => ({
-        status: 200, body: await orders.cancelOrder(deps, ctx.principal!, ctx.params.id!),
-      })),
+      handler: async (ctx) => ({ status: 200, body: await orders.cancelOrder(deps, ctx.principal!, ctx.params.id!) }),
     },
   ];
 }

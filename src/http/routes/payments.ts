@@ -8,7 +8,6 @@ import { verifySignature, type GatewayEvent } from '../../payments/gateway.js';
 import * as payments from '../../payments/service.js';
 import type { RouteDef } from '../route.js';
 import { object, S } from '../schemas.js';
-import { idempotent } from './orders.js';
 
 export const PaymentSchema = object({
   id: S.id, order_id: S.id, status: { type: 'string' }, method: { type: 'string', enum: ['card', 'qr'] }, amount_cents: S.cents,
@@ -37,10 +36,10 @@ export function paymentRoutes(deps: Deps): RouteDef[] {
       method: 'post', path: '/v1/orders/:id/payments', name: 'create_payment', summary: 'Open a card or QR payment for an order (owner)', auth: 'user', lane: 'payment', idempotent: true,
       description: '201 with a new payment; 200 with the payment already open for the order (one pending payment per order).',
       body: object({ method: { type: 'string', enum: ['card', 'qr'] } }, ['method']), response: { status: 201, schema: PaymentSchema },
-      handler: (ctx) => idempotent(deps, ctx, 'create_payment', async () => {
+      handler: async (ctx) => {
         const r = await payments.createPayment(deps, ctx.principal!, ctx.params.id!, ctx.body.method);
         return { status: r.created ? 201 : 200, body: r.payment };
-      }),
+      },
     },
     {
       method: 'get', path: '/v1/payments/:id', name: 'get_payment', summary: 'A payment (owner or admin)', auth: 'user',
