@@ -2,7 +2,7 @@
 // routes to them, and hooks that later layers (cache, realtime) attach to.
 import type { ReadCache } from './cache/index.js';
 import type { Gate } from './cache/gate.js';
-import type { CachedItem } from './catalog/service.js';
+import type { CachedItem } from './catalog/model.js';
 import type { AuthCache } from './accounts/auth-cache.js';
 import type { LoginLimiter } from './accounts/login-limits.js';
 import type { Config } from './config.js';

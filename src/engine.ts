@@ -2,7 +2,8 @@
 // and the Redis clients. Shared by workers, the cron process and tools.
 import { laneSizes, type Config } from './config.js';
 import { RedisSet } from './cache/redis.js';
-import { loadItemsVersioned, type CachedItem } from './catalog/service.js';
+import type { CachedItem } from './catalog/model.js';
+import { loadItemsVersioned } from './catalog/service.js';
 import { inLane, NO_HOOKS, type Deps, type Hooks } from './deps.js';
 import { createLive, type Live } from './realtime/live.js';
 import { startFlagSync } from './flags/index.js';

@@ -37,3 +37,54 @@ t.test('only the order lifecycle changes an order\'s status', async (t) => {
   t.same(runners, ['src/fulfillment/sql.ts', 'src/orders/checkout.ts', 'src/orders/lifecycle.ts'],
     'its statements are run by lifecycle.ts and its group commit (fulfillment/sql.ts shares a fragment)');
 });
+
+/** The engine files a file imports (relative imports, types included: a cycle of types is still a tangle). */
+function importsOf(rel: string): string[] {
+  const out: string[] = [];
+  for (const m of code(rel).matchAll(/^\s*(?:import|export)\s[^;]*?\sfrom\s+'(\.{1,2}\/[^']+)'/gm)) {
+    const target = path.posix.normalize(path.posix.join(path.posix.dirname(rel), m[1]!.replace(/\.js$/, '.ts')));
+    out.push(target);
+  }
+  return out;
+}
+
+/** The cycles of a graph (Tarjan's strongly connected components of more than one file, or a file importing itself). */
+function cycles(graph: Map<string, string[]>): string[][] {
+  let next = 0;
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const found: string[][] = [];
+  const visit = (v: string) => {
+    index.set(v, next);
+    low.set(v, next++);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!graph.has(w)) continue;
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+    }
+    if (low.get(v) !== index.get(v)) return;
+    const component: string[] = [];
+    let w: string;
+    do {
+      w = stack.pop()!;
+      onStack.delete(w);
+      component.push(w);
+    } while (w !== v);
+    if (component.length > 1 || (graph.get(v) ?? []).includes(v)) found.push(component.sort());
+  };
+  for (const v of graph.keys()) if (!index.has(v)) visit(v);
+  return found;
+}
+
+t.test('the engine\'s modules import each other without a cycle', async (t) => {
+  const graph = new Map(engineFiles().map((f) => [f, importsOf(f)]));
+  t.ok(graph.get('src/orders/service.ts')!.includes('src/orders/lifecycle.ts'), 'the import graph is read');
+  t.same(cycles(graph), [], 'no file reaches itself through its imports');
+  t.same(cycles(new Map([['a', ['b']], ['b', ['a']], ['c', ['a']]])), [['a', 'b']], 'a cycle is found');
+});

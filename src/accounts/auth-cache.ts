@@ -5,7 +5,7 @@
 // at most AUTH_CACHE_MS. AUTH_CACHE_MS=0 turns the cache off.
 import { Redis } from 'ioredis';
 import type { RedisSet } from '../cache/redis.js';
-import type { Principal } from './service.js';
+import type { Principal } from './principal.js';
 
 const CHANNEL = 'auth1:revoked';
 const MAX_ENTRIES = 50_000;

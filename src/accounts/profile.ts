@@ -5,7 +5,8 @@ import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { hashPassword, verifyPassword } from './password.js';
 import { PROFILE_SQL } from './profile-sql.js';
-import { publicUserId, type Principal } from './service.js';
+import type { Principal } from './principal.js';
+import { publicUserId } from './service.js';
 import { SQL } from './sql.js';
 import { hashToken } from './tokens.js';
 

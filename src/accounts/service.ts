@@ -8,11 +8,8 @@ import { log } from '../log.js';
 import { encodeUser, uuidToHex } from '../router/ids.js';
 import { burnPasswordCheck, hashPassword, needsRehash, verifyPassword } from './password.js';
 import { SQL } from './sql.js';
+import type { Principal, Role } from './principal.js';
 import { newToken, parseToken } from './tokens.js';
-
-export type Role = 'customer' | 'admin';
-
-export interface Principal { id: string; uuid: string; shard: number; role: Role }
 
 export interface PublicUser { id: string; email: string; name: string | null; role: Role }
 

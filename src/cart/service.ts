@@ -1,7 +1,7 @@
 // The storefront cart: a server-side list of (item, quantity) per customer, kept on
 // the customer's shard. It holds no stock: it shows each item's price and availability
 // as they are now, and checkout turns it into orders exactly as POST /v1/orders does.
-import type { Principal } from '../accounts/service.js';
+import type { Principal } from '../accounts/principal.js';
 import { getItem } from '../catalog/service.js';
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';

@@ -1,8 +1,9 @@
 // A demo catalog spread over every shard, written once (when no category exists).
+import type { Fulfillment } from '../catalog/model.js';
 import * as catalog from '../catalog/service.js';
 import type { Deps } from '../deps.js';
 
-const DEMO: { category: string; items: [string, number, number, catalog.Fulfillment?][] }[] = [
+const DEMO: { category: string; items: [string, number, number, Fulfillment?][] }[] = [
   { category: 'Electronics', items: [['Noise-cancelling headphones', 19900, 50], ['4K monitor', 34900, 20], ['USB-C dock', 8900, 100]] },
   { category: 'Books', items: [['Designing Data-Intensive Applications', 4500, 200], ['The Art of PostgreSQL', 3900, 150]] },
   { category: 'Games', items: [['Console bundle (doorbuster)', 29900, 10], ['Controller', 5900, 300]] },

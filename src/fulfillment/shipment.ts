@@ -5,7 +5,7 @@
 // the status fence refuses the cancel. Every transition is the order lifecycle's
 // (src/orders/lifecycle.ts): one fenced statement with its audit row (order_events; the
 // outbox trigger notifies), streamed.
-import type { Principal } from '../accounts/service.js';
+import type { Principal } from '../accounts/principal.js';
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { ship } from '../orders/lifecycle.js';

@@ -2,7 +2,7 @@
 // table; the process entry decides where it listens.
 import { authenticate } from '../accounts/service.js';
 import type { RedisSet } from '../cache/redis.js';
-import type { CachedItem } from '../catalog/service.js';
+import type { CachedItem } from '../catalog/model.js';
 import { inLane, type Deps } from '../deps.js';
 import { EngineError, invariant } from '../errors.js';
 import { LANES, type Lane } from '../shard/pools.js';

@@ -8,7 +8,7 @@
 // request key). A single-shard checkout keeps its key inside its own statement
 // (RouteDef.ownsKey), so the middleware stands aside for it.
 import { createHash } from 'node:crypto';
-import type { Principal } from '../accounts/service.js';
+import type { Principal } from '../accounts/principal.js';
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { perShard } from '../shard/batch.js';

@@ -3,7 +3,7 @@
 // authenticate, run the handler, map any error, and write the answer corked. Routes
 // only declare what they need. The slot comes back on every path: an answer, an error,
 // a client that hangs up mid-body, a body that never finishes.
-import type { Principal } from '../accounts/service.js';
+import type { Principal } from '../accounts/principal.js';
 import { EngineError, invariant } from '../errors.js';
 import type { Lane } from '../shard/pools.js';
 import { log } from '../log.js';

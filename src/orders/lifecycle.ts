@@ -13,7 +13,8 @@
 //   ship               paid                      -> shipped    (an admin)
 //   complete           paid, fulfilling, shipped -> completed  (escrow released, fulfillment/release.ts)
 //   refunded           paid, fulfilling, shipped -> refunded   (in the refund's transaction, payments/)
-import { publicUserId, type Principal } from '../accounts/service.js';
+import type { Principal } from '../accounts/principal.js';
+import { publicUserId } from '../accounts/service.js';
 import type { Deps } from '../deps.js';
 import { EngineError, invariant } from '../errors.js';
 import { holdsExpired, ordersCreated } from '../metrics/index.js';

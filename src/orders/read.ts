@@ -1,7 +1,8 @@
 // Reading orders: one order (owner or admin; through the read cache, or from Postgres
 // for a writer reading its own write), a customer's orders across shards, the audit
 // trail. Nothing here changes an order (lifecycle.ts does).
-import { publicUserId, type Principal } from '../accounts/service.js';
+import type { Principal } from '../accounts/principal.js';
+import { publicUserId } from '../accounts/service.js';
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { decodeRow } from '../router/ids.js';

@@ -3,7 +3,7 @@
 // If any part fails, the parts already held elsewhere are canceled again
 // (compensation) before the error is told. A cancel of a paid order refunds it.
 import { createHash, randomUUID } from 'node:crypto';
-import type { Principal } from '../accounts/service.js';
+import type { Principal } from '../accounts/principal.js';
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { enabled } from '../flags/index.js';

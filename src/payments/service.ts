@@ -1,7 +1,7 @@
 // Payments: one live payment per order, created at the gateway outside any
 // transaction; outcomes arrive as signed webhooks (or by polling) and are applied
 // once per event id, by conditional updates; money moves through the ledger.
-import type { Principal } from '../accounts/service.js';
+import type { Principal } from '../accounts/principal.js';
 import type { Deps } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { enabled } from '../flags/index.js';

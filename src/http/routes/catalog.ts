@@ -1,3 +1,4 @@
+import { publicItem, type AdminItem } from '../../catalog/model.js';
 import * as catalog from '../../catalog/service.js';
 import type { Deps } from '../../deps.js';
 import type { RouteDef } from '../route.js';
@@ -13,7 +14,7 @@ export const ItemSchema = object({
 });
 const maxPerCustomer = { type: ['integer', 'null'], minimum: 1, maximum: 1_000_000 };
 
-const view = (isAdmin: boolean, item: catalog.AdminItem) => (isAdmin ? item : catalog.publicItem(item));
+const view = (isAdmin: boolean, item: AdminItem) => (isAdmin ? item : publicItem(item));
 
 export function catalogRoutes(deps: Deps): RouteDef[] {
   return [

@@ -23,9 +23,9 @@
 // share of MAX_INFLIGHT it is answered {"op":"error"} `overloaded` and nothing is read.
 // A topic the id codec rules out (malformed, another kind, a shard past the count) is
 // refused without a read and without a slot.
-import type { Principal } from '../../accounts/service.js';
+import type { Principal } from '../../accounts/principal.js';
 import { unpack } from '../../cache/codec.js';
-import type { CachedItem } from '../../catalog/service.js';
+import type { CachedItem } from '../../catalog/model.js';
 import type { Deps } from '../../deps.js';
 import { EngineError } from '../../errors.js';
 import { getOrderRow } from '../../orders/read.js';
