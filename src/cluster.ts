@@ -6,7 +6,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AdminEmailTaken, ensureAdmin } from './accounts/service.js';
 import { assertBudget, ConfigError, loadConfig, type Config } from './config.js';
 import { runCron } from './cron/main.js';
-import { createEngine } from './engine.js';
+import { openTool } from './engine.js';
 import { buildDashboard } from './http/dashboard/page.js';
 import { loadUws, runtime, UwsUnavailable, UWS_UNAVAILABLE_EXIT, type UwsBuild } from './http/uws.js';
 import { log, setLogContext, setLogLevel } from './log.js';
@@ -72,7 +72,7 @@ function checkInstallation(cfg: Config): void {
 
 async function prepare(cfg: Config): Promise<void> {
   if (cfg.migrateOnStart) await migrateReachable(cfg.pgShards);
-  const tool = createEngine(cfg, 'tool');
+  const tool = openTool(cfg);
   try {
     await ensureAdmin(tool.deps, cfg.adminEmail, cfg.adminPassword).catch((err: unknown) => {
       if (err instanceof AdminEmailTaken) throw new ConfigError(err.message);

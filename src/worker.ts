@@ -1,7 +1,7 @@
 // One HTTP worker: the uWS app on the shared port (SO_REUSEPORT), drained on shutdown.
 import { performance } from 'node:perf_hooks';
 import type { Config } from './config.js';
-import { createEngine } from './engine.js';
+import { openWorker } from './engine.js';
 import { idleMs, inflightCount } from './http/admission.js';
 import { buildApp } from './http/app.js';
 import { closeConnectionsAfterReply } from './http/reply.js';
@@ -15,9 +15,9 @@ import { startProcessMetrics } from './metrics/process.js';
 export async function runWorker(cfg: Config): Promise<void> {
   setLogContext({ role: 'worker', pid: process.pid });
   nativeUwsOrExit();
-  const engine = createEngine(cfg, 'worker');
+  const engine = openWorker(cfg);
   const { app } = buildApp({ deps: engine.deps, redis: engine.redis, live: engine.live });
-  engine.live?.attach(app);
+  engine.live.attach(app);
   // The primary gives each worker slot a stable index; a respawn takes over its slot.
   startProcessMetrics(process.env.ENGINE_WORKER_INDEX ?? '0');
   exportEngine(engine, 'worker');

@@ -1,5 +1,6 @@
 // The read side of one process: the item cache (with its refresher), the list caches
-// and the sold-out gate, built from config. Domains see them through Deps.
+// and the sold-out gate, built from config. Workers' domains see them through deps
+// (ReadSide in src/deps.ts).
 import type { Config } from '../config.js';
 import { SoldOutGate, type Gate } from './gate.js';
 import { ItemCache, Refresher, type ItemLoader, type StockView } from './items.js';

@@ -1,7 +1,7 @@
 // Catalog: categories (created on the least-filled shard) and items (on their
 // category's shard). Reads are public; writes are admin-only (checked in http).
 import { versionOf, type Version } from '../cache/version.js';
-import type { Deps } from '../deps.js';
+import type { Core, ReadSide } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { parseCategoryId } from '../router/directory.js';
 import { decodeRow, encodeRow } from '../router/ids.js';
@@ -10,16 +10,16 @@ import { isServerError } from '../shard/pg-errors.js';
 import { publicItem, toItem, type AdminItem, type CachedItem, type Category, type Fulfillment, type Item } from './model.js';
 import { SQL, STOCK_MAX } from './sql.js';
 
-export async function createCategory(deps: Deps, name: string): Promise<Category> {
+export async function createCategory(deps: Core, name: string): Promise<Category> {
   const counts = await scatter(deps.dir.shards(), async (s) => (await deps.shards.get(s).query<{ n: number }>(SQL.countCategories)).rows[0]!.n);
   const shard = counts.indexOf(Math.min(...counts));
   const res = await deps.shards.get(shard).query(SQL.insertCategory, [deps.shards.count, shard, name]);
   const row = res.rows[0]!;
-  await deps.cache?.pages.categoriesChanged();
+  await deps.hooks.categoryAdded();
   return { id: String(row.id), name: row.name as string, shard: deps.dir.shardOfCategory(row.id as number) };
 }
 
-export async function getCategory(deps: Deps, rawId: unknown): Promise<Category> {
+export async function getCategory(deps: Core, rawId: unknown): Promise<Category> {
   const id = parseCategoryId(rawId);
   const shard = deps.dir.shardOfCategory(id);
   const row = (await deps.shards.get(shard).query(SQL.categoryById, [id])).rows[0];
@@ -27,12 +27,12 @@ export async function getCategory(deps: Deps, rawId: unknown): Promise<Category>
   return { id: String(row.id), name: row.name as string, shard };
 }
 
-export async function listCategories(deps: Deps, limit: number, cursor?: string): Promise<Page<Category>> {
-  if (!deps.cache) return loadCategories(deps, limit, cursor);
+export async function listCategories(deps: Core & ReadSide, limit: number, cursor?: string): Promise<Page<Category>> {
   return deps.cache.pages.categories(`${limit}:${cursor ?? ''}`, () => loadCategories(deps, limit, cursor));
 }
 
-async function loadCategories(deps: Deps, limit: number, cursor?: string): Promise<Page<Category>> {
+/** The categories from Postgres (what the cache holds pages of). */
+export async function loadCategories(deps: Core, limit: number, cursor?: string): Promise<Page<Category>> {
   let after = 0;
   if (cursor) {
     if (!/^\d{1,15}$/.test(cursor)) throw new EngineError('invalid_cursor');
@@ -49,7 +49,7 @@ export interface NewItem {
   stock: number; fulfillment?: Fulfillment; max_per_customer?: number | null;
 }
 
-export async function createItem(deps: Deps, input: NewItem): Promise<AdminItem> {
+export async function createItem(deps: Core, input: NewItem): Promise<AdminItem> {
   const categoryId = parseCategoryId(input.category_id);
   const shard = deps.dir.shardOfCategory(categoryId);
   try {
@@ -59,7 +59,7 @@ export async function createItem(deps: Deps, input: NewItem): Promise<AdminItem>
     ]);
     const item = toItem(shard, res.rows[0]!);
     deps.hooks.itemChanged({ id: item.id, shard, available: item.available, reason: 'created' });
-    await cacheAfterWrite(deps, item, true);
+    await written(deps, item, true);
     return item;
   } catch (err) {
     // 23503: the category is not on the shard the directory names, so it does not exist.
@@ -73,8 +73,8 @@ export async function createItem(deps: Deps, input: NewItem): Promise<AdminItem>
  * The public view through the read cache (src/cache/items.ts states its staleness
  * bound); admins and domain logic read Postgres with getItem.
  */
-export async function readItem(deps: Deps, id: string): Promise<Item> {
-  if (!deps.cache?.enabled) return publicItem(await getItem(deps, id));
+export async function readItem(deps: Core & ReadSide, id: string): Promise<Item> {
+  if (!deps.cache.enabled) return publicItem(await getItem(deps, id));
   const { shard, local } = decodeRow('item', id, deps.shards.count);
   const { item } = await deps.cache.items.read(shard, local);
   if (!item) throw new EngineError('not_found', 'No such item');
@@ -83,23 +83,20 @@ export async function readItem(deps: Deps, id: string): Promise<Item> {
 }
 
 /** What the cache and the stream load: public items with the snapshot they were read in. */
-export async function loadItemsVersioned(deps: Deps, shard: number, locals: number[]): Promise<{ version: Version; items: Map<number, CachedItem> }> {
+export async function loadItemsVersioned(deps: Core, shard: number, locals: number[]): Promise<{ version: Version; items: Map<number, CachedItem> }> {
   const rows = (await deps.shards.get(shard).query(SQL.itemsVersioned, [locals])).rows;
   const items = new Map<number, CachedItem>();
   for (const r of rows) if (r.id !== null) items.set(Number(r.id), { ...publicItem(toItem(shard, r)), reclaimable: r.reclaimable as boolean });
   return { version: versionOf(rows[0]!.snap as string), items };
 }
 
-/** Read-your-writes for the writer: the cache holds the change before the answer goes out. */
-async function cacheAfterWrite(deps: Deps, item: AdminItem, listed: boolean): Promise<void> {
-  if (!deps.cache?.enabled) return;
+/** Read-your-writes for the writer: the read side holds the change before the answer goes out. */
+function written(deps: Core, item: AdminItem, listed: boolean): Promise<void> {
   const { shard, local } = decodeRow('item', item.id, deps.shards.count);
-  const category = { id: item.category_id, shard };
-  await Promise.all([deps.cache.items.reload(shard, local), listed ? deps.cache.pages.itemListed(category) : null])
-    .catch(() => undefined); // the write is committed; the refresher and the TTLs bound the rest
+  return deps.hooks.itemWritten({ shard, local, categoryId: item.category_id }, listed);
 }
 
-export async function getItem(deps: Deps, id: string): Promise<AdminItem> {
+export async function getItem(deps: Core, id: string): Promise<AdminItem> {
   const { shard, local } = decodeRow('item', id, deps.shards.count);
   const row = (await deps.shards.get(shard).query(SQL.itemById, [local])).rows[0];
   if (!row) throw new EngineError('not_found', 'No such item');
@@ -108,16 +105,16 @@ export async function getItem(deps: Deps, id: string): Promise<AdminItem> {
 
 export interface ItemQuery { category_id?: string; q?: string; limit: number; cursor?: string; includeInactive: boolean }
 
-export async function listItems(deps: Deps, query: ItemQuery): Promise<Page<AdminItem>> {
+export async function listItems(deps: Core & ReadSide, query: ItemQuery): Promise<Page<AdminItem>> {
   const cursor = decodeCursor(query.cursor, deps.shards.count);
   const categoryId = query.category_id === undefined ? null : parseCategoryId(query.category_id);
-  if (query.includeInactive || !deps.cache) return searchItems(deps, query, cursor, categoryId);
+  if (query.includeInactive) return searchItems(deps, query, cursor, categoryId);
   const category = categoryId === null ? null : { id: String(categoryId), shard: deps.dir.shardOfCategory(categoryId) };
   const key = { c: categoryId, q: query.q?.toLowerCase() ?? null, l: query.limit, k: query.cursor ?? null };
   return deps.cache.pages.search(category, key, () => searchItems(deps, query, cursor, categoryId));
 }
 
-async function searchItems(deps: Deps, query: ItemQuery, cursor: SortKey | null, categoryId: number | null): Promise<Page<AdminItem>> {
+async function searchItems(deps: Core, query: ItemQuery, cursor: SortKey | null, categoryId: number | null): Promise<Page<AdminItem>> {
   const shards = categoryId === null ? deps.dir.shards() : [deps.dir.shardOfCategory(categoryId)];
   const pattern = query.q ? `%${query.q.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
   const pages = await scatter(shards, async (s): Promise<Keyed<AdminItem>[]> => {
@@ -130,7 +127,7 @@ async function searchItems(deps: Deps, query: ItemQuery, cursor: SortKey | null,
 
 export interface ItemPatch { name?: string; description?: string; price_cents?: number; active?: boolean; max_per_customer?: number | null }
 
-export async function updateItem(deps: Deps, id: string, patch: ItemPatch): Promise<AdminItem> {
+export async function updateItem(deps: Core, id: string, patch: ItemPatch): Promise<AdminItem> {
   const { shard, local } = decodeRow('item', id, deps.shards.count);
   const res = await deps.shards.get(shard).query(SQL.updateItem, [
     local, patch.name ?? null, patch.description ?? null, patch.price_cents ?? null, patch.active ?? null,
@@ -140,11 +137,11 @@ export async function updateItem(deps: Deps, id: string, patch: ItemPatch): Prom
   if (!row) throw new EngineError('not_found', 'No such item');
   const item = toItem(shard, row);
   deps.hooks.itemChanged({ id: item.id, shard, available: item.available, reason: 'updated' });
-  await cacheAfterWrite(deps, item, true);
+  await written(deps, item, true);
   return item;
 }
 
-export async function adjustStock(deps: Deps, id: string, delta: number): Promise<AdminItem> {
+export async function adjustStock(deps: Core, id: string, delta: number): Promise<AdminItem> {
   const { shard, local } = decodeRow('item', id, deps.shards.count);
   const res = await deps.shards.get(shard).query(SQL.adjustStock, [local, delta]);
   const row = res.rows[0];
@@ -155,6 +152,6 @@ export async function adjustStock(deps: Deps, id: string, delta: number): Promis
   }
   const item = toItem(shard, row);
   deps.hooks.itemChanged({ id: item.id, shard, available: item.available, reason: 'stock' });
-  await cacheAfterWrite(deps, item, false);
+  await written(deps, item, false);
   return item;
 }

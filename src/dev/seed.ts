@@ -1,7 +1,7 @@
 // A demo catalog spread over every shard, written once (when no category exists).
 import type { Fulfillment } from '../catalog/model.js';
 import * as catalog from '../catalog/service.js';
-import type { Deps } from '../deps.js';
+import type { ToolDeps } from '../deps.js';
 
 const DEMO: { category: string; items: [string, number, number, Fulfillment?][] }[] = [
   { category: 'Electronics', items: [['Noise-cancelling headphones', 19900, 50], ['4K monitor', 34900, 20], ['USB-C dock', 8900, 100]] },
@@ -12,8 +12,8 @@ const DEMO: { category: string; items: [string, number, number, Fulfillment?][] 
   { category: 'Furniture', items: [['Standing desk', 39900, 15, 'shipment'], ['Office chair', 19900, 25, 'shipment']] },
 ];
 
-export async function seedDemo(deps: Deps): Promise<boolean> {
-  const existing = await catalog.listCategories(deps, 1);
+export async function seedDemo(deps: ToolDeps): Promise<boolean> {
+  const existing = await catalog.loadCategories(deps, 1);
   if (existing.data.length > 0) return false;
   for (const group of DEMO) {
     const cat = await catalog.createCategory(deps, group.category);

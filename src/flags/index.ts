@@ -2,7 +2,7 @@
 // through the API (src/http/routes/admin.ts) and every process applies the switch
 // within about a second (sync.ts), without a restart.
 import type { RedisSet } from '../cache/redis.js';
-import type { Deps } from '../deps.js';
+import type { Core } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { FLAG_NAMES, FLAGS, isFlagName, type FlagName } from './registry.js';
 import { HOME_SHARD, SQL } from './sql.js';
@@ -20,7 +20,7 @@ export interface FlagView {
 let sync: FlagSync | null = null;
 
 /** Workers and the cron process keep their flags in step; tools use the defaults. */
-export function startFlagSync(deps: Deps, redis: RedisSet): FlagSync {
+export function startFlagSync(deps: Core, redis: RedisSet): FlagSync {
   sync = new FlagSync(deps, redis);
   sync.start(deps.cfg.flagsRefreshMs);
   return sync;
@@ -40,19 +40,19 @@ function view(name: FlagName, row: FlagRow | undefined): FlagView {
 }
 
 /** The stored value (Postgres decides), with what this process applies. */
-export async function getFlag(deps: Deps, raw: string): Promise<FlagView> {
+export async function getFlag(deps: Core, raw: string): Promise<FlagView> {
   const name = nameOf(raw);
   const row = (await deps.shards.get(HOME_SHARD).query<FlagRow>(SQL.one, [name])).rows[0];
   return view(name, row);
 }
 
-export async function listFlags(deps: Deps): Promise<FlagView[]> {
+export async function listFlags(deps: Core): Promise<FlagView[]> {
   const rows = (await deps.shards.get(HOME_SHARD).query<FlagRow>(SQL.all)).rows;
   return FLAG_NAMES.map((n) => view(n, rows.find((r) => r.name === n)));
 }
 
 /** Writes the flag (last write wins), applies it here at once and tells every process. */
-export async function setFlag(deps: Deps, raw: string, on: boolean, actor: string): Promise<FlagView> {
+export async function setFlag(deps: Core, raw: string, on: boolean, actor: string): Promise<FlagView> {
   const name = nameOf(raw);
   const row = (await deps.shards.get(HOME_SHARD).query<FlagRow>(SQL.set, [name, on, actor])).rows[0]!;
   applyOne(row);

@@ -6,7 +6,7 @@
 // FLAGS_REFRESH_MS as the fallback while Redis is down.
 import { Redis } from 'ioredis';
 import type { RedisSet } from '../cache/redis.js';
-import type { Deps } from '../deps.js';
+import type { Core } from '../deps.js';
 import { log } from '../log.js';
 import { applyAll, type FlagRow } from './state.js';
 import { HOME_SHARD, SQL } from './sql.js';
@@ -20,7 +20,7 @@ export class FlagSync {
   private again = false;
   private failing = false;
 
-  constructor(private readonly deps: Deps, private readonly redis: RedisSet) {}
+  constructor(private readonly deps: Core, private readonly redis: RedisSet) {}
 
   start(everyMs: number): void {
     void this.refresh();

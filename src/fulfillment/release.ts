@@ -7,7 +7,7 @@
 // again, and escrow moves to the merchant (and the provider's share) in the ledger
 // (the order lifecycle's `complete`).
 // A claim whose holder died is finished by the stuck-order cron (advanceOrder).
-import type { Deps } from '../deps.js';
+import type { Core, Remote } from '../deps.js';
 import { complete, type Completion } from '../orders/lifecycle.js';
 import { legArrays, releaseLegs } from '../payments/ledger.js';
 import { SQL } from './sql.js';
@@ -15,7 +15,7 @@ import { SQL } from './sql.js';
 export interface LineRow { item_id: number; quantity: number; price_cents: number; fulfillment: string }
 
 export async function releaseAndComplete(
-  deps: Deps, shard: number, order: Record<string, unknown>, lines: LineRow[], c: Completion,
+  deps: Core & Remote, shard: number, order: Record<string, unknown>, lines: LineRow[], c: Completion,
 ): Promise<'completed' | 'unchanged'> {
   const s = deps.shards.get(shard);
   const orderLocal = order.id as number;

@@ -8,7 +8,7 @@
 //   paid + shipment and provider lines -> the credit is activated first (the order stays
 //                                  paid, no longer cancelable), then it ships; any
 //                                  line failing refunds the whole order before it ships
-import type { Deps } from '../deps.js';
+import type { Core, Remote } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { log } from '../log.js';
 import { startFulfilling, unsell } from '../orders/lifecycle.js';
@@ -22,7 +22,7 @@ import { SQL } from './sql.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `placed`: the order as the payment that placed it answered it, so it is not read again. */
-export async function advanceOrder(deps: Deps, shard: number, orderLocal: number, placed?: PlacedOrder): Promise<string> {
+export async function advanceOrder(deps: Core & Remote, shard: number, orderLocal: number, placed?: PlacedOrder): Promise<string> {
   const order = placed ?? (await orderWithLines(deps, shard, orderLocal));
   if (!order) return 'missing';
   const lines = (order.lines as LineRow[]) ?? [];
@@ -42,7 +42,7 @@ export async function advanceOrder(deps: Deps, shard: number, orderLocal: number
   return 'fulfilling';
 }
 
-async function activateBeforeShipping(deps: Deps, shard: number, order: Record<string, unknown>): Promise<string> {
+async function activateBeforeShipping(deps: Core & Remote, shard: number, order: Record<string, unknown>): Promise<string> {
   const orderLocal = order.id as number;
   const prepared = (await deps.shards.get(shard).query(SQL.prepareMixed, [orderLocal])).rows[0]!;
   if (prepared.paid !== 1) return 'unchanged'; // canceled first: nothing is activated
@@ -53,7 +53,7 @@ async function activateBeforeShipping(deps: Deps, shard: number, order: Record<s
 
 type LinesOutcome = 'active' | 'failed' | 'pending';
 
-async function runProviderLines(deps: Deps, shard: number, orderLocal: number, customer: string): Promise<LinesOutcome> {
+async function runProviderLines(deps: Core & Remote, shard: number, orderLocal: number, customer: string): Promise<LinesOutcome> {
   const s = deps.shards.get(shard);
   const rows = (await s.query(SQL.lines, [orderLocal])).rows;
   let outcome: LinesOutcome = 'active';
@@ -65,7 +65,7 @@ async function runProviderLines(deps: Deps, shard: number, orderLocal: number, c
   return outcome;
 }
 
-async function runLine(deps: Deps, shard: number, orderLocal: number, customer: string, row: Record<string, unknown>): Promise<LinesOutcome> {
+async function runLine(deps: Core & Remote, shard: number, orderLocal: number, customer: string, row: Record<string, unknown>): Promise<LinesOutcome> {
   const s = deps.shards.get(shard);
   if (row.status === 'active') return 'active';
   if (row.status === 'failed') return 'failed';
@@ -89,7 +89,7 @@ async function runLine(deps: Deps, shard: number, orderLocal: number, customer: 
   }
 }
 
-async function verify(deps: Deps, shard: number, orderLocal: number, itemLocal: number, activationId: string): Promise<LinesOutcome> {
+async function verify(deps: Core & Remote, shard: number, orderLocal: number, itemLocal: number, activationId: string): Promise<LinesOutcome> {
   const s = deps.shards.get(shard);
   for (let attempt = 0; attempt < deps.cfg.verifyAttempts; attempt++) {
     await sleep(deps.cfg.verifyBackoffMs * 2 ** attempt);
@@ -104,14 +104,14 @@ async function verify(deps: Deps, shard: number, orderLocal: number, itemLocal: 
   return 'failed';
 }
 
-async function failAndRefund(deps: Deps, shard: number, order: Record<string, unknown>): Promise<string> {
+async function failAndRefund(deps: Core & Remote, shard: number, order: Record<string, unknown>): Promise<string> {
   log.warn('fulfilment failed; refunding', { order: encodeRow('order', shard, order.id as number) });
   await unsell(deps, shard, order.id as number);
   const refunded = await refundPayment(deps, shard, order.payment_id as number, 'fulfillment_failed');
   return refunded ? 'refunded' : 'refund_pending';
 }
 
-export async function advanceStuck(deps: Deps, shard: number, limit = 50): Promise<number> {
+export async function advanceStuck(deps: Core & Remote, shard: number, limit = 50): Promise<number> {
   const rows = (await deps.shards.get(shard).query(SQL.stuck, [deps.cfg.stuckOrderAfterS, limit])).rows;
   const failed: number[] = [];
   let firstErr: unknown;

@@ -3,7 +3,7 @@
 import { authenticate } from '../accounts/service.js';
 import type { RedisSet } from '../cache/redis.js';
 import type { CachedItem } from '../catalog/model.js';
-import { inLane, type Deps } from '../deps.js';
+import { inLane, type WorkerDeps } from '../deps.js';
 import { EngineError, invariant } from '../errors.js';
 import { LANES, type Lane } from '../shard/pools.js';
 import { observeRequest } from '../metrics/index.js';
@@ -22,8 +22,8 @@ import { storefrontRoutes } from './routes/storefront.js';
 import { mountStream, streamOpenApi } from './routes/stream.js';
 import { uws, type TemplatedApp } from './uws.js';
 
-/** `live` (workers): the WebSocket stream is mounted on the same app. */
-export interface AppParts { deps: Deps; redis: RedisSet; live?: Live<CachedItem> | null; extraRoutes?: RouteDef[] }
+/** A worker's: the WebSocket stream (`live`) is mounted on the same app. */
+export interface AppParts { deps: WorkerDeps; redis: RedisSet; live: Live<CachedItem> }
 
 let seq = 0;
 const tag = `${process.pid.toString(36)}`;
@@ -41,7 +41,7 @@ export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef
     nextRequestId: () => `${tag}-${(++seq).toString(36)}`,
   };
   let openapi: Record<string, unknown> = {};
-  const group = (d: Deps): RouteDef[] => [
+  const group = (d: WorkerDeps): RouteDef[] => [
     ...opsRoutes(d, redis, () => openapi),
     ...accountRoutes(d),
     ...catalogRoutes(d),
@@ -49,11 +49,11 @@ export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef
     ...paymentRoutes(d),
     ...storefrontRoutes(d),
   ];
-  const routes = [...inLanes(deps, group), ...(parts.extraRoutes ?? [])];
-  openapi = buildOpenApi(routes, parts.live ? streamOpenApi() : {});
+  const routes = inLanes(deps, group);
+  openapi = buildOpenApi(routes, streamOpenApi());
   const app = uws().App();
   for (const r of routes) mount(app, env, r);
-  if (parts.live) mountStream(app, { deps, live: parts.live, authenticate: (token) => env.authenticate(token, 'read'), nextRequestId: env.nextRequestId });
+  mountStream(app, { deps, live: parts.live, authenticate: (token) => env.authenticate(token, 'read'), nextRequestId: env.nextRequestId });
   mountDashboard(app, env.nextRequestId);
   app.any('/*', (res, req) => {
     const started = performance.now();
@@ -68,7 +68,7 @@ export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef
  * Every route, each built with the dependencies of its lane (bulkheads): the route
  * table is made once per lane and each route is taken from its own lane's table.
  */
-function inLanes(deps: Deps, group: (d: Deps) => RouteDef[]): RouteDef[] {
+function inLanes(deps: WorkerDeps, group: (d: WorkerDeps) => RouteDef[]): RouteDef[] {
   const tables = Object.fromEntries(LANES.map((lane) => [lane, group(inLane(deps, lane))])) as Record<Lane, RouteDef[]>;
   return tables.read.map((def, i) => {
     const mine = tables[laneOf(def)][i]!;

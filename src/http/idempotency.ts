@@ -9,7 +9,7 @@
 // (RouteDef.ownsKey), so the middleware stands aside for it.
 import { createHash } from 'node:crypto';
 import type { Principal } from '../accounts/principal.js';
-import type { Deps } from '../deps.js';
+import type { Core } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { perShard } from '../shard/batch.js';
 import type { Lane, Shards } from '../shard/pools.js';
@@ -126,6 +126,6 @@ export class IdempotencyKeys {
 }
 
 /** Deletes one batch of keys past IDEMPOTENCY_RETENTION_S on a shard (the retention cron); how many went. */
-export async function pruneIdempotencyKeys(deps: Deps, shard: number, batch: number): Promise<number> {
+export async function pruneIdempotencyKeys(deps: Core, shard: number, batch: number): Promise<number> {
   return (await deps.shards.get(shard).query(SQL.prune, [deps.cfg.idempotencyRetentionS, batch])).rowCount ?? 0;
 }

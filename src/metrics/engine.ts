@@ -2,14 +2,15 @@
 // scraped: its connection pools per shard and lane, whether it reaches each shard and
 // Redis, its circuit breakers, its cache counters and (workers) its admission slots.
 import { counters } from '../cache/counters.js';
-import type { Engine } from '../engine.js';
+import type { Core, Remote } from '../deps.js';
+import type { RedisSet } from '../cache/redis.js';
 import { inflightCount, streamInflightCount } from '../http/admission.js';
 import type { Shard } from '../shard/pools.js';
 import { app, collected, type Sample } from './registry.js';
 
 export type Role = 'worker' | 'cron';
 
-export function exportEngine(engine: Engine, role: Role): void {
+export function exportEngine(engine: { deps: Core & Remote; redis: RedisSet }, role: Role): void {
   const { pools, gateway, provider, cfg } = engine.deps;
   // The cron process has one pool per shard that all its jobs share: lane "cron".
   const each = (read: (shard: Shard) => number): Sample[] =>

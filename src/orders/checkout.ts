@@ -10,7 +10,7 @@
 // ~30 ms); at most 2 statements in flight per shard per process, so that while one
 // commits the next one fills. Nothing waits on a timer: with one checkout in sight a
 // batch of one goes at the next event-loop turn, so an idle engine adds no latency.
-import type { Deps } from '../deps.js';
+import type { Core } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { perShard, type BatchBounds } from '../shard/batch.js';
 import type { Queryable, Shard } from '../shard/pools.js';
@@ -88,15 +88,15 @@ async function runParts(q: Queryable, parts: Part[], shard: number): Promise<Out
   }
 }
 
-function bounds(deps: Deps): BatchBounds {
+function bounds(deps: Core): BatchBounds {
   // Waiting checkouts are bounded like a pool's queue: a stuck shard refuses, not piles up.
   return { maxBatch: deps.cfg.checkoutBatchMax, maxInflight: deps.cfg.checkoutBatchInflight, maxWaiting: deps.cfg.pgMaxWaiting };
 }
 
-const batchers = new WeakMap<Deps, ReturnType<typeof perShard<Part, Outcome>>>();
+const batchers = new WeakMap<Core, ReturnType<typeof perShard<Part, Outcome>>>();
 
 /** Places one part on its shard, in whatever batch is going there next. */
-export function placePart(deps: Deps, shard: number, part: Part): Promise<Outcome> {
+export function placePart(deps: Core, shard: number, part: Part): Promise<Outcome> {
   let of = batchers.get(deps);
   if (!of) {
     of = perShard<Part, Outcome>((q, parts) => runBatch(q, parts, (q as Shard).index), () => bounds(deps));

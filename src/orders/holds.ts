@@ -1,7 +1,7 @@
 // What holding stock needs around its statements (lifecycle-sql.ts): a checkout's lines
 // summed per item, place_orders' refusals as client errors, and stock changes told to
 // the cache and the stream.
-import type { Deps } from '../deps.js';
+import type { Core } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { encodeRow } from '../router/ids.js';
 
@@ -36,6 +36,6 @@ export function refusal(err: unknown, shard: number): EngineError | null {
 export interface StockChange { id: number; available: number }
 
 /** Tells the cache and the stream; a writer awaits it so its client reads its own write. */
-export async function announce(deps: Deps, shard: number, items: StockChange[], reason: string): Promise<void> {
+export async function announce(deps: Core, shard: number, items: StockChange[], reason: string): Promise<void> {
   await Promise.all(items.map((i) => deps.hooks.itemChanged({ id: encodeRow('item', shard, i.id), shard, available: i.available, reason })));
 }

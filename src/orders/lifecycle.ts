@@ -15,7 +15,7 @@
 //   refunded           paid, fulfilling, shipped -> refunded   (in the refund's transaction, payments/)
 import type { Principal } from '../accounts/principal.js';
 import { publicUserId } from '../accounts/service.js';
-import type { Deps } from '../deps.js';
+import type { Core } from '../deps.js';
 import { EngineError, invariant } from '../errors.js';
 import { holdsExpired, ordersCreated } from '../metrics/index.js';
 import type { GatewayEvent } from '../payments/gateway.js';
@@ -29,7 +29,7 @@ import { SQL } from './lifecycle-sql.js';
 import { toOrder, type Order, type OrderStatus } from './model.js';
 
 /** After commit: the stream and the order's cached copy learn the new status. */
-function told(deps: Deps, shard: number, local: number, status: OrderStatus, customerId = ''): Promise<void> {
+function told(deps: Core, shard: number, local: number, status: OrderStatus, customerId = ''): Promise<void> {
   return deps.hooks.orderChanged({ id: encodeRow('order', shard, local), shard, status, customer_id: customerId });
 }
 
@@ -44,7 +44,7 @@ const ATTEMPTS_MAX = 3;
  * a part that lost a deadlock tries again. An order found by its request key
  * (`existing`) was announced when it was made.
  */
-export async function place(deps: Deps, p: Principal, shard: number, part: Part): Promise<Placement> {
+export async function place(deps: Core, p: Principal, shard: number, part: Part): Promise<Placement> {
   let out = await placePart(deps, shard, part);
   for (let attempt = 1; !out.ok && attempt < ATTEMPTS_MAX; attempt++) {
     if (out.reclaimable) await reclaimExpired(deps, shard, part.lines.map((l) => l.local), 'hold_path');
@@ -56,21 +56,18 @@ export async function place(deps: Deps, p: Principal, shard: number, part: Part)
 }
 
 /** The order a placed part made (or found), told to the cache and the stream when new. */
-async function placed(deps: Deps, p: Principal, shard: number, row: Placed): Promise<Order> {
+async function placed(deps: Core, p: Principal, shard: number, row: Placed): Promise<Order> {
   if (!row.existing) {
     ordersCreated.inc({ shard: String(shard) });
     await announce(deps, shard, row.items as StockChange[], 'held');
   }
   const order = toOrder(shard, row, publicUserId(deps, p.uuid));
-  if (!row.existing) {
-    void deps.hooks.orderChanged({ id: order.id, shard, status: order.status, customer_id: order.customer_id, created: true });
-    await deps.cache?.orders.created(shard, row.id, { order, owner: p.uuid });
-  }
+  if (!row.existing) await deps.hooks.orderCreated(shard, row.id, order, p.uuid);
   return order;
 }
 
 /** awaiting_payment -> canceled: the fence on status makes a race return stock once. */
-export async function cancelUnpaid(deps: Deps, shard: number, local: number, actor: string, reason: string): Promise<boolean> {
+export async function cancelUnpaid(deps: Core, shard: number, local: number, actor: string, reason: string): Promise<boolean> {
   let items: StockChange[] = [];
   const moved = await deps.shards.get(shard).transaction(async (q) => {
     const t = await q.query(SQL.transition, [local, ['awaiting_payment'], 'canceled', actor, reason]);
@@ -84,12 +81,12 @@ export async function cancelUnpaid(deps: Deps, shard: number, local: number, act
 }
 
 // Subscribers of an expired order learn it by id; the customer id is not needed to route it.
-function toldExpired(deps: Deps, shard: number, orders: number[]): void {
+function toldExpired(deps: Core, shard: number, orders: number[]): void {
   for (const local of orders) void told(deps, shard, local, 'expired');
 }
 
 /** awaiting_payment -> expired, zero-lag: expired holds on these items go back to stock; how many orders expired. */
-async function reclaimExpired(deps: Deps, shard: number, itemLocals: number[], actor: string): Promise<number> {
+async function reclaimExpired(deps: Core, shard: number, itemLocals: number[], actor: string): Promise<number> {
   const res = await deps.shards.get(shard).query(SQL.reclaimItems, [deps.cfg.expiryBatchSize, actor, itemLocals]);
   const row = res.rows[0]!;
   holdsExpired.inc({ shard: String(shard), via: 'reclaim' }, row.expired as number);
@@ -99,7 +96,7 @@ async function reclaimExpired(deps: Deps, shard: number, itemLocals: number[], a
 }
 
 /** awaiting_payment -> expired: one cron batch on one shard. Safe to run concurrently: rows are locked SKIP LOCKED and fenced. */
-export async function expireDueBatch(deps: Deps, shard: number, actor: string): Promise<{ expired: number; orders: number[] }> {
+export async function expireDueBatch(deps: Core, shard: number, actor: string): Promise<{ expired: number; orders: number[] }> {
   const res = await deps.shards.get(shard).query(SQL.expireDue, [deps.cfg.expiryBatchSize, actor]);
   const row = res.rows[0]!;
   holdsExpired.inc({ shard: String(shard), via: 'cron' }, row.expired as number);
@@ -114,7 +111,7 @@ export async function expireDueBatch(deps: Deps, shard: number, actor: string): 
  * success captured and the order placed). The statement's row is the outcome
  * (payments/service.ts reads it); a placement is announced here.
  */
-export async function recordPaymentEvent(deps: Deps, shard: number, paymentLocal: number, ev: GatewayEvent): Promise<Record<string, unknown>> {
+export async function recordPaymentEvent(deps: Core, shard: number, paymentLocal: number, ev: GatewayEvent): Promise<Record<string, unknown>> {
   const r = (await deps.shards.get(shard).statement(SQL.applyPaymentEvent, [
     paymentLocal, ev.id, ev.type, ev.data.session_id, ev.data.amount_cents, ev.data.currency, `gateway:${ev.id}`,
   ])).rows[0]!;
@@ -127,7 +124,7 @@ export async function recordPaymentEvent(deps: Deps, shard: number, paymentLocal
  * have not begun: the sale is unwound (stock back) in one transaction fenced on status.
  * Answers the payment the caller refunds, or null when the fence did not hold.
  */
-export async function cancelPaid(deps: Deps, shard: number, orderLocal: number, actor: string): Promise<number | null> {
+export async function cancelPaid(deps: Core, shard: number, orderLocal: number, actor: string): Promise<number | null> {
   let items: StockChange[] = [];
   const paymentLocal = await deps.shards.get(shard).transaction(async (q) => {
     // The lock first, so cancelPaid's snapshot is taken after it and sees fulfilment rows
@@ -145,7 +142,7 @@ export async function cancelPaid(deps: Deps, shard: number, orderLocal: number, 
 }
 
 /** A paid order whose fulfilment failed gives its sold units back; its refund then ends it refunded. */
-export async function unsell(deps: Deps, shard: number, orderLocal: number): Promise<void> {
+export async function unsell(deps: Core, shard: number, orderLocal: number): Promise<void> {
   const items = (await deps.shards.get(shard).query(SQL.unsell, [orderLocal])).rows[0]!.items as StockChange[];
   await announce(deps, shard, items, 'released');
 }
@@ -157,7 +154,7 @@ export async function unsell(deps: Deps, shard: number, orderLocal: number): Pro
  * it and it is still open. True when the refund was recorded.
  */
 export async function refunded(
-  deps: Deps, shard: number, orderLocal: number, paymentLocal: number, reason: string, money: (q: Queryable) => Promise<boolean>,
+  deps: Core, shard: number, orderLocal: number, paymentLocal: number, reason: string, money: (q: Queryable) => Promise<boolean>,
 ): Promise<boolean> {
   let moved = false;
   const done = await deps.shards.get(shard).transaction(async (q) => {
@@ -171,13 +168,13 @@ export async function refunded(
 }
 
 /** paid -> fulfilling, with the fulfilment rows of its provider lines. */
-export async function startFulfilling(deps: Deps, shard: number, orderLocal: number): Promise<void> {
+export async function startFulfilling(deps: Core, shard: number, orderLocal: number): Promise<void> {
   const started = (await deps.shards.get(shard).query(SQL.startFulfilling, [orderLocal])).rows[0]!.started === 1;
   if (started) void told(deps, shard, orderLocal, 'fulfilling');
 }
 
 /** paid -> shipped (an admin), with its shipment row; false when the fence did not hold. */
-export async function ship(deps: Deps, shard: number, orderLocal: number, input: { carrier: string; tracking: string }, actor: string): Promise<boolean> {
+export async function ship(deps: Core, shard: number, orderLocal: number, input: { carrier: string; tracking: string }, actor: string): Promise<boolean> {
   const row = (await deps.shards.get(shard).query(SQL.ship, [orderLocal, input.carrier, input.tracking, actor])).rows[0];
   if (!row) return false;
   await told(deps, shard, orderLocal, 'shipped', publicUserId(deps, row.customer_id as string));
@@ -201,7 +198,7 @@ export interface Release { paymentLocal: number; accounts: Account[]; amounts: n
  * (complete_paid_order); false when the fence did not hold. A broken invariant inside
  * the statement (BFIV1) rolled it back and is a bug.
  */
-export async function complete(deps: Deps, shard: number, orderLocal: number, c: Completion, r: Release): Promise<boolean> {
+export async function complete(deps: Core, shard: number, orderLocal: number, c: Completion, r: Release): Promise<boolean> {
   const params = [orderLocal, c.from, c.reason, c.actor, r.paymentLocal, r.accounts, r.amounts, c.deliveredBy ?? null];
   let done: boolean;
   try {

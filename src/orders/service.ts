@@ -4,7 +4,7 @@
 // (compensation) before the error is told. A cancel of a paid order refunds it.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Principal } from '../accounts/principal.js';
-import type { Deps } from '../deps.js';
+import type { Core, ReadSide, Remote } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { enabled } from '../flags/index.js';
 import { log } from '../log.js';
@@ -19,7 +19,7 @@ import { SQL } from './sql.js';
 
 export interface LineInput { item_id: string; quantity: number }
 
-function groupByShard(deps: Deps, lines: LineInput[]): Map<number, WantedLine[]> {
+function groupByShard(deps: Core, lines: LineInput[]): Map<number, WantedLine[]> {
   const groups = new Map<number, WantedLine[]>();
   for (const l of lines) {
     const { shard, local } = decodeRow('item', l.item_id, deps.shards.count);
@@ -35,8 +35,8 @@ function groupByShard(deps: Deps, lines: LineInput[]): Map<number, WantedLine[]>
  * shard is touched; Postgres still decides every hold. The `sold_out_gate` flag switches
  * it off at run time (SOLD_OUT_GATE=false never builds it).
  */
-export async function admit(deps: Deps, lines: LineInput[]): Promise<void> {
-  if (!deps.gate || !enabled('sold_out_gate')) return;
+export async function admit(deps: Core & ReadSide, lines: LineInput[]): Promise<void> {
+  if (!enabled('sold_out_gate')) return;
   for (const [shard, wanted] of groupByShard(deps, lines)) await deps.gate.admit(shard, wanted.map((l) => l.local));
 }
 
@@ -54,7 +54,7 @@ export function requestHash(lines: LineInput[]): string {
 interface Checkout { requestKey: string | null; requestHash: string | null; checkoutId: string; folded: boolean }
 
 /** Whether every line of a checkout lives on one shard (such a checkout is one statement). */
-export function isSingleShard(deps: Deps, lines: LineInput[]): boolean {
+export function isSingleShard(deps: Core, lines: LineInput[]): boolean {
   return groupByShard(deps, lines).size === 1;
 }
 
@@ -65,7 +65,7 @@ export function isSingleShard(deps: Deps, lines: LineInput[]): boolean {
  * No sold-out gate in front: its refusal would have to be recorded too, and that is
  * this very statement.
  */
-export async function checkoutKeyed(deps: Deps, p: Principal, lines: LineInput[], requestKey: string): Promise<{ orders: Order[]; replayed: boolean }> {
+export async function checkoutKeyed(deps: Core, p: Principal, lines: LineInput[], requestKey: string): Promise<{ orders: Order[]; replayed: boolean }> {
   const [[shard, wanted]] = [...groupByShard(deps, lines).entries()] as [[number, WantedLine[]]];
   const c: Checkout = { requestKey, requestHash: requestHash(lines), checkoutId: randomUUID(), folded: true };
   const out = await counted(placeOnShard(deps, p, shard, sumLines(wanted), c).then((o) => {
@@ -86,11 +86,11 @@ async function counted<T>(work: Promise<T>): Promise<T> {
   }
 }
 
-export function createOrders(deps: Deps, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
+export function createOrders(deps: Core & ReadSide, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
   return counted(createOrdersUncounted(deps, p, lines, requestKey));
 }
 
-async function createOrdersUncounted(deps: Deps, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
+async function createOrdersUncounted(deps: Core & ReadSide, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
   await admit(deps, lines);
   const groups = [...groupByShard(deps, lines).entries()];
   const checkout: Checkout = { requestKey, requestHash: requestKey ? requestHash(lines) : null, checkoutId: randomUUID(), folded: false };
@@ -102,7 +102,7 @@ async function createOrdersUncounted(deps: Deps, p: Principal, lines: LineInput[
   throw failed.reason;
 }
 
-async function compensate(deps: Deps, order: Order): Promise<void> {
+async function compensate(deps: Core, order: Order): Promise<void> {
   const { shard, local } = decodeRow('order', order.id, deps.shards.count);
   // A shard busy enough to refuse one part may refuse the undo too: retry a little
   // before leaving the stock to the expiry cron (hold_expires_at).
@@ -117,17 +117,17 @@ async function compensate(deps: Deps, order: Order): Promise<void> {
   }
 }
 
-async function createShardOrder(deps: Deps, p: Principal, shard: number, wanted: WantedLine[], c: Checkout): Promise<Order> {
+async function createShardOrder(deps: Core, p: Principal, shard: number, wanted: WantedLine[], c: Checkout): Promise<Order> {
   const out = await placeOnShard(deps, p, shard, sumLines(wanted), c);
   if (!out.ok) throw out.error;
   return out.order;
 }
 
-function placeOnShard(deps: Deps, p: Principal, shard: number, lines: WantedLine[], c: Checkout): Promise<Placement> {
+function placeOnShard(deps: Core, p: Principal, shard: number, lines: WantedLine[], c: Checkout): Promise<Placement> {
   return place(deps, p, shard, { customer: p.uuid, lines, ttlS: deps.cfg.holdTtlS, ...c, actor: `customer:${p.id}` });
 }
 
-export async function cancelOrder(deps: Deps, p: Principal, id: string): Promise<Order> {
+export async function cancelOrder(deps: Core & Remote, p: Principal, id: string): Promise<Order> {
   const { shard, local, row } = await getOrderRow(deps, p, id);
   const actor = p.role === 'admin' ? `admin:${p.id}` : `customer:${p.id}`;
   if (row.status === 'awaiting_payment') await cancelUnpaid(deps, shard, local, actor, 'requested');
@@ -144,13 +144,13 @@ export async function cancelOrder(deps: Deps, p: Principal, id: string): Promise
  * refunded. If the refund call fails, the unclaimed-payment cron finishes it (a
  * canceled order's money is unclaimed).
  */
-async function cancelPaidAndRefund(deps: Deps, shard: number, local: number, actor: string): Promise<void> {
+async function cancelPaidAndRefund(deps: Core & Remote, shard: number, local: number, actor: string): Promise<void> {
   const paymentLocal = await cancelPaid(deps, shard, local, actor);
   if (paymentLocal === null) return;
   await refundPayment(deps, shard, paymentLocal, 'canceled').catch((err: unknown) => log.warn('refund deferred to cron', { err }));
 }
 
 /** Deletes one batch of recorded checkout refusals past IDEMPOTENCY_RETENTION_S on a shard; how many went. */
-export async function pruneCheckoutRefusals(deps: Deps, shard: number, batch: number): Promise<number> {
+export async function pruneCheckoutRefusals(deps: Core, shard: number, batch: number): Promise<number> {
   return (await deps.shards.get(shard).query(SQL.pruneRefusals, [deps.cfg.idempotencyRetentionS, batch])).rowCount ?? 0;
 }

@@ -1,11 +1,11 @@
 // The ledger's proof: per shard and currency the entries sum to zero, and no finished
 // order keeps money in escrow.
-import type { Deps } from '../deps.js';
+import type { Core } from '../deps.js';
 import { encodeRow } from '../router/ids.js';
 import { scatter } from '../router/scatter.js';
 import { SQL } from './sql.js';
 
-export async function ledgerReport(deps: Deps) {
+export async function ledgerReport(deps: Core) {
   const shards = await scatter(deps.dir.shards(), async (s) => {
     const q = deps.shards.get(s);
     const [sums, left] = await Promise.all([q.query(SQL.ledgerSums), q.query(SQL.escrowLeft)]);

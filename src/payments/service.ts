@@ -2,7 +2,7 @@
 // transaction; outcomes arrive as signed webhooks (or by polling) and are applied
 // once per event id, by conditional updates; money moves through the ledger.
 import type { Principal } from '../accounts/principal.js';
-import type { Deps } from '../deps.js';
+import type { Core, Remote } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { enabled } from '../flags/index.js';
 import { log } from '../log.js';
@@ -17,7 +17,7 @@ import { SQL } from './sql.js';
 
 export type Method = 'card' | 'qr';
 
-export async function createPayment(deps: Deps, p: Principal, orderId: string, method: Method): Promise<{ created: boolean; payment: Payment }> {
+export async function createPayment(deps: Core & Remote, p: Principal, orderId: string, method: Method): Promise<{ created: boolean; payment: Payment }> {
   const { shard, local } = decodeRow('order', orderId, deps.shards.count);
   if (method === 'qr' && !enabled('qr_payments')) {
     throw new EngineError('feature_disabled', 'QR payments are switched off; pay by card', { details: { flag: 'qr_payments' } });
@@ -35,7 +35,7 @@ export async function createPayment(deps: Deps, p: Principal, orderId: string, m
 }
 
 /** The network call happens after the payment row committed; its outcome is recorded after. */
-async function openSession(deps: Deps, shard: number, row: Record<string, unknown>): Promise<Payment> {
+async function openSession(deps: Core & Remote, shard: number, row: Record<string, unknown>): Promise<Payment> {
   const id = encodeRow('payment', shard, row.id as number);
   const s = deps.shards.get(shard);
   let session: GatewaySession;
@@ -57,7 +57,7 @@ async function openSession(deps: Deps, shard: number, row: Record<string, unknow
   return toPayment(shard, attached ?? row);
 }
 
-export async function getPayment(deps: Deps, p: Principal, id: string): Promise<Payment> {
+export async function getPayment(deps: Core & Remote, p: Principal, id: string): Promise<Payment> {
   const { shard, local } = decodeRow('payment', id, deps.shards.count);
   const row = (await deps.shards.get(shard).query(SQL.byId, [local])).rows[0];
   if (!row || (row.customer_id !== p.uuid && p.role !== 'admin')) throw new EngineError('not_found', 'No such payment');
@@ -82,7 +82,7 @@ export interface Applied {
  * places the order on a success): checked against the payment (nothing is written on a
  * mismatch), its id claimed, and applied.
  */
-export async function applyGatewayEvent(deps: Deps, ev: GatewayEvent): Promise<Applied> {
+export async function applyGatewayEvent(deps: Core & Remote, ev: GatewayEvent): Promise<Applied> {
   const { shard, local } = decodeRow('payment', ev.data.merchant_ref, deps.shards.count);
   // Echoes of calls this engine made (a release, a refund): their effects were recorded
   // when the call answered, so the echo costs no database work at all.
@@ -128,7 +128,7 @@ function refuseMismatch(ev: GatewayEvent, r: Record<string, unknown>): void {
  * refund, then the conditional fence that moves escrow back in the ledger. The
  * order, if this payment placed it and it is still open, ends `refunded`.
  */
-export async function refundPayment(deps: Deps, shard: number, paymentLocal: number, reason: string): Promise<boolean> {
+export async function refundPayment(deps: Core & Remote, shard: number, paymentLocal: number, reason: string): Promise<boolean> {
   try {
     const done = await refundOnce(deps, shard, paymentLocal, reason);
     if (done) refundsByOutcome.inc({ reason, outcome: 'succeeded' });
@@ -139,7 +139,7 @@ export async function refundPayment(deps: Deps, shard: number, paymentLocal: num
   }
 }
 
-async function refundOnce(deps: Deps, shard: number, paymentLocal: number, reason: string): Promise<boolean> {
+async function refundOnce(deps: Core & Remote, shard: number, paymentLocal: number, reason: string): Promise<boolean> {
   const s = deps.shards.get(shard);
   const claimed = (await s.query(SQL.claimRefund, [paymentLocal, reason])).rows[0];
   if (!claimed) return false;

@@ -1,13 +1,13 @@
 import * as profile from '../../accounts/profile.js';
 import * as accounts from '../../accounts/service.js';
-import type { Deps } from '../../deps.js';
+import type { WorkerDeps } from '../../deps.js';
 import type { RouteDef } from '../route.js';
 import { object, S } from '../schemas.js';
 
 const User = object({ id: S.id, email: S.email, name: { type: ['string', 'null'] }, role: { type: 'string' } });
 const Session = object({ token: { type: 'string' }, user_id: S.id, role: { type: 'string' }, expires_at: { type: 'string' } });
 
-export function accountRoutes(deps: Deps): RouteDef[] {
+export function accountRoutes(deps: WorkerDeps): RouteDef[] {
   return [
     {
       method: 'post', path: '/v1/users', name: 'create_user', summary: 'Register a customer', auth: 'none', rateLimited: true,
@@ -49,7 +49,7 @@ const ProfileSchema = object({
   address: { anyOf: [{ type: 'null' }, AddressSchema] }, role: { type: 'string' }, created_at: { type: 'string' }, updated_at: { type: 'string' },
 });
 
-function profileRoutes(deps: Deps): RouteDef[] {
+function profileRoutes(deps: WorkerDeps): RouteDef[] {
   return [
     {
       method: 'get', path: '/v1/users/me', name: 'get_profile', summary: 'The caller\'s profile', auth: 'user',

@@ -1,4 +1,4 @@
-import type { Deps } from '../../deps.js';
+import type { WorkerDeps } from '../../deps.js';
 import * as flags from '../../flags/index.js';
 import { listAllOrders } from '../../orders/admin.js';
 import type { RouteDef } from '../route.js';
@@ -13,7 +13,7 @@ const FlagSchema = object({
   updated_at: { type: ['string', 'null'] }, updated_by: { type: ['string', 'null'] },
 });
 
-export function adminRoutes(deps: Deps): RouteDef[] {
+export function adminRoutes(deps: WorkerDeps): RouteDef[] {
   return [
     {
       method: 'get', path: '/v1/admin/orders', name: 'admin_list_orders', summary: 'Every customer\'s orders across shards, newest first (admin)', auth: 'admin',

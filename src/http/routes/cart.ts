@@ -1,5 +1,5 @@
 import * as cart from '../../cart/service.js';
-import type { Deps } from '../../deps.js';
+import type { WorkerDeps } from '../../deps.js';
 import type { RouteDef } from '../route.js';
 import { object, S } from '../schemas.js';
 import { OrderSchema } from './orders.js';
@@ -23,7 +23,7 @@ export const CartSchema = object({
   },
 });
 
-export function cartRoutes(deps: Deps): RouteDef[] {
+export function cartRoutes(deps: WorkerDeps): RouteDef[] {
   return [
     {
       method: 'get', path: '/v1/cart', name: 'get_cart', summary: "The caller's cart, with current prices and availability", auth: 'user',

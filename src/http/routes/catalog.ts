@@ -1,6 +1,6 @@
 import { publicItem, type AdminItem } from '../../catalog/model.js';
 import * as catalog from '../../catalog/service.js';
-import type { Deps } from '../../deps.js';
+import type { WorkerDeps } from '../../deps.js';
 import type { RouteDef } from '../route.js';
 import { listOf, object, S } from '../schemas.js';
 
@@ -16,7 +16,7 @@ const maxPerCustomer = { type: ['integer', 'null'], minimum: 1, maximum: 1_000_0
 
 const view = (isAdmin: boolean, item: AdminItem) => (isAdmin ? item : publicItem(item));
 
-export function catalogRoutes(deps: Deps): RouteDef[] {
+export function catalogRoutes(deps: WorkerDeps): RouteDef[] {
   return [
     {
       method: 'post', path: '/v1/categories', name: 'create_category', summary: 'Create a category on the least-filled shard', auth: 'admin',

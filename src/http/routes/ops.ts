@@ -1,6 +1,6 @@
 import { authenticate } from '../../accounts/service.js';
 import type { RedisSet } from '../../cache/redis.js';
-import type { Deps } from '../../deps.js';
+import type { WorkerDeps } from '../../deps.js';
 import { fleetText } from '../../metrics/fleet.js';
 import { docsPage } from '../docs-page.js';
 import type { RouteDef } from '../route.js';
@@ -16,7 +16,7 @@ import { loadUws, runtime } from '../uws.js';
 interface ShardPing { shard: number; status: 'up' | 'down'; ms: number; error?: string }
 interface RedisPing { redis: number; status: 'up' | 'down'; state?: string; error?: string }
 
-async function pingShard(deps: Deps, shard: number): Promise<ShardPing> {
+async function pingShard(deps: WorkerDeps, shard: number): Promise<ShardPing> {
   const t = performance.now();
   try {
     await deps.shards.get(shard).query('SELECT 1');
@@ -40,7 +40,7 @@ async function pingRedis(redis: RedisSet): Promise<RedisPing[]> {
 const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** An admin's token sees the details; any failure to tell (no token, shard down) is anonymous. */
-async function isAdmin(deps: Deps, token: string | null): Promise<boolean> {
+async function isAdmin(deps: WorkerDeps, token: string | null): Promise<boolean> {
   if (!token) return false;
   try {
     return (await authenticate(deps, token))?.role === 'admin';
@@ -49,7 +49,7 @@ async function isAdmin(deps: Deps, token: string | null): Promise<boolean> {
   }
 }
 
-async function readiness(deps: Deps, redis: RedisSet, token: string | null) {
+async function readiness(deps: WorkerDeps, redis: RedisSet, token: string | null) {
   const [shards, redisStates, admin] = await Promise.all([Promise.all(deps.dir.shards().map((s) => pingShard(deps, s))), pingRedis(redis), isAdmin(deps, token)]);
   const ok = shards.every((s) => s.status === 'up') && redisStates.every((r) => r.status === 'up');
   const degraded = shards.every((s) => s.status === 'up');
@@ -70,7 +70,7 @@ const ReadySchema = object({
 });
 const notReady: Schema = { anyOf: [ReadySchema, { $ref: '#/components/schemas/Error' }] };
 
-export function opsRoutes(deps: Deps, redis: RedisSet, openapi: () => Record<string, unknown>): RouteDef[] {
+export function opsRoutes(deps: WorkerDeps, redis: RedisSet, openapi: () => Record<string, unknown>): RouteDef[] {
   let page: { html: string; headers: Record<string, string> } | null = null;
   return [
     { method: 'get', path: '/healthz', name: 'healthz', summary: 'Liveness', auth: 'none', response: { status: 200, schema: object({ status: { const: 'ok' } }) }, handler: async () => ({ status: 200, body: { status: 'ok' } }) },

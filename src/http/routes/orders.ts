@@ -1,4 +1,4 @@
-import type { Deps } from '../../deps.js';
+import type { WorkerDeps } from '../../deps.js';
 import * as orders from '../../orders/service.js';
 import { getOrder, listOrders, orderEvents } from '../../orders/read.js';
 import type { Ctx, RouteDef } from '../route.js';
@@ -20,7 +20,7 @@ export const LinesSchema = {
   items: object({ item_id: S.id, quantity: { type: 'integer', minimum: 1, maximum: MAX_QUANTITY } }, ['item_id', 'quantity']),
 };
 
-export function orderRoutes(deps: Deps): RouteDef[] {
+export function orderRoutes(deps: WorkerDeps): RouteDef[] {
   // A keyed checkout of one shard is one statement there, its key included (the
   // idempotency middleware stands aside); across shards the middleware claims the key
   // on the caller's shard and each part is one statement.

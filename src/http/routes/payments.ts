@@ -1,4 +1,4 @@
-import type { Deps } from '../../deps.js';
+import type { WorkerDeps } from '../../deps.js';
 import { EngineError } from '../../errors.js';
 import { advanceOrder } from '../../fulfillment/service.js';
 import { log } from '../../log.js';
@@ -30,7 +30,7 @@ function parseEvent(raw: Buffer): GatewayEvent {
   return ev;
 }
 
-export function paymentRoutes(deps: Deps): RouteDef[] {
+export function paymentRoutes(deps: WorkerDeps): RouteDef[] {
   return [
     {
       method: 'post', path: '/v1/orders/:id/payments', name: 'create_payment', summary: 'Open a card or QR payment for an order (owner)', auth: 'user', lane: 'payment', idempotent: true,

@@ -1,4 +1,4 @@
-import type { Deps } from '../../deps.js';
+import type { WorkerDeps } from '../../deps.js';
 import { deliverOrder, shipOrder } from '../../fulfillment/shipment.js';
 import type { RouteDef } from '../route.js';
 import { object } from '../schemas.js';
@@ -6,7 +6,7 @@ import { OrderSchema } from './orders.js';
 
 const label = { type: 'string', minLength: 1, maxLength: 100, pattern: '^[\\x20-\\x7e]+$' };
 
-export function shipmentRoutes(deps: Deps): RouteDef[] {
+export function shipmentRoutes(deps: WorkerDeps): RouteDef[] {
   return [
     {
       method: 'post', path: '/v1/orders/:id/ship', name: 'ship_order', summary: 'Mark a paid order of shipment items shipped (admin)', auth: 'admin', idempotent: true,

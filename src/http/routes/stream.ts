@@ -26,7 +26,7 @@
 import type { Principal } from '../../accounts/principal.js';
 import { unpack } from '../../cache/codec.js';
 import type { CachedItem } from '../../catalog/model.js';
-import type { Deps } from '../../deps.js';
+import type { WorkerDeps } from '../../deps.js';
 import { EngineError } from '../../errors.js';
 import { getOrderRow } from '../../orders/read.js';
 import type { Live } from '../../realtime/live.js';
@@ -40,7 +40,7 @@ import { compileBody, compileQuery, object } from '../schemas.js';
 import { CLOSE_ON_BACKPRESSURE_LIMIT, uws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from '../uws.js';
 
 export interface StreamEnv {
-  deps: Deps;
+  deps: WorkerDeps;
   live: Live<CachedItem>;
   authenticate(token: string): Promise<Principal | null>;
   nextRequestId(): string;
@@ -131,7 +131,7 @@ class UserSockets {
 export function mountStream(app: TemplatedApp, env: StreamEnv): void {
   const cfg = env.deps.cfg;
   const users = new UserSockets();
-  env.deps.authCache?.onRevoked((uuid) => {
+  env.deps.authCache.onRevoked((uuid) => {
     for (const ws of users.of(uuid)) {
       const conn = ws.getUserData();
       conn.queue = conn.queue.then(() => endIfRevoked(env, users, ws, conn)).catch(() => undefined);
