@@ -19,14 +19,6 @@ export async function createCategory(deps: Core, name: string): Promise<Category
   return { id: String(row.id), name: row.name as string, shard: deps.dir.shardOfCategory(row.id as number) };
 }
 
-export async function getCategory(deps: Core, rawId: unknown): Promise<Category> {
-  const id = parseCategoryId(rawId);
-  const shard = deps.dir.shardOfCategory(id);
-  const row = (await deps.shards.get(shard).query(SQL.categoryById, [id])).rows[0];
-  if (!row) throw new EngineError('not_found', 'No such category');
-  return { id: String(row.id), name: row.name as string, shard };
-}
-
 export async function listCategories(deps: Core & ReadSide, limit: number, cursor?: string): Promise<Page<Category>> {
   return deps.cache.pages.categories(`${limit}:${cursor ?? ''}`, () => loadCategories(deps, limit, cursor));
 }

@@ -13,7 +13,6 @@ export const SQL = {
     name: 'cat_insert',
     text: `INSERT INTO categories (id, name) VALUES (nextval('category_seq') * $1 + $2, $3) RETURNING id, name, created_at`,
   },
-  categoryById: { name: 'cat_by_id', text: 'SELECT id, name, created_at FROM categories WHERE id = $1' },
   listCategories: {
     name: 'cat_list',
     text: 'SELECT id, name, created_at FROM categories WHERE id > $1 ORDER BY id LIMIT $2',

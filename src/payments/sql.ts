@@ -14,7 +14,6 @@ export const SQL = {
   },
   pendingForOrder: { name: 'pay_pending_for_order', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE order_id = $1 AND status = 'pending'` },
   byId: { name: 'pay_by_id', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE id = $1` },
-  forOrder: { name: 'pay_for_order', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE order_id = $1 ORDER BY id` },
   attachSession: {
     name: 'pay_attach_session',
     text: `UPDATE payments SET gateway_session_id = $2, redirect_url = $3, qr_payload = $4, updated_at = now()
@@ -80,9 +79,5 @@ export const SQL = {
     text: `SELECT o.id, o.status, sum(l.amount_cents)::bigint AS escrow FROM orders o JOIN ledger_entries l ON l.order_id = o.id
            WHERE l.account = 'escrow' AND o.status IN ('completed', 'refunded', 'canceled', 'expired')
            GROUP BY o.id, o.status HAVING sum(l.amount_cents) <> 0 LIMIT 100`,
-  },
-  escrowBalance: {
-    name: 'ledger_escrow_balance',
-    text: `SELECT coalesce(sum(amount_cents), 0)::bigint AS escrow FROM ledger_entries WHERE order_id = $1 AND account = 'escrow'`,
   },
 } as const;

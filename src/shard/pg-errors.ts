@@ -13,11 +13,6 @@ export function isRetryable(err: unknown): boolean {
   return code === '40001' || code === '40P01';
 }
 
-export function isUniqueViolation(err: unknown, constraint?: string): boolean {
-  const e = err as PgLikeError | null;
-  return e?.code === '23505' && (constraint === undefined || e.constraint === constraint);
-}
-
 export function toEngineError(err: unknown, shard: number): EngineError {
   if (err instanceof EngineError) return err;
   if (!isServerError(err)) {
