@@ -13,6 +13,7 @@ import type { ReadCache } from './cache/index.js';
 import type { Gate } from './cache/gate.js';
 import type { CachedItem } from './catalog/model.js';
 import type { Config } from './config.js';
+import type { FlagState } from './flags/state.js';
 import type { Provider } from './fulfillment/provider.js';
 import type { Order } from './orders/model.js';
 import type { Gateway } from './payments/gateway.js';
@@ -47,17 +48,21 @@ export interface Hooks {
   orderChanged(change: OrderChange): Promise<void>;
   /** An order's payments or shipment changed, its status did not: the cached copy goes. */
   orderTouched(shard: number, local: number): Promise<void>;
+  /** A feature flag was switched here: every process re-reads the flags (src/flags/sync.ts). */
+  flagSwitched(name: string): Promise<void>;
 }
 
 /** Tools: nobody reads through a cache or listens to a stream of theirs. */
 export const NO_HOOKS: Hooks = {
   itemChanged: () => Promise.resolve(), itemWritten: () => Promise.resolve(), categoryAdded: () => Promise.resolve(),
   orderCreated: () => Promise.resolve(), orderChanged: () => Promise.resolve(), orderTouched: () => Promise.resolve(),
+  flagSwitched: () => Promise.resolve(),
 };
 
-/** Every process: config, the shards and the directory that routes to them, and the hooks after commit. */
+/** Every process: config, the shards and the directory that routes to them, its feature flags, and the hooks after commit. */
 export interface Core {
   cfg: Config;
+  flags: FlagState;
   /** The connections of this work's lane (see inLane); `pools` holds every lane. */
   shards: ShardSet;
   pools: Shards;

@@ -11,11 +11,12 @@ import { LoginLimiter } from './accounts/login-limits.js';
 import type { CachedItem } from './catalog/model.js';
 import { loadItemsVersioned } from './catalog/service.js';
 import { inLane, NO_HOOKS, type Core, type CronDeps, type Remote, type ToolDeps, type WorkerDeps } from './deps.js';
-import { startFlagSync } from './flags/index.js';
+import { FlagState } from './flags/state.js';
+import { FlagSync } from './flags/sync.js';
 import { HttpProvider } from './fulfillment/provider.js';
 import { HttpGateway } from './payments/gateway.js';
 import { createLive, type Live } from './realtime/live.js';
-import { RedisSet } from './cache/redis.js';
+import { RedisSet } from './redis/set.js';
 import { Directory } from './router/directory.js';
 import { Shards } from './shard/pools.js';
 
@@ -36,7 +37,8 @@ function openShards(cfg: Config, role: Role): Omit<Core, 'hooks'> {
     downCooldownMs: cfg.shardDownCooldownMs,
     appName: `engine-${role}`,
   }, sizes);
-  return { cfg, shards, pools: shards, dir: new Directory(shards.count, cfg.categoryShardMap, cfg.directoryVersion) };
+  const dir = new Directory(shards.count, cfg.categoryShardMap, cfg.directoryVersion);
+  return { cfg, shards, pools: shards, dir, flags: new FlagState() };
 }
 
 const remote = (cfg: Config): Remote => ({ gateway: new HttpGateway(cfg), provider: new HttpProvider(cfg) });
@@ -50,42 +52,47 @@ function openLive(base: Omit<Core, 'hooks'>, redis: RedisSet, listen: boolean): 
   });
 }
 
+/** Feature flags follow Postgres in every worker and cron process; tools keep the defaults. */
+function syncFlags(base: Omit<Core, 'hooks'>, redis: RedisSet): FlagSync {
+  const sync = new FlagSync(base.shards, base.flags, redis);
+  sync.start(base.cfg.flagsRefreshMs);
+  return sync;
+}
+
+/** What a worker and the cron share: Redis, the read side's hooks and flags kept in step. */
+function openServing(cfg: Config, role: 'worker' | 'cron') {
+  const base = openShards(cfg, role);
+  const redis = new RedisSet(cfg.redisUrls, `engine-${role}`, cfg.redisNamespace);
+  const live = openLive(base, redis, role === 'worker');
+  const flags = syncFlags(base, redis);
+  const core: Core = { ...base, hooks: { ...live.hooks, flagSwitched: (name) => flags.announce(name) } };
+  const close = async () => {
+    await flags.close();
+    await live.close();
+    await Promise.allSettled([base.pools.end(), redis.end()]);
+  };
+  return { core, redis, live, close };
+}
+
 export function openWorker(cfg: Config): WorkerProcess {
-  const base = openShards(cfg, 'worker');
-  const redis = new RedisSet(cfg.redisUrls, 'engine-worker', cfg.redisNamespace);
-  const live = openLive(base, redis, true);
+  const { core, redis, live, close } = openServing(cfg, 'worker');
   const authCache = new AuthCache(cfg.authCacheMs, redis);
   const deps: WorkerDeps = {
-    ...base, hooks: live.hooks, ...remote(cfg), cache: live.cache, gate: live.gate, authCache, loginLimits: new LoginLimiter(redis, cfg),
+    ...core, ...remote(cfg), cache: live.cache, gate: live.gate, authCache, loginLimits: new LoginLimiter(redis, cfg),
   };
-  // Feature flags follow Postgres in every worker and cron process; tools use the defaults.
-  const flags = startFlagSync(deps, redis);
   authCache.listen();
   return {
     deps, redis, live,
     close: async () => {
       authCache.close();
-      await flags.close();
-      await live.close();
-      await Promise.allSettled([base.pools.end(), redis.end()]);
+      await close();
     },
   };
 }
 
 export function openCron(cfg: Config): CronProcess {
-  const base = openShards(cfg, 'cron');
-  const redis = new RedisSet(cfg.redisUrls, 'engine-cron', cfg.redisNamespace);
-  const live = openLive(base, redis, false);
-  const deps: CronDeps = { ...base, hooks: live.hooks, ...remote(cfg) };
-  const flags = startFlagSync(deps, redis);
-  return {
-    deps, redis,
-    close: async () => {
-      await flags.close();
-      await live.close();
-      await Promise.allSettled([base.pools.end(), redis.end()]);
-    },
-  };
+  const { core, redis, close } = openServing(cfg, 'cron');
+  return { deps: { ...core, ...remote(cfg) }, redis, close };
 }
 
 /** Migrations' neighbours: the first admin, the demo catalog, a test's direct calls. */

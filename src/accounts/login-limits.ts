@@ -13,7 +13,7 @@
 // each worker counts on its own, just as atomically (a weaker but still bounded limit).
 import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { RedisSet } from '../cache/redis.js';
+import type { RedisSet } from '../redis/set.js';
 import { EngineError } from '../errors.js';
 
 export interface LoginLimitConfig {

@@ -6,7 +6,7 @@ import { SoldOutGate, type Gate } from './gate.js';
 import { ItemCache, Refresher, type ItemLoader, type StockView } from './items.js';
 import { OrderCache } from './orders.js';
 import { PageCache } from './pages.js';
-import type { RedisSet } from './redis.js';
+import type { RedisSet } from '../redis/set.js';
 import { CacheStore } from './store.js';
 
 export interface ReadCache<T extends StockView> {

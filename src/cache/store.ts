@@ -4,7 +4,7 @@
 import type { Redis } from 'ioredis';
 import { log } from '../log.js';
 import { counters } from './counters.js';
-import type { RedisSet } from './redis.js';
+import type { RedisSet } from '../redis/set.js';
 import { CAS_SET_LUA, VERSION_LEN, type Version } from './version.js';
 
 /** Bumped when the encoding of cached values changes, so old values are never read. */

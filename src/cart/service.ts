@@ -5,7 +5,6 @@ import type { Principal } from '../accounts/principal.js';
 import { getItem } from '../catalog/service.js';
 import type { Core, ReadSide } from '../deps.js';
 import { EngineError } from '../errors.js';
-import { enabled } from '../flags/index.js';
 import { log } from '../log.js';
 import { createOrders } from '../orders/service.js';
 import type { Order } from '../orders/model.js';
@@ -86,7 +85,7 @@ export async function getCart(deps: Core & ReadSide, p: Principal): Promise<Cart
   const lines = rows.map((l) => toLine(l, items.get(l.item_shard)?.get(l.item_local)));
   const totals = [...sumBy(lines, (l) => l.currency!).entries()].map(([currency, total_cents]) => ({ currency, total_cents }));
   const cart: Cart = { lines, line_count: lines.length, totals, purchasable: lines.length > 0 && lines.every((l) => l.purchasable) };
-  if (enabled('new_checkout')) cart.checkout = preview(rows, lines);
+  if (deps.flags.enabled('new_checkout')) cart.checkout = preview(rows, lines);
   return cart;
 }
 

@@ -44,14 +44,29 @@ export function errorReply(err: unknown, requestId: string): Reply {
   return { status: e.status, headers, close, replayed: e.replayed, body: errorBody(e) };
 }
 
-// Once a worker drains, every answer closes its connection (`Connection: close`):
-// keep-alive clients reconnect to a live worker instead of feeding one about to exit.
-let closeAfterReply = false;
-export function closeConnectionsAfterReply(): void { closeAfterReply = true; }
+/**
+ * How one worker writes its answers: the request ids it makes, and whether an answer
+ * closes its connection. Once the worker drains, every answer does (`Connection: close`):
+ * keep-alive clients reconnect to a live worker instead of feeding one about to exit.
+ * The worker builds one and hands it to everything that answers.
+ */
+export class Replies {
+  private closing = false;
+  private seq = 0;
+  private readonly tag = process.pid.toString(36);
 
-/** Writes a reply in one corked batch. Never called after the client aborted. */
-export function send(res: HttpResponse, requestId: string, reply: Reply): void {
-  const close = closeAfterReply || reply.close === true;
+  nextRequestId(): string { return `${this.tag}-${(++this.seq).toString(36)}`; }
+
+  /** From now on every answer closes its connection (the worker drains). */
+  closeConnections(): void { this.closing = true; }
+
+  /** Writes a reply in one corked batch. Never called after the client aborted. */
+  send(res: HttpResponse, requestId: string, reply: Reply): void {
+    write(res, requestId, reply, this.closing || reply.close === true);
+  }
+}
+
+function write(res: HttpResponse, requestId: string, reply: Reply, close: boolean): void {
   res.cork(() => {
     res.writeStatus(statusLine(reply.status));
     res.writeHeader('x-request-id', requestId);

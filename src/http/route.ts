@@ -7,10 +7,10 @@ import type { Principal } from '../accounts/principal.js';
 import { EngineError, invariant } from '../errors.js';
 import type { Lane } from '../shard/pools.js';
 import { log } from '../log.js';
-import { admitRequest } from './admission.js';
+import type { Admission } from './admission.js';
 import { fingerprint, type IdempotencyKeys } from './idempotency.js';
 import { admissionShed, idempotencyReplays, observeRequest, zeroRequests } from '../metrics/index.js';
-import { errorReply, send, type Reply } from './reply.js';
+import { errorReply, type Replies, type Reply } from './reply.js';
 import { compileBody, compileQuery, type Schema } from './schemas.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
 
@@ -71,21 +71,23 @@ export interface HttpEnv {
   bodyLimitBytes: number;
   /** From the request's headers to its body's last byte, however the bytes trickle in. */
   bodyTimeoutMs: number;
-  maxInflight: number;
+  /** The worker's slots (MAX_INFLIGHT): every request holds one until its answer. */
+  admission: Admission;
   logRequests: boolean;
   trustProxy: boolean;
   /** Resolves a bearer token, with the connections of the route's lane. */
   authenticate(token: string, lane: Lane): Promise<Principal | null>;
+  /** Request ids, and the answers' writer (closing connections once the worker drains). */
+  replies: Replies;
   /** The stored answers of Idempotency-Keys, for routes that declare `idempotent`. */
   idempotency: IdempotencyKeys;
-  nextRequestId(): string;
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** A client's own request id is kept when it is sane, so its logs and ours line up. */
-export function requestIdOf(given: string, env: Pick<HttpEnv, 'nextRequestId'>): string {
-  return REQUEST_ID_RE.test(given) ? given : env.nextRequestId();
+export function requestIdOf(given: string, replies: Replies): string {
+  return REQUEST_ID_RE.test(given) ? given : replies.nextRequestId();
 }
 const IDEMPOTENCY_RE = /^[\x21-\x7e]{1,128}$/;
 const BASE_HEADERS = ['authorization', 'content-type', 'x-request-id', 'idempotency-key', 'x-forwarded-for'];
@@ -116,7 +118,7 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
     // reads as "". Sent but empty is refused below, never taken for "no key".
     const keySent = headers['idempotency-key'] !== '' || (def.method !== 'get' && hasHeader(req, 'idempotency-key'));
     const given = headers['x-request-id']!;
-    const requestId = requestIdOf(given, env);
+    const requestId = requestIdOf(given, env.replies);
     const ip = clientIp(env.trustProxy, headers['x-forwarded-for']!, Buffer.from(res.getRemoteAddressAsText()).toString());
     const state: RequestState = { aborted: false, onAbort: null };
     res.onAborted(() => {
@@ -127,13 +129,13 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
     const finish = (reply: Reply) => {
       const ms = performance.now() - started;
       const status = state.aborted ? CLIENT_CLOSED : reply.status;
-      if (!state.aborted) send(res, requestId, reply);
+      if (!state.aborted) env.replies.send(res, requestId, reply);
       observeRequest(def.name, status, ms / 1000);
       if (reply.replayed) idempotencyReplays.inc({ route: def.name });
       if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status, ms: Math.round(ms * 10) / 10 });
     };
 
-    const release = admitRequest(env.maxInflight);
+    const release = env.admission.request();
     if (!release) {
       admissionShed.inc({ reason: 'http_inflight' });
       finish(errorReply(new EngineError('overloaded', undefined, { retryAfterS: 1 }), requestId));

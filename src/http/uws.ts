@@ -48,6 +48,7 @@ export class UwsUnavailable extends Error {
 }
 
 const require = createRequire(import.meta.url);
+// A native module loads once per process: the build that loaded is the process's own.
 let loaded: { uws: Uws; build: UwsBuild } | null = null;
 
 let described: Runtime | null = null;

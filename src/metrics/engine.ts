@@ -1,17 +1,17 @@
 // What a worker or the cron process exports from the objects it holds, read when
 // scraped: its connection pools per shard and lane, whether it reaches each shard and
-// Redis, its circuit breakers, its cache counters and (workers) its admission slots.
+// Redis, its circuit breakers, its cache counters; and a worker's admission slots.
 import { counters } from '../cache/counters.js';
 import type { Core, Remote } from '../deps.js';
-import type { RedisSet } from '../cache/redis.js';
-import { inflightCount, streamInflightCount } from '../http/admission.js';
+import type { RedisSet } from '../redis/set.js';
+import type { Admission } from '../http/admission.js';
 import type { Shard } from '../shard/pools.js';
 import { app, collected, type Sample } from './registry.js';
 
 export type Role = 'worker' | 'cron';
 
 export function exportEngine(engine: { deps: Core & Remote; redis: RedisSet }, role: Role): void {
-  const { pools, gateway, provider, cfg } = engine.deps;
+  const { pools, gateway, provider } = engine.deps;
   // The cron process has one pool per shard that all its jobs share: lane "cron".
   const each = (read: (shard: Shard) => number): Sample[] =>
     pools.all().flatMap((set) => set.list.map((s) => ({ labels: { shard: s.index, lane: set.lane === 'all' ? role : set.lane }, value: read(s) })));
@@ -36,11 +36,15 @@ export function exportEngine(engine: { deps: Core & Remote; redis: RedisSet }, r
     [['gateway', gateway.breakerState], ['provider', provider.breakerState]].flatMap(([dependency, now]) =>
       ['closed', 'open', 'half_open'].map((state) => ({ labels: { dependency: dependency!, state }, value: now === state ? 1 : 0 }))));
   exportCacheCounters();
-  if (role === 'worker') {
-    collected(app, 'bf_http_inflight_requests', 'Admission slots held: HTTP requests in progress (the scrape reading this included) and WebSocket topic checks', 'gauge', () => [{ labels: {}, value: inflightCount() }]);
-    collected(app, 'bf_http_inflight_limit', 'Admission slots available (MAX_INFLIGHT per worker)', 'gauge', () => [{ labels: {}, value: cfg.maxInflight }]);
-    collected(app, 'bf_stream_inflight_checks', 'Admission slots held by WebSocket topic checks (at most half of MAX_INFLIGHT)', 'gauge', () => [{ labels: {}, value: streamInflightCount() }]);
-  }
+}
+
+/** A worker's admission slots (src/http/admission.ts). */
+export function exportAdmission(admission: Admission, maxInflight: number): void {
+  const gauge = (name: string, help: string, read: () => number) => collected(app, name, help, 'gauge', () => [{ labels: {}, value: read() }]);
+  gauge('bf_http_inflight_requests', 'Admission slots held: HTTP requests in progress (the scrape reading this included) and WebSocket topic checks',
+    () => admission.inflight());
+  gauge('bf_http_inflight_limit', 'Admission slots available (MAX_INFLIGHT per worker)', () => maxInflight);
+  gauge('bf_stream_inflight_checks', 'Admission slots held by WebSocket topic checks (at most half of MAX_INFLIGHT)', () => admission.streamInflight());
 }
 
 /** The read path's plain counters (src/cache/counters.ts), incremented with no label hashing. */

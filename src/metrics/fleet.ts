@@ -54,6 +54,8 @@ export function answerCollects(): void {
   process.send?.({ type: 'metrics:ready' });
 }
 
+// One primary per process tree, one set of scrapes in flight: the state of this process
+// as a whole, so module-level like the registries it merges.
 let nextScrape = 0;
 const scrapes = new Map<number, (msg: Msg) => void>();
 let listening = false;

@@ -13,6 +13,8 @@ export const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 
 interface Series { count: number; sumS: number; /** per bucket, not cumulative; the last one is above every bound */ buckets: Float64Array }
 
+// Module-level on purpose: one process, one set of request series (like the prom-client
+// registries); the hot path finds them without an object to carry.
 const routes = new Map<string, Map<number, Series>>();
 
 function series(route: string, status: number): Series {

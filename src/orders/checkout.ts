@@ -93,6 +93,8 @@ function bounds(deps: Core): BatchBounds {
   return { maxBatch: deps.cfg.checkoutBatchMax, maxInflight: deps.cfg.checkoutBatchInflight, maxWaiting: deps.cfg.pgMaxWaiting };
 }
 
+// The batches of a process hang off its deps (one object per lane), so they live and
+// die with it; a WeakMap rather than a field keeps Core a plain record of capabilities.
 const batchers = new WeakMap<Core, ReturnType<typeof perShard<Part, Outcome>>>();
 
 /** Places one part on its shard, in whatever batch is going there next. */

@@ -2,7 +2,11 @@
 import { toPayment, type Payment } from '../payments/model.js';
 import { encodeRow } from '../router/ids.js';
 
-export type OrderStatus = 'awaiting_payment' | 'paid' | 'fulfilling' | 'shipped' | 'completed' | 'expired' | 'canceled' | 'failed' | 'refunded';
+export const ORDER_STATUSES = [
+  'awaiting_payment', 'paid', 'fulfilling', 'shipped', 'completed', 'expired', 'canceled', 'failed', 'refunded',
+] as const;
+
+export type OrderStatus = (typeof ORDER_STATUSES)[number];
 
 export interface OrderLine { item_id: string; quantity: number; price_cents: number; fulfillment: string }
 

@@ -6,7 +6,6 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Principal } from '../accounts/principal.js';
 import type { Core, ReadSide, Remote } from '../deps.js';
 import { EngineError } from '../errors.js';
-import { enabled } from '../flags/index.js';
 import { log } from '../log.js';
 import { ordersRefused } from '../metrics/index.js';
 import { refundPayment } from '../payments/service.js';
@@ -36,7 +35,7 @@ function groupByShard(deps: Core, lines: LineInput[]): Map<number, WantedLine[]>
  * it off at run time (SOLD_OUT_GATE=false never builds it).
  */
 export async function admit(deps: Core & ReadSide, lines: LineInput[]): Promise<void> {
-  if (!enabled('sold_out_gate')) return;
+  if (!deps.flags.enabled('sold_out_gate')) return;
   for (const [shard, wanted] of groupByShard(deps, lines)) await deps.gate.admit(shard, wanted.map((l) => l.local));
 }
 

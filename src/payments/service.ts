@@ -4,7 +4,6 @@
 import type { Principal } from '../accounts/principal.js';
 import type { Core, Remote } from '../deps.js';
 import { EngineError } from '../errors.js';
-import { enabled } from '../flags/index.js';
 import { log } from '../log.js';
 import { paymentsByOutcome, refundsByOutcome } from '../metrics/index.js';
 import { recordPaymentEvent, refunded } from '../orders/lifecycle.js';
@@ -19,7 +18,7 @@ export type Method = 'card' | 'qr';
 
 export async function createPayment(deps: Core & Remote, p: Principal, orderId: string, method: Method): Promise<{ created: boolean; payment: Payment }> {
   const { shard, local } = decodeRow('order', orderId, deps.shards.count);
-  if (method === 'qr' && !enabled('qr_payments')) {
+  if (method === 'qr' && !deps.flags.enabled('qr_payments')) {
     throw new EngineError('feature_disabled', 'QR payments are switched off; pay by card', { details: { flag: 'qr_payments' } });
   }
   const s = deps.shards.get(shard);

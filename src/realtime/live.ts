@@ -10,7 +10,7 @@
 import { createCacheLayer, type ReadCache } from '../cache/index.js';
 import { OPEN_GATE, type Gate } from '../cache/gate.js';
 import type { ItemLoader, ItemState, StockView } from '../cache/items.js';
-import type { RedisSet } from '../cache/redis.js';
+import type { RedisSet } from '../redis/set.js';
 import type { Config } from '../config.js';
 import type { Hooks } from '../deps.js';
 import type { TemplatedApp } from '../http/uws.js';
@@ -20,7 +20,8 @@ import { Bus, type BusEvent, type ItemEvent } from './bus.js';
 import { StreamHub } from './hub.js';
 
 export interface Live<T extends StockView> {
-  hooks: Hooks;
+  /** Every hook but a flag's switch (the process's flag sync tells that one). */
+  hooks: Omit<Hooks, 'flagSwitched'>;
   cache: ReadCache<T>;
   /** OPEN_GATE when SOLD_OUT_GATE is off. */
   gate: Gate;
@@ -81,7 +82,7 @@ export function createLive<T extends StockView>(o: LiveOptions<T>): Live<T> {
   };
   if (o.listen) bus.listen({ event: onBus, reconnected: () => void resync(cache, hub, o.shardCount) });
 
-  const hooks: Hooks = {
+  const hooks: Live<T>['hooks'] = {
     itemChanged: (c) => {
       try {
         const { shard, local } = decodeRow('item', c.id, o.shardCount);

@@ -1,5 +1,5 @@
 import { authenticate } from '../../accounts/service.js';
-import type { RedisSet } from '../../cache/redis.js';
+import type { RedisSet } from '../../redis/set.js';
 import type { WorkerDeps } from '../../deps.js';
 import { fleetText } from '../../metrics/fleet.js';
 import { docsPage } from '../docs-page.js';

@@ -1,4 +1,8 @@
+// Orders: checkout (POST /v1/orders), one order, its audit trail, a customer's list,
+// cancel, and the admin's view of every customer's orders.
 import type { WorkerDeps } from '../../deps.js';
+import { listAllOrders } from '../../orders/admin.js';
+import { ORDER_STATUSES } from '../../orders/model.js';
 import * as orders from '../../orders/service.js';
 import { getOrder, listOrders, orderEvents } from '../../orders/read.js';
 import type { Ctx, RouteDef } from '../route.js';
@@ -13,6 +17,7 @@ export const OrderSchema = object({
     anyOf: [{ type: 'null' }, object({ carrier: { type: 'string' }, tracking: { type: 'string' }, shipped_at: { type: 'string' }, delivered_at: { type: ['string', 'null'] } })],
   },
 });
+
 export const MAX_LINES = 50;
 export const MAX_QUANTITY = 1000;
 export const LinesSchema = {
@@ -59,6 +64,15 @@ export function orderRoutes(deps: WorkerDeps): RouteDef[] {
       method: 'post', path: '/v1/orders/:id/cancel', name: 'cancel_order', summary: 'Cancel; releases holds, refunds if paid', auth: 'user', idempotent: true,
       body: object({}), response: { status: 200, schema: OrderSchema },
       handler: async (ctx) => ({ status: 200, body: await orders.cancelOrder(deps, ctx.principal!, ctx.params.id!) }),
+    },
+    {
+      method: 'get', path: '/v1/admin/orders', name: 'admin_list_orders', summary: 'Every customer\'s orders across shards, newest first (admin)', auth: 'admin',
+      query: object({
+        status: { type: 'string', enum: ORDER_STATUSES }, customer_id: { type: 'string', pattern: '^us_[0-9a-z][0-9a-f]{32}$' },
+        category_id: { type: 'string', pattern: '^[1-9][0-9]{0,14}$' }, limit: S.limit, cursor: S.cursor,
+      }),
+      response: { status: 200, schema: listOf(OrderSchema) },
+      handler: async (ctx) => ({ status: 200, body: await listAllOrders(deps, ctx.query) }),
     },
   ];
 }

@@ -1,11 +1,9 @@
+// Runtime feature flags (admin): read and switch them; every worker applies a switch
+// within a second (src/flags/).
 import type { WorkerDeps } from '../../deps.js';
 import * as flags from '../../flags/index.js';
-import { listAllOrders } from '../../orders/admin.js';
 import type { RouteDef } from '../route.js';
-import { listOf, object, S } from '../schemas.js';
-import { OrderSchema } from './orders.js';
-
-const STATUSES = ['awaiting_payment', 'paid', 'fulfilling', 'shipped', 'completed', 'expired', 'canceled', 'failed', 'refunded'];
+import { listOf, object } from '../schemas.js';
 
 const FlagSchema = object({
   name: { type: 'string', enum: flags.FLAG_NAMES }, enabled: { type: 'boolean' }, default: { type: 'boolean' },
@@ -13,17 +11,8 @@ const FlagSchema = object({
   updated_at: { type: ['string', 'null'] }, updated_by: { type: ['string', 'null'] },
 });
 
-export function adminRoutes(deps: WorkerDeps): RouteDef[] {
+export function flagRoutes(deps: WorkerDeps): RouteDef[] {
   return [
-    {
-      method: 'get', path: '/v1/admin/orders', name: 'admin_list_orders', summary: 'Every customer\'s orders across shards, newest first (admin)', auth: 'admin',
-      query: object({
-        status: { type: 'string', enum: STATUSES }, customer_id: { type: 'string', pattern: '^us_[0-9a-z][0-9a-f]{32}$' },
-        category_id: { type: 'string', pattern: '^[1-9][0-9]{0,14}$' }, limit: S.limit, cursor: S.cursor,
-      }),
-      response: { status: 200, schema: listOf(OrderSchema) },
-      handler: async (ctx) => ({ status: 200, body: await listAllOrders(deps, ctx.query) }),
-    },
     {
       method: 'get', path: '/v1/admin/flags', name: 'list_flags', summary: 'Every runtime feature flag (admin)', auth: 'admin',
       response: { status: 200, schema: listOf(FlagSchema) },
