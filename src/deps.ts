@@ -59,7 +59,10 @@ export const NO_HOOKS: Hooks = {
   flagSwitched: () => Promise.resolve(),
 };
 
-/** Every process: config, the shards and the directory that routes to them, its feature flags, and the hooks after commit. */
+/**
+ * Every process: config, the shards and the directory that routes to them, its feature flags, and
+ * the hooks after commit.
+ */
 export interface Core {
   cfg: Config;
   flags: FlagState;

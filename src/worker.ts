@@ -5,7 +5,8 @@ import { openWorker } from './engine.js';
 import { Admission } from './http/admission.js';
 import { buildApp } from './http/app.js';
 import { Replies } from './http/reply.js';
-import { loadUws, uws, UwsUnavailable, UWS_UNAVAILABLE_EXIT, type TemplatedApp, type us_listen_socket } from './http/uws.js';
+import { loadUws, uws, UwsUnavailable, UWS_UNAVAILABLE_EXIT, type TemplatedApp,
+  type us_listen_socket } from './http/uws.js';
 import { log, setLogContext } from './log.js';
 import { exportAdmission, exportEngine } from './metrics/engine.js';
 import { answerCollects } from './metrics/fleet.js';
@@ -70,6 +71,7 @@ async function quiesce(admission: Admission, deadlineMs: number): Promise<void> 
 
 function listen(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
   return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`))));
+    app.listen(host, port,
+      (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`))));
   });
 }

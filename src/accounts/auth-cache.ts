@@ -43,7 +43,8 @@ export class AuthCache {
   /** Forget every cached token of a user, here and (best effort) in every other process. */
   async revoked(uuid: string): Promise<void> {
     this.evictLocal(uuid);
-    await Promise.allSettled(this.redis.clients.filter((c) => c.status === 'ready').map((c) => c.publish(this.redis.channel(CHANNEL), uuid)));
+    await Promise.allSettled(this.redis.clients.filter((c) => c.status === 'ready').map((c) =>
+      c.publish(this.redis.channel(CHANNEL), uuid)));
   }
 
   /** Workers listen for revocations from other processes on every Redis. */

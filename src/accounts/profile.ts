@@ -47,7 +47,8 @@ export async function updateProfile(deps: Core, p: Principal, patch: ProfilePatc
 }
 
 /** Returns how many other sessions were revoked; the session that asked stays valid. */
-export async function changePassword(deps: Core & Sessions, p: Principal, token: string, current: string, next: string): Promise<number> {
+export async function changePassword(deps: Core & Sessions, p: Principal, token: string, current: string,
+  next: string): Promise<number> {
   const s = deps.shards.get(p.shard);
   const row = (await s.query(PROFILE_SQL.passwordHash, [p.uuid])).rows[0];
   if (!row) throw new EngineError('not_found', 'No such user');

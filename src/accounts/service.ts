@@ -21,7 +21,8 @@ export function publicUserId(deps: Core, uuid: string): string {
   return encodeUser(userShard(deps, uuid), uuidToHex(uuid));
 }
 
-export async function register(deps: Core, input: { email: string; password: string; name?: string }, role: Role = 'customer'): Promise<PublicUser> {
+export async function register(deps: Core, input: { email: string; password: string; name?: string },
+  role: Role = 'customer'): Promise<PublicUser> {
   const email = input.email.toLowerCase();
   const uuid = randomUUID();
   const emailShard = deps.shards.get(deps.dir.shardOfUserKey(email));
@@ -32,7 +33,8 @@ export async function register(deps: Core, input: { email: string; password: str
     await deps.shards.get(userShard(deps, uuid)).query(SQL.insertUser, [uuid, email, hash, input.name ?? null, role]);
   } catch (err) {
     // Compensate: the email claim must not outlive a user that was never written.
-    await emailShard.query(SQL.releaseEmail, [email, uuid]).catch((e: unknown) => log.error('email claim leaked', { email, err: e }));
+    await emailShard.query(SQL.releaseEmail, [email, uuid]).catch((e: unknown) =>
+      log.error('email claim leaked', { email, err: e }));
     throw err;
   }
   return { id: publicUserId(deps, uuid), email, name: input.name ?? null, role };
@@ -47,7 +49,8 @@ async function findByEmail(deps: Core, email: string) {
 }
 
 /** Registration through the API: limited per client address (each one costs an scrypt call). */
-export async function signUp(deps: Core & Sessions, input: { email: string; password: string; name?: string }, ip = ''): Promise<PublicUser> {
+export async function signUp(deps: Core & Sessions, input: { email: string; password: string; name?: string },
+  ip = ''): Promise<PublicUser> {
   await deps.loginLimits.registering(ip);
   return register(deps, input);
 }
@@ -70,7 +73,8 @@ export async function login(deps: Core & Sessions, input: { email: string; passw
   await upgradeHash(deps, user.id as string, user.password_hash as string, input.password);
   const shard = userShard(deps, user.id as string);
   const { token, hash } = newToken(shard);
-  const res = await deps.shards.get(shard).query<{ expires_at: Date }>(SQL.insertSession, [hash, user.id, deps.cfg.sessionTtlS]);
+  const res = await deps.shards.get(shard).query<{ expires_at: Date }>(SQL.insertSession,
+    [hash, user.id, deps.cfg.sessionTtlS]);
   return {
     token, user_id: publicUserId(deps, user.id as string), role: user.role as Role,
     expires_at: res.rows[0]!.expires_at.toISOString(),
@@ -99,7 +103,8 @@ export async function authenticate(deps: Core & Sessions, token: string): Promis
   const key = parsed.hash.toString('hex');
   const cached = deps.authCache.get(key);
   if (cached) return cached;
-  const res = await deps.shards.get(parsed.shard).query<{ id: string; role: Role; expires_at: Date }>(SQL.sessionUser, [parsed.hash]);
+  const res = await deps.shards.get(parsed.shard).query<{ id: string; role: Role; expires_at: Date }>(SQL.sessionUser,
+    [parsed.hash]);
   const row = res.rows[0];
   if (!row) return null;
   const p: Principal = { id: publicUserId(deps, row.id), uuid: row.id, shard: parsed.shard, role: row.role };

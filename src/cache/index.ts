@@ -24,10 +24,13 @@ export interface CacheLayer<T extends StockView> {
   gate: SoldOutGate<T> | null;
 }
 
-export function createCacheLayer<T extends StockView>(cfg: Config, redis: RedisSet, shardCount: number, load: ItemLoader<T>): CacheLayer<T> {
+export function createCacheLayer<T extends StockView>(cfg: Config, redis: RedisSet, shardCount: number,
+  load: ItemLoader<T>): CacheLayer<T> {
   const store = new CacheStore(redis, cfg.cacheTtlJitterPct);
-  const items = new ItemCache<T>(store, { enabled: cfg.cacheEnabled, ttlMs: cfg.cacheItemTtlMs, refreshMinMs: cfg.cacheRefreshMinMs }, load);
-  const pages = new PageCache(store, { enabled: cfg.cacheEnabled, searchTtlMs: cfg.cacheSearchTtlMs, categoryTtlMs: cfg.cacheCategoryTtlMs });
+  const items = new ItemCache<T>(store, { enabled: cfg.cacheEnabled, ttlMs: cfg.cacheItemTtlMs,
+    refreshMinMs: cfg.cacheRefreshMinMs }, load);
+  const pages = new PageCache(store, { enabled: cfg.cacheEnabled, searchTtlMs: cfg.cacheSearchTtlMs,
+    categoryTtlMs: cfg.cacheCategoryTtlMs });
   const orders = new OrderCache(store, { enabled: cfg.cacheEnabled, ttlMs: cfg.cacheOrderTtlMs });
   const refresher = new Refresher(items);
   redis.onReady(() => refresher.redisReady());

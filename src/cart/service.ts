@@ -83,24 +83,30 @@ export async function getCart(deps: Core & ReadSide, p: Principal): Promise<Cart
   const rows = await readLines(deps, p);
   const items = await readItems(deps, rows);
   const lines = rows.map((l) => toLine(l, items.get(l.item_shard)?.get(l.item_local)));
-  const totals = [...sumBy(lines, (l) => l.currency!).entries()].map(([currency, total_cents]) => ({ currency, total_cents }));
-  const cart: Cart = { lines, line_count: lines.length, totals, purchasable: lines.length > 0 && lines.every((l) => l.purchasable) };
+  const totals = [...sumBy(lines, (l) => l.currency!).entries()].map(([currency, total_cents]) =>
+    ({ currency, total_cents }));
+  const cart: Cart = { lines, line_count: lines.length, totals,
+    purchasable: lines.length > 0 && lines.every((l) => l.purchasable) };
   if (deps.flags.enabled('new_checkout')) cart.checkout = preview(rows, lines);
   return cart;
 }
 
 /** Adds units of an item (a new line, or more on its line). The item must exist and be for sale. */
-export async function addItem(deps: Core & ReadSide, p: Principal, itemId: string, quantity: number): Promise<{ created: boolean; cart: Cart }> {
+export async function addItem(deps: Core & ReadSide, p: Principal, itemId: string,
+  quantity: number): Promise<{ created: boolean; cart: Cart }> {
   const { shard, local } = decodeRow('item', itemId, deps.shards.count);
   const item = await getItem(deps, itemId);
-  if (!item.active) throw new EngineError('item_unavailable', `Item ${itemId} is not for sale`, { details: { item_id: itemId } });
+  if (!item.active) throw new EngineError('item_unavailable', `Item ${itemId} is not for sale`,
+    { details: { item_id: itemId } });
   const created = await deps.shards.get(p.shard).transaction(async (q) => {
     await q.query(SQL.lock, [p.uuid]);
     const row = (await q.query(SQL.add, [p.uuid, shard, local, quantity, CART_LINES_MAX, LINE_QUANTITY_MAX])).rows[0];
     if (row) return row.created as boolean;
     const line = (await q.query(SQL.hasLine, [p.uuid, shard, local])).rows[0];
-    if (!line) throw new EngineError('cart_full', `A cart holds at most ${CART_LINES_MAX} lines`, { details: { max_lines: CART_LINES_MAX } });
-    throw new EngineError('cart_quantity_limit', `A cart line holds at most ${LINE_QUANTITY_MAX} units; this one has ${line.quantity as number}`,
+    if (!line) throw new EngineError('cart_full', `A cart holds at most ${CART_LINES_MAX} lines`,
+      { details: { max_lines: CART_LINES_MAX } });
+    throw new EngineError('cart_quantity_limit',
+      `A cart line holds at most ${LINE_QUANTITY_MAX} units; this one has ${line.quantity as number}`,
       { details: { item_id: itemId, quantity: line.quantity, max_quantity: LINE_QUANTITY_MAX } });
   });
   return { created, cart: await getCart(deps, p) };
@@ -111,9 +117,11 @@ function lineKey(deps: Core & ReadSide, itemId: string): [number, number] {
   return [shard, local];
 }
 
-const notInCart = (itemId: string) => new EngineError('not_found', `Item ${itemId} is not in the cart`, { details: { item_id: itemId } });
+const notInCart = (itemId: string) => new EngineError('not_found', `Item ${itemId} is not in the cart`,
+  { details: { item_id: itemId } });
 
-export async function setQuantity(deps: Core & ReadSide, p: Principal, itemId: string, quantity: number): Promise<Cart> {
+export async function setQuantity(deps: Core & ReadSide, p: Principal, itemId: string,
+  quantity: number): Promise<Cart> {
   const res = await deps.shards.get(p.shard).query(SQL.setQuantity, [p.uuid, ...lineKey(deps, itemId), quantity]);
   if (res.rowCount === 0) throw notInCart(itemId);
   return getCart(deps, p);
@@ -138,7 +146,8 @@ export async function emptyCart(deps: Core & ReadSide, p: Principal): Promise<Ca
 export async function checkout(deps: Core & ReadSide, p: Principal, requestKey: string | null): Promise<Order[]> {
   const lines = await readLines(deps, p);
   if (lines.length === 0) throw new EngineError('cart_empty');
-  const orders = await createOrders(deps, p, lines.map((l) => ({ item_id: encodeRow('item', l.item_shard, l.item_local), quantity: l.quantity })), requestKey);
+  const orders = await createOrders(deps, p, lines.map((l) =>
+    ({ item_id: encodeRow('item', l.item_shard, l.item_local), quantity: l.quantity })), requestKey);
   // The orders are made: a failure to tidy the cart must not read as a failed checkout.
   await deps.shards.get(p.shard).query(SQL.removeOrdered, [
     p.uuid, lines.map((l) => l.item_shard), lines.map((l) => l.item_local), lines.map((l) => l.rev),

@@ -26,7 +26,8 @@ export function toItem(shard: number, r: Row): AdminItem {
     description: r.description as string, price_cents: r.price_cents as number, currency: r.currency as string,
     available: r.available as number, fulfillment: r.fulfillment as Fulfillment, active: r.active as boolean,
     max_per_customer: (r.max_per_customer as number | null) ?? null, created_at: (r.created_at as Date).toISOString(),
-    updated_at: (r.updated_at as Date).toISOString(), held: r.held as number, sold: r.sold as number, stocked: r.stocked as number,
+    updated_at: (r.updated_at as Date).toISOString(), held: r.held as number, sold: r.sold as number,
+    stocked: r.stocked as number,
   };
 }
 

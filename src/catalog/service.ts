@@ -5,13 +5,16 @@ import type { Core, ReadSide } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { parseCategoryId } from '../router/directory.js';
 import { decodeRow, encodeRow } from '../router/ids.js';
-import { decodeCursor, mergePage, scatter, shardBound, type Keyed, type Page, type SortKey } from '../router/scatter.js';
+import { decodeCursor, mergePage, scatter, shardBound, type Keyed, type Page,
+  type SortKey } from '../router/scatter.js';
 import { isServerError } from '../shard/pg-errors.js';
-import { publicItem, toItem, type AdminItem, type CachedItem, type Category, type Fulfillment, type Item } from './model.js';
+import { publicItem, toItem, type AdminItem, type CachedItem, type Category, type Fulfillment,
+  type Item } from './model.js';
 import { SQL, STOCK_MAX } from './sql.js';
 
 export async function createCategory(deps: Core, name: string): Promise<Category> {
-  const counts = await scatter(deps.dir.shards(), async (s) => (await deps.shards.get(s).query<{ n: number }>(SQL.countCategories)).rows[0]!.n);
+  const counts = await scatter(deps.dir.shards(), async (s) =>
+    (await deps.shards.get(s).query<{ n: number }>(SQL.countCategories)).rows[0]!.n);
   const shard = counts.indexOf(Math.min(...counts));
   const res = await deps.shards.get(shard).query(SQL.insertCategory, [deps.shards.count, shard, name]);
   const row = res.rows[0]!;
@@ -30,9 +33,11 @@ export async function loadCategories(deps: Core, limit: number, cursor?: string)
     if (!/^\d{1,15}$/.test(cursor)) throw new EngineError('invalid_cursor');
     after = Number(cursor);
   }
-  const pages = await scatter(deps.dir.shards(), async (s) => (await deps.shards.get(s).query(SQL.listCategories, [after, limit + 1])).rows);
+  const pages = await scatter(deps.dir.shards(), async (s) =>
+    (await deps.shards.get(s).query(SQL.listCategories, [after, limit + 1])).rows);
   const all = pages.flat().sort((a, b) => (a.id as number) - (b.id as number));
-  const data = all.slice(0, limit).map((r) => ({ id: String(r.id), name: r.name as string, shard: deps.dir.shardOfCategory(r.id as number) }));
+  const data = all.slice(0, limit).map((r) => ({ id: String(r.id), name: r.name as string,
+    shard: deps.dir.shardOfCategory(r.id as number) }));
   return { data, next_cursor: all.length > limit ? data[data.length - 1]!.id : null };
 }
 
@@ -56,7 +61,8 @@ export async function createItem(deps: Core, input: NewItem): Promise<AdminItem>
   } catch (err) {
     // 23503: the category is not on the shard the directory names, so it does not exist.
     const cause = err instanceof EngineError ? err.cause : err;
-    if (isServerError(cause) && cause.code === '23503') throw new EngineError('not_found', 'No such category', { details: { field: 'category_id' } });
+    if (isServerError(cause) && cause.code === '23503') throw new EngineError('not_found', 'No such category',
+      { details: { field: 'category_id' } });
     throw err;
   }
 }
@@ -75,10 +81,12 @@ export async function readItem(deps: Core & ReadSide, id: string): Promise<Item>
 }
 
 /** What the cache and the stream load: public items with the snapshot they were read in. */
-export async function loadItemsVersioned(deps: Core, shard: number, locals: number[]): Promise<{ version: Version; items: Map<number, CachedItem> }> {
+export async function loadItemsVersioned(deps: Core, shard: number,
+  locals: number[]): Promise<{ version: Version; items: Map<number, CachedItem> }> {
   const rows = (await deps.shards.get(shard).query(SQL.itemsVersioned, [locals])).rows;
   const items = new Map<number, CachedItem>();
-  for (const r of rows) if (r.id !== null) items.set(Number(r.id), { ...publicItem(toItem(shard, r)), reclaimable: r.reclaimable as boolean });
+  for (const r of rows) if (r.id !== null) items.set(Number(r.id),
+    { ...publicItem(toItem(shard, r)), reclaimable: r.reclaimable as boolean });
   return { version: versionOf(rows[0]!.snap as string), items };
 }
 
@@ -95,7 +103,8 @@ export async function getItem(deps: Core, id: string): Promise<AdminItem> {
   return toItem(shard, row);
 }
 
-export interface ItemQuery { category_id?: string; q?: string; limit: number; cursor?: string; includeInactive: boolean }
+export interface ItemQuery { category_id?: string; q?: string; limit: number; cursor?: string;
+  includeInactive: boolean }
 
 export async function listItems(deps: Core & ReadSide, query: ItemQuery): Promise<Page<AdminItem>> {
   const cursor = decodeCursor(query.cursor, deps.shards.count);
@@ -106,18 +115,22 @@ export async function listItems(deps: Core & ReadSide, query: ItemQuery): Promis
   return deps.cache.pages.search(category, key, () => searchItems(deps, query, cursor, categoryId));
 }
 
-async function searchItems(deps: Core, query: ItemQuery, cursor: SortKey | null, categoryId: number | null): Promise<Page<AdminItem>> {
+async function searchItems(deps: Core, query: ItemQuery, cursor: SortKey | null,
+  categoryId: number | null): Promise<Page<AdminItem>> {
   const shards = categoryId === null ? deps.dir.shards() : [deps.dir.shardOfCategory(categoryId)];
   const pattern = query.q ? `%${query.q.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
   const pages = await scatter(shards, async (s): Promise<Keyed<AdminItem>[]> => {
     const b = shardBound(cursor, s);
-    const res = await deps.shards.get(s).query(SQL.listItems, [b.createdUs, b.local, categoryId, pattern, query.includeInactive, query.limit + 1]);
-    return res.rows.map((r) => ({ key: { createdUs: String(r.created_us), shard: s, local: r.id as number }, value: toItem(s, r) }));
+    const res = await deps.shards.get(s).query(SQL.listItems,
+      [b.createdUs, b.local, categoryId, pattern, query.includeInactive, query.limit + 1]);
+    return res.rows.map((r) => ({ key: { createdUs: String(r.created_us), shard: s, local: r.id as number },
+      value: toItem(s, r) }));
   });
   return mergePage(pages, query.limit);
 }
 
-export interface ItemPatch { name?: string; description?: string; price_cents?: number; active?: boolean; max_per_customer?: number | null }
+export interface ItemPatch { name?: string; description?: string; price_cents?: number; active?: boolean;
+  max_per_customer?: number | null }
 
 export async function updateItem(deps: Core, id: string, patch: ItemPatch): Promise<AdminItem> {
   const { shard, local } = decodeRow('item', id, deps.shards.count);
@@ -140,7 +153,8 @@ export async function adjustStock(deps: Core, id: string, delta: number): Promis
   if (!row) {
     await getItem(deps, id); // 404 when missing; otherwise the floor or the ceiling refused it
     if (delta > 0) throw new EngineError('stock_ceiling', `Stock cannot exceed ${STOCK_MAX} units`);
-    throw new EngineError('stock_floor', 'Stock cannot go below zero available; held and sold units are not adjustable');
+    throw new EngineError('stock_floor',
+      'Stock cannot go below zero available; held and sold units are not adjustable');
   }
   const item = toItem(shard, row);
   deps.hooks.itemChanged({ id: item.id, shard, available: item.available, reason: 'stock' });

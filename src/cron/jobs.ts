@@ -21,13 +21,16 @@ export function leaseMs(everyMs: number): number {
   return Math.min(15_000, Math.max(2_000, everyMs * 10));
 }
 
-function perShard(deps: CronDeps, leader: Leader, name: string, everyMs: number, work: (shard: number) => Promise<unknown>): Job {
+function perShard(deps: CronDeps, leader: Leader, name: string, everyMs: number,
+  work: (shard: number) => Promise<unknown>): Job {
   return {
     name,
     everyMs,
     run: async () => {
-      const results = await Promise.allSettled(deps.dir.shards().map((s) => timed(name, s, () => leader.run(`${name}:${s}`, leaseMs(everyMs), () => work(s)))));
-      for (const r of results) if (r.status === 'rejected') log.warn('cron shard run failed', { job: name, err: r.reason });
+      const results = await Promise.allSettled(deps.dir.shards().map((s) =>
+        timed(name, s, () => leader.run(`${name}:${s}`, leaseMs(everyMs), () => work(s)))));
+      for (const r of results) if (r.status === 'rejected') log.warn('cron shard run failed',
+        { job: name, err: r.reason });
       return results.map((r) => (r.status === 'fulfilled' && r.value.ran ? r.value.result : null));
     },
   };

@@ -24,7 +24,8 @@ export function webhookSink(url: string, timeoutMs: number): Sink {
   return {
     name: 'webhook',
     deliver: async (batch) => {
-      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ notices: batch }), signal: AbortSignal.timeout(timeoutMs) });
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ notices: batch }), signal: AbortSignal.timeout(timeoutMs) });
       if (!res.ok) throw new Error(`notice webhook answered ${res.status}`);
     },
   };
@@ -46,11 +47,13 @@ const LEASE = {
                       ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING id, topic, payload, created_at, attempts`,
 };
-const DELIVERED = { name: 'outbox_delivered', text: 'UPDATE outbox SET delivered_at = now(), leased_until = NULL WHERE id = ANY($1::bigint[])' };
+const DELIVERED = { name: 'outbox_delivered',
+  text: 'UPDATE outbox SET delivered_at = now(), leased_until = NULL WHERE id = ANY($1::bigint[])' };
 const RETRY_LATER = {
   name: 'outbox_retry',
   text: `UPDATE outbox SET leased_until = NULL, last_error = $2,
-           next_attempt_at = now() + make_interval(secs => LEAST(300, power(2, attempts)::int)) WHERE id = ANY($1::bigint[])`,
+           next_attempt_at = now() + make_interval(secs => LEAST(300, power(2, attempts)::int))
+             WHERE id = ANY($1::bigint[])`,
 };
 
 const PRUNE = {
@@ -66,8 +69,10 @@ export async function pruneOutbox(deps: Core, shard: number, batch: number): Pro
 
 function toNotice(deps: Core, shard: number, r: Record<string, unknown>): Notice {
   const p = r.payload as Record<string, unknown>;
-  const payload = { ...p, order_id: encodeRow('order', shard, p.order_id as number), customer_id: publicUserId(deps, p.customer_id as string) };
-  return { id: `${shard}:${r.id as number}`, topic: r.topic as string, payload, created_at: new Date(r.created_at as Date).toISOString() };
+  const payload = { ...p, order_id: encodeRow('order', shard, p.order_id as number),
+    customer_id: publicUserId(deps, p.customer_id as string) };
+  return { id: `${shard}:${r.id as number}`, topic: r.topic as string, payload,
+    created_at: new Date(r.created_at as Date).toISOString() };
 }
 
 /** One lease-deliver-mark round on one shard; returns how many were delivered. */

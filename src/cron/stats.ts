@@ -23,7 +23,8 @@ const SAMPLE = {
 };
 
 const GAUGES = [
-  [outboxPending, 'outbox_pending'], [outboxOldestDue, 'outbox_oldest_due_s'], [holdExpiryLag, 'hold_expiry_lag_s'], [refundsOverdue, 'refunds_overdue'],
+  [outboxPending, 'outbox_pending'], [outboxOldestDue, 'outbox_oldest_due_s'], [holdExpiryLag, 'hold_expiry_lag_s'],
+  [refundsOverdue, 'refunds_overdue'],
 ] as const;
 
 async function sampleShard(deps: Core, shard: number): Promise<{ ran: true }> {

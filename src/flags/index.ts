@@ -17,14 +17,16 @@ export interface FlagView {
 }
 
 function nameOf(raw: string): FlagName {
-  if (!isFlagName(raw)) throw new EngineError('not_found', `No such flag: ${raw.slice(0, 64)}`, { details: { known: FLAG_NAMES } });
+  if (!isFlagName(raw)) throw new EngineError('not_found', `No such flag: ${raw.slice(0, 64)}`,
+    { details: { known: FLAG_NAMES } });
   return raw;
 }
 
 function view(deps: Core, name: FlagName, row: FlagRow | undefined): FlagView {
   const def = FLAGS[name];
   return {
-    name, enabled: row ? row.enabled : def.default, default: def.default, description: def.description, applied: deps.flags.enabled(name),
+    name, enabled: row ? row.enabled : def.default, default: def.default, description: def.description,
+    applied: deps.flags.enabled(name),
     updated_at: row ? row.updated_at.toISOString() : null, updated_by: row?.updated_by ?? null,
   };
 }

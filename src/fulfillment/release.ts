@@ -23,7 +23,8 @@ export async function releaseAndComplete(
   if (!pay) return 'unchanged';
   await deps.hooks.orderTouched(shard, orderLocal);
   await deps.gateway.release(pay.gateway_session_id as string);
-  const providerShare = lines.filter((l) => l.fulfillment === 'provider').reduce((sum, l) => sum + Number(l.price_cents) * l.quantity, 0);
+  const providerShare = lines.filter((l) => l.fulfillment === 'provider').reduce((sum, l) =>
+    sum + Number(l.price_cents) * l.quantity, 0);
   const legs = legArrays(releaseLegs(pay.amount_cents as number, providerShare));
   // Two runners may both have claimed and released (idempotent); one completes.
   const done = await complete(deps, shard, orderLocal, c, { paymentLocal: pay.id as number, ...legs });

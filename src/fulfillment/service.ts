@@ -22,14 +22,17 @@ import { SQL } from './sql.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `placed`: the order as the payment that placed it answered it, so it is not read again. */
-export async function advanceOrder(deps: Core & Remote, shard: number, orderLocal: number, placed?: PlacedOrder): Promise<string> {
+export async function advanceOrder(deps: Core & Remote, shard: number, orderLocal: number,
+  placed?: PlacedOrder): Promise<string> {
   const order = placed ?? (await orderWithLines(deps, shard, orderLocal));
   if (!order) return 'missing';
   const lines = (order.lines as LineRow[]) ?? [];
   if (order.status === 'paid') {
     const hasProvider = lines.some((l) => l.fulfillment === 'provider');
-    if (lines.some((l) => l.fulfillment === 'shipment')) return hasProvider ? activateBeforeShipping(deps, shard, order) : 'awaiting_shipment';
-    if (!hasProvider) return releaseAndComplete(deps, shard, order, lines, { from: ['paid'], reason: 'instant', actor: 'system' });
+    if (lines.some((l) => l.fulfillment === 'shipment')) return hasProvider ? activateBeforeShipping(deps, shard,
+      order) : 'awaiting_shipment';
+    if (!hasProvider) return releaseAndComplete(deps, shard, order, lines,
+      { from: ['paid'], reason: 'instant', actor: 'system' });
     await startFulfilling(deps, shard, orderLocal);
   } else if (order.status === 'shipped') {
     return completeDelivery(deps, shard, order, 'system'); // only a claimed release is picked (SQL.stuck)
@@ -37,12 +40,14 @@ export async function advanceOrder(deps: Core & Remote, shard: number, orderLoca
     return order.status as string;
   }
   const outcome = await runProviderLines(deps, shard, orderLocal, order.customer_id as string);
-  if (outcome === 'active') return releaseAndComplete(deps, shard, order, lines, { from: ['fulfilling'], reason: 'provider_verified', actor: 'system' });
+  if (outcome === 'active') return releaseAndComplete(deps, shard, order, lines,
+    { from: ['fulfilling'], reason: 'provider_verified', actor: 'system' });
   if (outcome === 'failed') return failAndRefund(deps, shard, order);
   return 'fulfilling';
 }
 
-async function activateBeforeShipping(deps: Core & Remote, shard: number, order: Record<string, unknown>): Promise<string> {
+async function activateBeforeShipping(deps: Core & Remote, shard: number, order: Record<string,
+  unknown>): Promise<string> {
   const orderLocal = order.id as number;
   const prepared = (await deps.shards.get(shard).query(SQL.prepareMixed, [orderLocal])).rows[0]!;
   if (prepared.paid !== 1) return 'unchanged'; // canceled first: nothing is activated
@@ -53,7 +58,8 @@ async function activateBeforeShipping(deps: Core & Remote, shard: number, order:
 
 type LinesOutcome = 'active' | 'failed' | 'pending';
 
-async function runProviderLines(deps: Core & Remote, shard: number, orderLocal: number, customer: string): Promise<LinesOutcome> {
+async function runProviderLines(deps: Core & Remote, shard: number, orderLocal: number,
+  customer: string): Promise<LinesOutcome> {
   const s = deps.shards.get(shard);
   const rows = (await s.query(SQL.lines, [orderLocal])).rows;
   let outcome: LinesOutcome = 'active';
@@ -65,7 +71,8 @@ async function runProviderLines(deps: Core & Remote, shard: number, orderLocal: 
   return outcome;
 }
 
-async function runLine(deps: Core & Remote, shard: number, orderLocal: number, customer: string, row: Record<string, unknown>): Promise<LinesOutcome> {
+async function runLine(deps: Core & Remote, shard: number, orderLocal: number, customer: string, row: Record<string,
+  unknown>): Promise<LinesOutcome> {
   const s = deps.shards.get(shard);
   if (row.status === 'active') return 'active';
   if (row.status === 'failed') return 'failed';
@@ -73,9 +80,11 @@ async function runLine(deps: Core & Remote, shard: number, orderLocal: number, c
   try {
     let activationId = row.activation_id as string | null;
     if (!activationId) {
-      const res = await deps.provider.activate({ ref: `${encodeRow('order', shard, orderLocal)}:${itemId}`, sku: itemId, quantity: row.quantity as number, customer_ref: customer });
+      const res = await deps.provider.activate({ ref: `${encodeRow('order', shard, orderLocal)}:${itemId}`, sku: itemId,
+        quantity: row.quantity as number, customer_ref: customer });
       if (!res.ok || res.activation.status === 'failed') {
-        await s.query(SQL.setActivation, [orderLocal, row.item_id, 'failed', res.ok ? res.activation.id : null, res.ok ? res.activation.failure_reason ?? 'activation_failed' : res.reason]);
+        await s.query(SQL.setActivation, [orderLocal, row.item_id, 'failed', res.ok ? res.activation.id : null,
+          res.ok ? res.activation.failure_reason ?? 'activation_failed' : res.reason]);
         return 'failed';
       }
       activationId = res.activation.id;
@@ -89,7 +98,8 @@ async function runLine(deps: Core & Remote, shard: number, orderLocal: number, c
   }
 }
 
-async function verify(deps: Core & Remote, shard: number, orderLocal: number, itemLocal: number, activationId: string): Promise<LinesOutcome> {
+async function verify(deps: Core & Remote, shard: number, orderLocal: number, itemLocal: number,
+  activationId: string): Promise<LinesOutcome> {
   const s = deps.shards.get(shard);
   for (let attempt = 0; attempt < deps.cfg.verifyAttempts; attempt++) {
     await sleep(deps.cfg.verifyBackoffMs * 2 ** attempt);
@@ -124,6 +134,7 @@ export async function advanceStuck(deps: Core & Remote, shard: number, limit = 5
   }
   // One line per run, not per order: a gateway that lost its sessions would otherwise
   // write a warning per stuck order every few seconds.
-  if (failed.length > 0) log.warn('advance failed', { shard, orders: failed.length, first: failed.slice(0, 5), err: firstErr });
+  if (failed.length > 0) log.warn('advance failed',
+    { shard, orders: failed.length, first: failed.slice(0, 5), err: firstErr });
   return rows.length;
 }

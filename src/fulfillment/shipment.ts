@@ -17,17 +17,22 @@ import { releaseAndComplete, type LineRow } from './release.js';
 export interface ShipmentInput { carrier: string; tracking: string }
 
 /** Why a transition did not happen, from the order as it is now (404 when it does not exist). */
-async function refusal(deps: Core & Remote, p: Principal, orderId: string, verb: 'shipped' | 'delivered'): Promise<EngineError> {
+async function refusal(deps: Core & Remote, p: Principal, orderId: string,
+  verb: 'shipped' | 'delivered'): Promise<EngineError> {
   const order = await getOrderFresh(deps, p, orderId);
   if (verb === 'shipped' && order.status === 'paid') {
     const ships = order.lines.some((l) => l.fulfillment === 'shipment');
-    return new EngineError('invalid_state', ships ? 'The order\'s credit lines are not active yet' : 'Order has no shipment lines to ship', { details: { status: order.status } });
+    return new EngineError('invalid_state',
+      ships ? 'The order\'s credit lines are not active yet' : 'Order has no shipment lines to ship',
+        { details: { status: order.status } });
   }
-  return new EngineError('invalid_state', `Order is ${order.status} and cannot be ${verb}`, { details: { status: order.status } });
+  return new EngineError('invalid_state', `Order is ${order.status} and cannot be ${verb}`,
+    { details: { status: order.status } });
 }
 
 /** paid -> shipped (admin). */
-export async function shipOrder(deps: Core & Remote, p: Principal, orderId: string, input: ShipmentInput): Promise<Order> {
+export async function shipOrder(deps: Core & Remote, p: Principal, orderId: string,
+  input: ShipmentInput): Promise<Order> {
   const { shard, local } = decodeRow('order', orderId, deps.shards.count);
   if (!(await ship(deps, shard, local, input, `admin:${p.id}`))) throw await refusal(deps, p, orderId, 'shipped');
   return getOrderFresh(deps, p, encodeRow('order', shard, local));
@@ -38,12 +43,15 @@ export async function deliverOrder(deps: Core & Remote, p: Principal, orderId: s
   const { shard, local } = decodeRow('order', orderId, deps.shards.count);
   const order = await orderWithLines(deps, shard, local);
   if (!order || order.status !== 'shipped') throw await refusal(deps, p, orderId, 'delivered');
-  if ((await completeDelivery(deps, shard, order, `admin:${p.id}`)) !== 'completed') throw await refusal(deps, p, orderId, 'delivered');
+  if ((await completeDelivery(deps, shard, order, `admin:${p.id}`)) !== 'completed') throw await refusal(deps, p,
+    orderId, 'delivered');
   return getOrderFresh(deps, p, encodeRow('order', shard, local));
 }
 
 /** The delivery of a shipped order (an admin's, or the cron finishing one whose runner died). */
-export function completeDelivery(deps: Core & Remote, shard: number, order: Record<string, unknown>, actor: string): Promise<'completed' | 'unchanged'> {
+export function completeDelivery(deps: Core & Remote, shard: number, order: Record<string, unknown>,
+  actor: string): Promise<'completed' | 'unchanged'> {
   const lines = (order.lines as LineRow[] | null) ?? [];
-  return releaseAndComplete(deps, shard, order, lines, { from: ['shipped'], reason: 'delivered', actor, deliveredBy: actor });
+  return releaseAndComplete(deps, shard, order, lines,
+    { from: ['shipped'], reason: 'delivered', actor, deliveredBy: actor });
 }

@@ -26,7 +26,8 @@ import { mountStream, streamOpenApi } from './routes/stream.js';
 import { uws, type TemplatedApp } from './uws.js';
 
 /** A worker's: the WebSocket stream (`live`) is mounted on the same app, both admitted by `admission`. */
-export interface AppParts { deps: WorkerDeps; redis: RedisSet; live: Live<CachedItem>; admission: Admission; replies: Replies }
+export interface AppParts { deps: WorkerDeps; redis: RedisSet; live: Live<CachedItem>; admission: Admission;
+  replies: Replies }
 
 export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef[] } {
   const { deps, redis } = parts;
@@ -56,7 +57,8 @@ export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef
   const app = uws().App();
   for (const r of routes) mount(app, env, r);
   mountStream(app, {
-    deps, live: parts.live, admission: parts.admission, authenticate: (token) => env.authenticate(token, 'read'), replies: parts.replies,
+    deps, live: parts.live, admission: parts.admission, authenticate: (token) => env.authenticate(token, 'read'),
+    replies: parts.replies,
   });
   mountDashboard(app, parts.replies);
   app.any('/*', (res, req) => {

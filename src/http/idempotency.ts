@@ -46,9 +46,11 @@ const SQL = {
   prune: {
     name: 'idem_prune',
     text: `DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys
-             WHERE created_at < now() - make_interval(secs => $1) AND (status = 'done' OR locked_until < now()) LIMIT $2)`,
+             WHERE created_at < now() - make_interval(secs => $1) AND (status = 'done' OR locked_until < now())
+               LIMIT $2)`,
   },
-  forget: { name: 'idem_forget', text: `DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status = 'in_progress'` },
+  forget: { name: 'idem_forget', text: `DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2
+    AND status = 'in_progress'` },
 } as const;
 
 /** What a request was: its route, path parameters and body. */
@@ -96,7 +98,8 @@ export class IdempotencyKeys {
    * and final client errors (4xx) are stored and replayed (`replayed`); retryable errors
    * release the key so a retry can run again.
    */
-  async run(lane: Lane, p: Principal, key: string, route: string, fp: string, work: () => Promise<Reply>): Promise<Reply> {
+  async run(lane: Lane, p: Principal, key: string, route: string, fp: string,
+    work: () => Promise<Reply>): Promise<Reply> {
     const shard = this.pools.forLane(lane).get(p.shard);
     const stored = await this.claimOrReplay(shard, p, key, route, fp);
     if (stored) return { ...stored, replayed: true };
@@ -114,7 +117,8 @@ export class IdempotencyKeys {
     return reply;
   }
 
-  private async claimOrReplay(shard: ReturnType<Shards['get']>, p: Principal, key: string, route: string, fp: string): Promise<Reply | null> {
+  private async claimOrReplay(shard: ReturnType<Shards['get']>, p: Principal, key: string, route: string,
+    fp: string): Promise<Reply | null> {
     if (await this.claims(shard).submit({ u: p.uuid, k: key, r: route, f: fp, s: this.lockS })) return null;
     const row = (await shard.query(SQL.get, [p.uuid, key])).rows[0];
     if (!row) throw inProgress();

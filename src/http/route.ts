@@ -52,7 +52,10 @@ export interface RouteDef<B = any, Q = any> {
    * headers, replays counted in bf_idempotency_replays_total. Needs an authenticated caller.
    */
   idempotent?: boolean;
-  /** For these requests the handler keeps the Idempotency-Key itself (and marks a replay); the middleware stands aside. */
+  /**
+   * For these requests the handler keeps the Idempotency-Key itself (and marks a replay); the
+   * middleware stands aside.
+   */
   ownsKey?: (ctx: Ctx<B, Q>) => boolean;
   /** May answer 429 rate_limited with Retry-After (login and registration limits). */
   rateLimited?: boolean;
@@ -103,7 +106,8 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
   const validateQuery = compileQuery(def.query ?? { type: 'object', properties: {}, additionalProperties: false });
   const paramNames = [...def.path.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
   const headerNames = [...BASE_HEADERS, ...(def.headers ?? [])];
-  invariant(!def.idempotent || def.auth === 'user' || def.auth === 'admin', `${def.name}: an Idempotency-Key is kept per caller`);
+  invariant(!def.idempotent || def.auth === 'user' || def.auth === 'admin',
+    `${def.name}: an Idempotency-Key is kept per caller`);
   zeroRequests(def.name, [def.response?.status ?? 200, 500, 503]);
   if (def.idempotent) idempotencyReplays.inc({ route: def.name }, 0);
 
@@ -119,7 +123,8 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
     const keySent = headers['idempotency-key'] !== '' || (def.method !== 'get' && hasHeader(req, 'idempotency-key'));
     const given = headers['x-request-id']!;
     const requestId = requestIdOf(given, env.replies);
-    const ip = clientIp(env.trustProxy, headers['x-forwarded-for']!, Buffer.from(res.getRemoteAddressAsText()).toString());
+    const ip = clientIp(env.trustProxy, headers['x-forwarded-for']!,
+      Buffer.from(res.getRemoteAddressAsText()).toString());
     const state: RequestState = { aborted: false, onAbort: null };
     res.onAborted(() => {
       state.aborted = true;
@@ -132,7 +137,8 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
       if (!state.aborted) env.replies.send(res, requestId, reply);
       observeRequest(def.name, status, ms / 1000);
       if (reply.replayed) idempotencyReplays.inc({ route: def.name });
-      if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status, ms: Math.round(ms * 10) / 10 });
+      if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status,
+        ms: Math.round(ms * 10) / 10 });
     };
 
     const release = env.admission.request();
@@ -146,7 +152,8 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
     // timeouts bound it) and only then gives the slot back, so hanging up cannot be
     // used to start more work than MAX_INFLIGHT.
     readBody(res, needsBody, env, state)
-      .then((raw) => run(def, env, { headers, params, rawQuery, requestId, ip, raw, keySent }, validateBody, validateQuery))
+      .then((raw) => run(def, env, { headers, params, rawQuery, requestId, ip, raw, keySent }, validateBody,
+        validateQuery))
       .catch((err: unknown) => errorReply(err, requestId))
       .then(finish)
       .finally(release);
@@ -176,7 +183,8 @@ function decodeParam(raw: string): string {
 }
 
 interface Incoming {
-  headers: Record<string, string>; params: Record<string, string>; rawQuery: string; requestId: string; ip: string; raw: Buffer;
+  headers: Record<string, string>; params: Record<string,
+    string>; rawQuery: string; requestId: string; ip: string; raw: Buffer;
   keySent: boolean;
 }
 
@@ -186,7 +194,8 @@ function hasHeader(req: HttpRequest, name: string): boolean {
   return found;
 }
 
-async function run(def: RouteDef, env: HttpEnv, inc: Incoming, validateBody: ((v: unknown) => void) | null, validateQuery: (v: unknown) => void): Promise<Reply> {
+async function run(def: RouteDef, env: HttpEnv, inc: Incoming, validateBody: ((v: unknown) => void) | null,
+  validateQuery: (v: unknown) => void): Promise<Reply> {
   const query = Object.fromEntries(new URLSearchParams(inc.rawQuery));
   validateQuery(query);
   assertStorable(query, '');
@@ -195,7 +204,8 @@ async function run(def: RouteDef, env: HttpEnv, inc: Incoming, validateBody: ((v
   const token = bearer(inc.headers.authorization!);
   const principal = await resolvePrincipal(def.auth, env, token, laneOf(def));
   const key = inc.headers['idempotency-key']!;
-  if (inc.keySent && !IDEMPOTENCY_RE.test(key)) throw new EngineError('validation_failed', 'Idempotency-Key must be 1..128 printable ASCII characters', { details: { field: 'Idempotency-Key' } });
+  if (inc.keySent && !IDEMPOTENCY_RE.test(key)) throw new EngineError('validation_failed',
+    'Idempotency-Key must be 1..128 printable ASCII characters', { details: { field: 'Idempotency-Key' } });
   const ctx: Ctx = {
     requestId: inc.requestId, params: inc.params, query, body, principal, token, idempotencyKey: key || null,
     ip: inc.ip, rawBody: inc.raw, headers: inc.headers,
@@ -236,12 +246,14 @@ function assertStorable(value: unknown, root: string): void {
     if (typeof v === 'string') {
       if (UNSTORABLE_RE.test(v)) {
         const field = path || '(body)';
-        throw new EngineError('validation_failed', `Field '${field}' must be Unicode text without NUL characters`, { details: { field } });
+        throw new EngineError('validation_failed', `Field '${field}' must be Unicode text without NUL characters`,
+          { details: { field } });
       }
     } else if (typeof v === 'object' && v !== null) {
       for (const [k, x] of Object.entries(v)) {
         const at = path ? `${path}.${k}` : k;
-        if (UNSTORABLE_RE.test(k)) throw new EngineError('validation_failed', 'Field names must be Unicode text without NUL characters', { details: { field: at } });
+        if (UNSTORABLE_RE.test(k)) throw new EngineError('validation_failed',
+          'Field names must be Unicode text without NUL characters', { details: { field: at } });
         stack.push([x, at]);
       }
     }
@@ -253,7 +265,8 @@ function bearer(header: string): string | null {
   return m ? m[1]! : null;
 }
 
-async function resolvePrincipal(mode: AuthMode, env: HttpEnv, token: string | null, lane: Lane): Promise<Principal | null> {
+async function resolvePrincipal(mode: AuthMode, env: HttpEnv, token: string | null, lane: Lane): Promise<Principal
+  | null> {
   if (mode === 'none') return null;
   const principal = token ? await env.authenticate(token, lane) : null;
   if (mode === 'optional') return principal;

@@ -8,7 +8,8 @@ import { decodeCursor, mergePage, scatter, shardBound, type Keyed, type Page } f
 import { toOrder, type Order, type OrderStatus } from './model.js';
 import { adminListStatement, type AdminFilter } from './sql.js';
 
-export interface AdminOrderQuery { status?: OrderStatus; customer_id?: string; category_id?: string; limit: number; cursor?: string }
+export interface AdminOrderQuery { status?: OrderStatus; customer_id?: string; category_id?: string; limit: number;
+  cursor?: string }
 
 function filterOf(deps: Core, q: AdminOrderQuery): AdminFilter {
   const f: AdminFilter = {};

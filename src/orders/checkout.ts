@@ -73,7 +73,8 @@ async function runBatch(q: Queryable, parts: Part[], shard: number): Promise<Out
  * one part trips), each part goes again alone, so one part cannot fail the others.
  */
 async function runParts(q: Queryable, parts: Part[], shard: number): Promise<Outcome[]> {
-  const once = async (ps: Part[]) => (await q.query(SQL.placeOrders, [JSON.stringify(ps.map(partJson))])).rows.map((r) => outcomeOf(shard, r));
+  const once = async (ps: Part[]) => (await q.query(SQL.placeOrders,
+    [JSON.stringify(ps.map(partJson))])).rows.map((r) => outcomeOf(shard, r));
   if (parts.length === 1) return once(parts);
   try {
     return await once(parts);
@@ -82,7 +83,8 @@ async function runParts(q: Queryable, parts: Part[], shard: number): Promise<Out
       try {
         return (await once([p]))[0]!;
       } catch (err) {
-        return { ok: false, error: err instanceof EngineError ? err : failed('XX000', shard), replayed: false, reclaimable: false };
+        return { ok: false, error: err instanceof EngineError ? err : failed('XX000', shard), replayed: false,
+          reclaimable: false };
       }
     }));
   }
@@ -90,7 +92,8 @@ async function runParts(q: Queryable, parts: Part[], shard: number): Promise<Out
 
 function bounds(deps: Core): BatchBounds {
   // Waiting checkouts are bounded like a pool's queue: a stuck shard refuses, not piles up.
-  return { maxBatch: deps.cfg.checkoutBatchMax, maxInflight: deps.cfg.checkoutBatchInflight, maxWaiting: deps.cfg.pgMaxWaiting };
+  return { maxBatch: deps.cfg.checkoutBatchMax, maxInflight: deps.cfg.checkoutBatchInflight,
+    maxWaiting: deps.cfg.pgMaxWaiting };
 }
 
 // The batches of a process hang off its deps (one object per lane), so they live and

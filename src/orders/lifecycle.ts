@@ -33,7 +33,8 @@ function told(deps: Core, shard: number, local: number, status: OrderStatus, cus
   return deps.hooks.orderChanged({ id: encodeRow('order', shard, local), shard, status, customer_id: customerId });
 }
 
-export type Placement = { ok: true; order: Order; existing: boolean } | { ok: false; error: EngineError; replayed: boolean };
+export type Placement = { ok: true; order: Order; existing: boolean }
+  | { ok: false; error: EngineError; replayed: boolean };
 
 const ATTEMPTS_MAX = 3;
 
@@ -67,7 +68,8 @@ async function placed(deps: Core, p: Principal, shard: number, row: Placed): Pro
 }
 
 /** awaiting_payment -> canceled: the fence on status makes a race return stock once. */
-export async function cancelUnpaid(deps: Core, shard: number, local: number, actor: string, reason: string): Promise<boolean> {
+export async function cancelUnpaid(deps: Core, shard: number, local: number, actor: string,
+  reason: string): Promise<boolean> {
   let items: StockChange[] = [];
   const moved = await deps.shards.get(shard).transaction(async (q) => {
     const t = await q.query(SQL.transition, [local, ['awaiting_payment'], 'canceled', actor, reason]);
@@ -95,8 +97,12 @@ async function reclaimExpired(deps: Core, shard: number, itemLocals: number[], a
   return row.expired as number;
 }
 
-/** awaiting_payment -> expired: one cron batch on one shard. Safe to run concurrently: rows are locked SKIP LOCKED and fenced. */
-export async function expireDueBatch(deps: Core, shard: number, actor: string): Promise<{ expired: number; orders: number[] }> {
+/**
+ * awaiting_payment -> expired: one cron batch on one shard. Safe to run concurrently: rows are
+ * locked SKIP LOCKED and fenced.
+ */
+export async function expireDueBatch(deps: Core, shard: number,
+  actor: string): Promise<{ expired: number; orders: number[] }> {
   const res = await deps.shards.get(shard).query(SQL.expireDue, [deps.cfg.expiryBatchSize, actor]);
   const row = res.rows[0]!;
   holdsExpired.inc({ shard: String(shard), via: 'cron' }, row.expired as number);
@@ -111,7 +117,8 @@ export async function expireDueBatch(deps: Core, shard: number, actor: string): 
  * success captured and the order placed). The statement's row is the outcome
  * (payments/service.ts reads it); a placement is announced here.
  */
-export async function recordPaymentEvent(deps: Core, shard: number, paymentLocal: number, ev: GatewayEvent): Promise<Record<string, unknown>> {
+export async function recordPaymentEvent(deps: Core, shard: number, paymentLocal: number,
+  ev: GatewayEvent): Promise<Record<string, unknown>> {
   const r = (await deps.shards.get(shard).statement(SQL.applyPaymentEvent, [
     paymentLocal, ev.id, ev.type, ev.data.session_id, ev.data.amount_cents, ev.data.currency, `gateway:${ev.id}`,
   ])).rows[0]!;
@@ -154,7 +161,8 @@ export async function unsell(deps: Core, shard: number, orderLocal: number): Pro
  * it and it is still open. True when the refund was recorded.
  */
 export async function refunded(
-  deps: Core, shard: number, orderLocal: number, paymentLocal: number, reason: string, money: (q: Queryable) => Promise<boolean>,
+  deps: Core, shard: number, orderLocal: number, paymentLocal: number, reason: string,
+  money: (q: Queryable) => Promise<boolean>,
 ): Promise<boolean> {
   let moved = false;
   const done = await deps.shards.get(shard).transaction(async (q) => {
@@ -174,8 +182,10 @@ export async function startFulfilling(deps: Core, shard: number, orderLocal: num
 }
 
 /** paid -> shipped (an admin), with its shipment row; false when the fence did not hold. */
-export async function ship(deps: Core, shard: number, orderLocal: number, input: { carrier: string; tracking: string }, actor: string): Promise<boolean> {
-  const row = (await deps.shards.get(shard).query(SQL.ship, [orderLocal, input.carrier, input.tracking, actor])).rows[0];
+export async function ship(deps: Core, shard: number, orderLocal: number, input: { carrier: string; tracking: string },
+  actor: string): Promise<boolean> {
+  const row = (await deps.shards.get(shard).query(SQL.ship,
+    [orderLocal, input.carrier, input.tracking, actor])).rows[0];
   if (!row) return false;
   await told(deps, shard, orderLocal, 'shipped', publicUserId(deps, row.customer_id as string));
   return true;
@@ -198,7 +208,8 @@ export interface Release { paymentLocal: number; accounts: Account[]; amounts: n
  * (complete_paid_order); false when the fence did not hold. A broken invariant inside
  * the statement (BFIV1) rolled it back and is a bug.
  */
-export async function complete(deps: Core, shard: number, orderLocal: number, c: Completion, r: Release): Promise<boolean> {
+export async function complete(deps: Core, shard: number, orderLocal: number, c: Completion,
+  r: Release): Promise<boolean> {
   const params = [orderLocal, c.from, c.reason, c.actor, r.paymentLocal, r.accounts, r.amounts, c.deliveredBy ?? null];
   let done: boolean;
   try {

@@ -11,7 +11,8 @@ import { toOrder, type Order } from './model.js';
 import { SQL } from './sql.js';
 
 /** Owner or admin; anyone else is told the order does not exist. */
-export async function getOrderRow(deps: Core, p: Principal, id: string): Promise<{ shard: number; local: number; row: Record<string, unknown> }> {
+export async function getOrderRow(deps: Core, p: Principal,
+  id: string): Promise<{ shard: number; local: number; row: Record<string, unknown> }> {
   const { shard, local } = decodeRow('order', id, deps.shards.count);
   const row = (await deps.shards.get(shard).query(SQL.orderById, [local])).rows[0];
   if (!row || (row.customer_id !== p.uuid && p.role !== 'admin')) throw new EngineError('not_found', 'No such order');
@@ -32,7 +33,8 @@ export async function getOrder(deps: Core & ReadSide, p: Principal, id: string):
   const { shard, local } = decodeRow('order', id, deps.shards.count);
   const load = async () => {
     const row = (await deps.shards.get(shard).query(SQL.orderById, [local])).rows[0];
-    return row ? { order: toOrder(shard, row, publicUserId(deps, row.customer_id as string)), owner: row.customer_id as string } : null;
+    return row ? { order: toOrder(shard, row, publicUserId(deps, row.customer_id as string)),
+      owner: row.customer_id as string } : null;
   };
   const found = await deps.cache.orders.read(shard, local, load);
   if (!found || (found.owner !== p.uuid && p.role !== 'admin')) throw new EngineError('not_found', 'No such order');
@@ -40,7 +42,8 @@ export async function getOrder(deps: Core & ReadSide, p: Principal, id: string):
 }
 
 /** The order row with its lines (status, customer, payment), as fulfilment works from it; undefined when none. */
-export async function orderWithLines(deps: Core, shard: number, local: number): Promise<Record<string, unknown> | undefined> {
+export async function orderWithLines(deps: Core, shard: number, local: number): Promise<Record<string,
+  unknown> | undefined> {
   return (await deps.shards.get(shard).query(SQL.withLines, [local])).rows[0];
 }
 
@@ -50,7 +53,8 @@ export async function listOrders(deps: Core, p: Principal, limit: number, cursor
   const pages = await scatter(deps.dir.shards(), async (s) => {
     const b = shardBound(cursor, s);
     const res = await deps.shards.get(s).query(SQL.listByCustomer, [b.createdUs, b.local, p.uuid, limit + 1]);
-    return res.rows.map((r) => ({ key: { createdUs: String(r.created_us), shard: s, local: r.id as number }, value: toOrder(s, r, customerId) }));
+    return res.rows.map((r) => ({ key: { createdUs: String(r.created_us), shard: s, local: r.id as number },
+      value: toOrder(s, r, customerId) }));
   });
   return mergePage(pages, limit);
 }

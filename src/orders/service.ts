@@ -64,7 +64,8 @@ export function isSingleShard(deps: Core, lines: LineInput[]): boolean {
  * No sold-out gate in front: its refusal would have to be recorded too, and that is
  * this very statement.
  */
-export async function checkoutKeyed(deps: Core, p: Principal, lines: LineInput[], requestKey: string): Promise<{ orders: Order[]; replayed: boolean }> {
+export async function checkoutKeyed(deps: Core, p: Principal, lines: LineInput[],
+  requestKey: string): Promise<{ orders: Order[]; replayed: boolean }> {
   const [[shard, wanted]] = [...groupByShard(deps, lines).entries()] as [[number, WantedLine[]]];
   const c: Checkout = { requestKey, requestHash: requestHash(lines), checkoutId: randomUUID(), folded: true };
   const out = await counted(placeOnShard(deps, p, shard, sumLines(wanted), c).then((o) => {
@@ -80,20 +81,25 @@ async function counted<T>(work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (err) {
-    if (!(err instanceof EngineError && err.replayed)) ordersRefused.inc({ reason: err instanceof EngineError ? err.code : 'internal' });
+    if (!(err instanceof EngineError
+      && err.replayed)) ordersRefused.inc({ reason: err instanceof EngineError ? err.code : 'internal' });
     throw err;
   }
 }
 
-export function createOrders(deps: Core & ReadSide, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
+export function createOrders(deps: Core & ReadSide, p: Principal, lines: LineInput[],
+  requestKey: string | null): Promise<Order[]> {
   return counted(createOrdersUncounted(deps, p, lines, requestKey));
 }
 
-async function createOrdersUncounted(deps: Core & ReadSide, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
+async function createOrdersUncounted(deps: Core & ReadSide, p: Principal, lines: LineInput[],
+  requestKey: string | null): Promise<Order[]> {
   await admit(deps, lines);
   const groups = [...groupByShard(deps, lines).entries()];
-  const checkout: Checkout = { requestKey, requestHash: requestKey ? requestHash(lines) : null, checkoutId: randomUUID(), folded: false };
-  const results = await Promise.allSettled(groups.map(([shard, wanted]) => createShardOrder(deps, p, shard, wanted, checkout)));
+  const checkout: Checkout = { requestKey, requestHash: requestKey ? requestHash(lines) : null,
+    checkoutId: randomUUID(), folded: false };
+  const results = await Promise.allSettled(groups.map(([shard, wanted]) =>
+    createShardOrder(deps, p, shard, wanted, checkout)));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (!failed) return results.map((r) => (r as PromiseFulfilledResult<Order>).value);
   const made = results.filter((r): r is PromiseFulfilledResult<Order> => r.status === 'fulfilled').map((r) => r.value);
@@ -116,7 +122,8 @@ async function compensate(deps: Core, order: Order): Promise<void> {
   }
 }
 
-async function createShardOrder(deps: Core, p: Principal, shard: number, wanted: WantedLine[], c: Checkout): Promise<Order> {
+async function createShardOrder(deps: Core, p: Principal, shard: number, wanted: WantedLine[],
+  c: Checkout): Promise<Order> {
   const out = await placeOnShard(deps, p, shard, sumLines(wanted), c);
   if (!out.ok) throw out.error;
   return out.order;
@@ -133,7 +140,8 @@ export async function cancelOrder(deps: Core & Remote, p: Principal, id: string)
   else if (row.status === 'paid') await cancelPaidAndRefund(deps, shard, local, actor);
   const after = await getOrderFresh(deps, p, id);
   if (after.status !== 'canceled' && after.status !== 'refunded') {
-    throw new EngineError('invalid_state', `Order is ${after.status} and can no longer be canceled`, { details: { status: after.status } });
+    throw new EngineError('invalid_state', `Order is ${after.status} and can no longer be canceled`,
+      { details: { status: after.status } });
   }
   return after;
 }
@@ -146,7 +154,8 @@ export async function cancelOrder(deps: Core & Remote, p: Principal, id: string)
 async function cancelPaidAndRefund(deps: Core & Remote, shard: number, local: number, actor: string): Promise<void> {
   const paymentLocal = await cancelPaid(deps, shard, local, actor);
   if (paymentLocal === null) return;
-  await refundPayment(deps, shard, paymentLocal, 'canceled').catch((err: unknown) => log.warn('refund deferred to cron', { err }));
+  await refundPayment(deps, shard, paymentLocal, 'canceled').catch((err: unknown) =>
+    log.warn('refund deferred to cron', { err }));
 }
 
 /** Deletes one batch of recorded checkout refusals past IDEMPOTENCY_RETENTION_S on a shard; how many went. */

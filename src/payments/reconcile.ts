@@ -8,7 +8,8 @@ import { applyGatewayEvent, refundPayment } from './service.js';
 import { SQL } from './sql.js';
 
 const EVENT_OF_STATUS: Record<string, string> = {
-  succeeded: 'payment.succeeded', declined: 'payment.declined', expired: 'payment.expired', refunded: 'payment.succeeded',
+  succeeded: 'payment.succeeded', declined: 'payment.declined', expired: 'payment.expired',
+  refunded: 'payment.succeeded',
 };
 
 /** The longest a pending payment waits between two polls of the gateway. */
@@ -19,9 +20,11 @@ const POLL_BACKOFF_MAX_S = 60;
  * answer, each in turn (SQL.duePending rotates them), each on its own: one payment
  * whose poll fails is logged and retried later, never the end of the batch.
  */
-export async function reconcilePending(deps: Core & Remote, shard: number, limit = 100): Promise<{ polled: number; applied: number; failed: number }> {
+export async function reconcilePending(deps: Core & Remote, shard: number,
+  limit = 100): Promise<{ polled: number; applied: number; failed: number }> {
   const base = deps.cfg.reconcileAfterS;
-  const rows = (await deps.shards.get(shard).query(SQL.duePending, [base, limit, base, Math.max(base, POLL_BACKOFF_MAX_S)])).rows;
+  const rows = (await deps.shards.get(shard).query(SQL.duePending,
+    [base, limit, base, Math.max(base, POLL_BACKOFF_MAX_S)])).rows;
   let applied = 0;
   let failed = 0;
   for (const p of rows) {
@@ -51,7 +54,8 @@ async function settleFromGateway(deps: Core & Remote, shard: number, p: Record<s
   // A synthetic, stable event id: polling and a late webhook dedupe like duplicates.
   const r = await applyGatewayEvent(deps, {
     id: `poll:${session.id}:${session.status}`, type,
-    data: { session_id: session.id, merchant_ref: encodeRow('payment', shard, p.id as number), status: session.status, amount_cents: session.amount_cents, currency: session.currency },
+    data: { session_id: session.id, merchant_ref: encodeRow('payment', shard, p.id as number), status: session.status,
+      amount_cents: session.amount_cents, currency: session.currency },
   });
   return !r.duplicate;
 }

@@ -1,6 +1,7 @@
 // Named statements of payments. Every change is conditional on the current state;
 // together with the deduplicated event id that makes each webhook apply at most once.
-export const PAYMENT_COLS = `id, order_id, customer_id, status, method, amount_cents, currency, escrow, gateway_session_id,
+export const PAYMENT_COLS = `id, order_id, customer_id, status, method, amount_cents, currency, escrow,
+  gateway_session_id,
   redirect_url, qr_payload, expires_at, captured_at, refund_reason, failure_reason, created_at, updated_at`;
 
 export const SQL = {
@@ -12,12 +13,14 @@ export const SQL = {
            ON CONFLICT (order_id) WHERE status = 'pending' DO NOTHING
            RETURNING ${PAYMENT_COLS}`,
   },
-  pendingForOrder: { name: 'pay_pending_for_order', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE order_id = $1 AND status = 'pending'` },
+  pendingForOrder: { name: 'pay_pending_for_order', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE order_id = $1
+    AND status = 'pending'` },
   byId: { name: 'pay_by_id', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE id = $1` },
   attachSession: {
     name: 'pay_attach_session',
     text: `UPDATE payments SET gateway_session_id = $2, redirect_url = $3, qr_payload = $4, updated_at = now()
-           WHERE id = $1 AND status = 'pending' AND (gateway_session_id IS NULL OR gateway_session_id = $2) RETURNING ${PAYMENT_COLS}`,
+           WHERE id = $1 AND status = 'pending' AND (gateway_session_id IS NULL OR gateway_session_id = $2)
+             RETURNING ${PAYMENT_COLS}`,
   },
   fail: {
     name: 'pay_fail',
@@ -47,8 +50,10 @@ export const SQL = {
   duePending: {
     name: 'pay_due_pending',
     text: `UPDATE payments p SET checks = p.checks + 1,
-             next_check_at = LEAST(now() + make_interval(secs => LEAST($4::float8, $3::float8 * power(2, LEAST(p.checks, 16)))),
-                                   CASE WHEN p.expires_at > now() THEN p.expires_at + interval '1 second' ELSE 'infinity' END)
+             next_check_at = LEAST(now() + make_interval(secs => LEAST($4::float8, $3::float8 * power(2,
+               LEAST(p.checks, 16)))),
+                                   CASE WHEN p.expires_at > now() THEN p.expires_at + interval '1 second'
+                                     ELSE 'infinity' END)
            WHERE p.id IN (SELECT id FROM payments WHERE status = 'pending' AND next_check_at <= now()
                             AND created_at < now() - make_interval(secs => $1)
                           ORDER BY next_check_at LIMIT $2 FOR UPDATE SKIP LOCKED)
@@ -67,16 +72,19 @@ export const SQL = {
   ledgerEntry: {
     name: 'ledger_entry',
     text: `INSERT INTO ledger_entries (transfer_id, order_id, payment_id, account, amount_cents, currency, kind)
-           SELECT $1, $2, $3, leg.account, leg.amount, $6, $7 FROM unnest($4::text[], $5::bigint[]) AS leg(account, amount)`,
+           SELECT $1, $2, $3, leg.account, leg.amount, $6, $7
+             FROM unnest($4::text[], $5::bigint[]) AS leg(account, amount)`,
   },
   ledgerSums: {
     name: 'ledger_sums',
-    text: 'SELECT currency, sum(amount_cents)::bigint AS sum, count(*)::int AS entries FROM ledger_entries GROUP BY currency',
+    text: `SELECT currency, sum(amount_cents)::bigint AS sum, count(*)::int AS entries FROM ledger_entries
+           GROUP BY currency`,
   },
   // Orders that are done with money yet still have a non-zero escrow balance.
   escrowLeft: {
     name: 'ledger_escrow_left',
-    text: `SELECT o.id, o.status, sum(l.amount_cents)::bigint AS escrow FROM orders o JOIN ledger_entries l ON l.order_id = o.id
+    text: `SELECT o.id, o.status, sum(l.amount_cents)::bigint AS escrow FROM orders o JOIN ledger_entries l
+      ON l.order_id = o.id
            WHERE l.account = 'escrow' AND o.status IN ('completed', 'refunded', 'canceled', 'expired')
            GROUP BY o.id, o.status HAVING sum(l.amount_cents) <> 0 LIMIT 100`,
   },

@@ -30,7 +30,8 @@ export interface Live<T extends StockView> {
   close(): Promise<void>;
 }
 
-export interface LiveOptions<T> { cfg: Config; redis: RedisSet; shardCount: number; load: ItemLoader<T>; listen: boolean }
+export interface LiveOptions<T> { cfg: Config; redis: RedisSet; shardCount: number; load: ItemLoader<T>;
+  listen: boolean }
 
 /**
  * The longest a writer waits for the cache to take its change before answering. The
@@ -64,7 +65,8 @@ export function createLive<T extends StockView>(o: LiveOptions<T>): Live<T> {
       return;
     }
     apply(s);
-    bus.publish({ k: 'i', s: s.shard, l: s.local, v: s.version, a: available(s), act: s.item?.active ?? false, r: s.item?.reclaimable ?? false });
+    bus.publish({ k: 'i', s: s.shard, l: s.local, v: s.version, a: available(s), act: s.item?.active ?? false,
+      r: s.item?.reclaimable ?? false });
   });
 
   const forgetOrder = (id: string) => {

@@ -67,9 +67,11 @@ const PENDING_MAX = 8;
 const CHECKS_PER_MESSAGE_MAX = 8;
 const TOPIC_RE = /^(items|orders)\/([a-z]{2}_[0-9a-z]{2,12})$/;
 
-const topicList = { type: 'array', minItems: 1, maxItems: TOPICS_PER_MESSAGE_MAX, items: { type: 'string', minLength: 1, maxLength: 80 } };
+const topicList = { type: 'array', minItems: 1, maxItems: TOPICS_PER_MESSAGE_MAX,
+  items: { type: 'string', minLength: 1, maxLength: 80 } };
 const validators: Record<string, (v: unknown) => void> = {
-  auth: compileBody(object({ op: { const: 'auth' }, token: { type: 'string', minLength: 1, maxLength: 200 } }, ['op', 'token'])),
+  auth: compileBody(object({ op: { const: 'auth' }, token: { type: 'string', minLength: 1, maxLength: 200 } },
+    ['op', 'token'])),
   subscribe: compileBody(object({ op: { const: 'subscribe' }, topics: topicList }, ['op', 'topics'])),
   unsubscribe: compileBody(object({ op: { const: 'unsubscribe' }, topics: topicList }, ['op', 'topics'])),
 };
@@ -122,7 +124,8 @@ export class Stream {
 
   /** The state of a socket about to open, signed in (`principal`, `token`) or not. */
   connection(requestId: string, format: Format, principal: Principal | null, token: string | null): Conn {
-    return { requestId, format, principal, token, listedAs: null, topics: new Set(), queue: Promise.resolve(), pending: 0, closed: false };
+    return { requestId, format, principal, token, listedAs: null, topics: new Set(), queue: Promise.resolve(),
+      pending: 0, closed: false };
   }
 
   open(ws: WebSocket<Conn>): void {
@@ -143,14 +146,16 @@ export class Stream {
   }
 }
 
-function onMessage(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, message: ArrayBuffer, isBinary: boolean): void {
+function onMessage(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, message: ArrayBuffer,
+  isBinary: boolean): void {
   const conn = ws.getUserData();
   let msg: unknown;
   try {
     // The buffer is only valid during this call: decode now.
     msg = isBinary ? unpack(Buffer.from(message)) : JSON.parse(Buffer.from(message).toString('utf8'));
   } catch {
-    fail(ws, conn, new EngineError('invalid_json', isBinary ? 'Message is not valid msgpack' : 'Message is not valid JSON'));
+    fail(ws, conn, new EngineError('invalid_json',
+      isBinary ? 'Message is not valid msgpack' : 'Message is not valid JSON'));
     return;
   }
   if (conn.pending >= PENDING_MAX) {
@@ -164,10 +169,12 @@ function onMessage(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, mess
     .finally(() => { conn.pending--; });
 }
 
-async function handle(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, conn: Conn, msg: unknown): Promise<void> {
+async function handle(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, conn: Conn,
+  msg: unknown): Promise<void> {
   const op = typeof msg === 'object' && msg !== null ? (msg as { op?: unknown }).op : undefined;
   const validate = typeof op === 'string' ? validators[op] : undefined;
-  if (!validate) throw new EngineError('validation_failed', 'Field \'op\' must be auth, subscribe or unsubscribe', { details: { field: 'op' } });
+  if (!validate) throw new EngineError('validation_failed', 'Field \'op\' must be auth, subscribe or unsubscribe',
+    { details: { field: 'op' } });
   validate(msg);
   if (op === 'auth') return auth(env, users, ws, conn, (msg as { token: string }).token);
   const topics = [...new Set((msg as { topics: string[] }).topics)];
@@ -257,7 +264,8 @@ async function subscribe(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topics
   const units = Math.min(reads, CHECKS_PER_MESSAGE_MAX, env.admission.streamBudget());
   await env.admission.run('stream', units, async () => {
     if (conn.token && parsed.some((p) => p?.kind === 'orders')) await recheck(env, conn);
-    const checks = await mapBounded(parsed, units, (p) => (p ? check(env, conn, p).catch(() => null) : Promise.resolve(null)));
+    const checks = await mapBounded(parsed, units,
+      (p) => (p ? check(env, conn, p).catch(() => null) : Promise.resolve(null)));
     if (conn.closed) return;
     const after = grant(env, ws, conn, topics, checks);
     await mapBounded(after, units, (read) => read());
@@ -265,7 +273,8 @@ async function subscribe(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topics
 }
 
 /** Subscribes what passed its check and sends the snapshots; returns the reads that must follow. */
-function grant(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topics: string[], checks: (Snapshot | null)[]): (() => Promise<void>)[] {
+function grant(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topics: string[],
+  checks: (Snapshot | null)[]): (() => Promise<void>)[] {
   const max = env.deps.cfg.streamMaxTopics;
   const accepted: string[] = [];
   const refused: string[] = [];

@@ -19,7 +19,8 @@ export class RedisSet {
     this.namespace = namespace;
     this.clients = urls.map((url, i) => {
       const c = new Redis(url, {
-        connectionName: name, keyPrefix: namespace, lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1,
+        connectionName: name, keyPrefix: namespace, lazyConnect: false, enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
         // Commands issued in the same tick share one write: many requests, few syscalls.
         enableAutoPipelining: true,
         connectTimeout: 1000, commandTimeout: 500,

@@ -145,7 +145,8 @@ export class Gateway {
     if (idemKey !== undefined) this.idempotency.set(idemKey, { id: session.id, fingerprint });
     this.stats.sessions++;
     this.armExpiry(session);
-    this.log('info', 'session_created', { session_id: session.id, merchant_ref: session.merchant_ref, amount_cents: session.amount_cents, method: session.method });
+    this.log('info', 'session_created', { session_id: session.id, merchant_ref: session.merchant_ref,
+      amount_cents: session.amount_cents, method: session.method });
     return { session, created: true };
   }
 
@@ -232,7 +233,8 @@ export class Gateway {
     const s = this.get(id);
     if (s.escrow === 'released') return s;
     if (s.escrow !== 'held') {
-      throw new HttpError(409, 'escrow_not_held', `cannot release: session is ${s.status}, escrow ${s.escrow}`, { status: s.status, escrow: s.escrow });
+      throw new HttpError(409, 'escrow_not_held', `cannot release: session is ${s.status}, escrow ${s.escrow}`,
+        { status: s.status, escrow: s.escrow });
     }
     s.escrow = 'released';
     s.released_at = new Date().toISOString();
@@ -246,7 +248,8 @@ export class Gateway {
     const s = this.get(id);
     if (s.status === 'refunded') return s;
     if (s.status !== 'succeeded' || (s.escrow !== 'held' && s.escrow !== 'released')) {
-      throw new HttpError(409, 'not_refundable', `cannot refund: session is ${s.status}`, { status: s.status, escrow: s.escrow });
+      throw new HttpError(409, 'not_refundable', `cannot refund: session is ${s.status}`,
+        { status: s.status, escrow: s.escrow });
     }
     s.status = 'refunded';
     s.escrow = 'refunded';

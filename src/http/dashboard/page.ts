@@ -34,5 +34,6 @@ export function mountDashboard(app: TemplatedApp, replies: Replies): void {
     'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer',
   };
   app.get('/dashboard', (res) => replies.send(res, replies.nextRequestId(), { status: 200, headers, body: page.html }));
-  app.get('/', (res) => replies.send(res, replies.nextRequestId(), { status: 303, headers: { location: '/dashboard' }, body: '' }));
+  app.get('/', (res) => replies.send(res, replies.nextRequestId(),
+    { status: 303, headers: { location: '/dashboard' }, body: '' }));
 }

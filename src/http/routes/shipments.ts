@@ -9,12 +9,16 @@ const label = { type: 'string', minLength: 1, maxLength: 100, pattern: '^[\\x20-
 export function shipmentRoutes(deps: WorkerDeps): RouteDef[] {
   return [
     {
-      method: 'post', path: '/v1/orders/:id/ship', name: 'ship_order', summary: 'Mark a paid order of shipment items shipped (admin)', auth: 'admin', idempotent: true,
-      body: object({ carrier: label, tracking: label }, ['carrier', 'tracking']), response: { status: 200, schema: OrderSchema },
+      method: 'post', path: '/v1/orders/:id/ship', name: 'ship_order',
+      summary: 'Mark a paid order of shipment items shipped (admin)', auth: 'admin', idempotent: true,
+      body: object({ carrier: label, tracking: label }, ['carrier', 'tracking']),
+      response: { status: 200, schema: OrderSchema },
       handler: async (ctx) => ({ status: 200, body: await shipOrder(deps, ctx.principal!, ctx.params.id!, ctx.body) }),
     },
     {
-      method: 'post', path: '/v1/orders/:id/deliver', name: 'deliver_order', summary: 'Mark a shipped order delivered: completes it and releases escrow (admin)', auth: 'admin', idempotent: true,
+      method: 'post', path: '/v1/orders/:id/deliver', name: 'deliver_order',
+      summary: 'Mark a shipped order delivered: completes it and releases escrow (admin)', auth: 'admin',
+      idempotent: true,
       body: object({}), response: { status: 200, schema: OrderSchema },
       handler: async (ctx) => ({ status: 200, body: await deliverOrder(deps, ctx.principal!, ctx.params.id!) }),
     },

@@ -9,11 +9,13 @@ import { Stream, type Conn, type StreamEnv } from '../../realtime/stream.js';
 import { documentedOperation, type PathItems } from '../openapi.js';
 import { errorReply, type Replies } from '../reply.js';
 import { compileQuery, object } from '../schemas.js';
-import { CLOSE_ON_BACKPRESSURE_LIMIT, uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_socket_context_t } from '../uws.js';
+import { CLOSE_ON_BACKPRESSURE_LIMIT, uws, type HttpRequest, type HttpResponse, type TemplatedApp,
+  type us_socket_context_t } from '../uws.js';
 
 export interface UpgradeEnv extends StreamEnv { replies: Replies }
 
-const QUERY = { token: { type: 'string', minLength: 1, maxLength: 200 }, format: { type: 'string', enum: ['json', 'msgpack'] } };
+const QUERY = { token: { type: 'string', minLength: 1, maxLength: 200 },
+  format: { type: 'string', enum: ['json', 'msgpack'] } };
 const validateQuery = compileQuery(object(QUERY));
 
 /** The stream in /openapi.json: an upgrade, documented beside the route table. */
@@ -25,15 +27,20 @@ export function streamOpenApi(): PathItems {
         summary: 'Live item availability and order status over a WebSocket (upgrade)',
         description: 'A WebSocket upgrade (Connection: Upgrade, Upgrade: websocket). Messages are JSON text frames ' +
           '(binary msgpack with format=msgpack): {"op":"auth","token"} -> {"op":"authenticated","user_id","role"}; ' +
-          '{"op":"subscribe","topics":["items/<id>","orders/<id>"]} -> {"op":"subscribed","topics":[...],"refused":[...]} then the current state of each topic; ' +
-          '{"op":"unsubscribe","topics":[...]} -> {"op":"unsubscribed","topics":[...]}; events {"op":"event","topic","type":"item.available"|"order.status","data"}; ' +
-          'errors {"op":"error","error":{type,code,message}}. Orders only to their owner or an admin. A GET without the upgrade headers is not this route (404).',
+          '{"op":"subscribe","topics":["items/<id>","orders/<id>"]} -> ' +
+          '{"op":"subscribed","topics":[...],"refused":[...]} then the current state of each topic; ' +
+          '{"op":"unsubscribe","topics":[...]} -> {"op":"unsubscribed","topics":[...]}; events ' +
+          '{"op":"event","topic","type":"item.available"|"order.status","data"}; ' +
+          'errors {"op":"error","error":{type,code,message}}. Orders only to their owner or an admin. A GET without ' +
+          'the upgrade headers is not this route (404).',
         parameters: Object.entries(QUERY).map(([name, schema]) => ({
           name, in: 'query', schema,
-          description: name === 'token' ? 'a bearer token, instead of an auth message; a bad one is 401 and no upgrade' : 'frame encoding (default json)',
+          description: name === 'token' ? 'a bearer token, instead of an auth message; a bad one is 401 and no ' +
+            'upgrade' : 'frame encoding (default json)',
         })),
         responses: {
-          '101': { description: 'Switching Protocols: the socket is open', headers: { 'X-Request-Id': { schema: { type: 'string' } } } },
+          '101': { description: 'Switching Protocols: the socket is open',
+            headers: { 'X-Request-Id': { schema: { type: 'string' } } } },
         },
       }),
     },
@@ -58,7 +65,8 @@ export function mountStream(app: TemplatedApp, env: UpgradeEnv): void {
 }
 
 /** Validates the query and the token, then upgrades; any refusal is an HTTP error answer. */
-function upgrade(env: UpgradeEnv, stream: Stream, res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
+function upgrade(env: UpgradeEnv, stream: Stream, res: HttpResponse, req: HttpRequest,
+  context: us_socket_context_t): void {
   const requestId = env.replies.nextRequestId();
   const key = req.getHeader('sec-websocket-key');
   const protocol = req.getHeader('sec-websocket-protocol');
@@ -74,7 +82,8 @@ function upgrade(env: UpgradeEnv, stream: Stream, res: HttpResponse, req: HttpRe
         admissionShed.inc({ reason: 'stream_sockets' });
         throw new EngineError('overloaded', 'Too many stream connections on this server', { retryAfterS: 1 });
       }
-      const principal = query.token ? await env.admission.run('request', 1, () => env.authenticate(query.token!)) : null;
+      const principal = query.token ? await env.admission.run('request', 1,
+        () => env.authenticate(query.token!)) : null;
       if (query.token && !principal) throw new EngineError('unauthenticated');
       if (state.aborted) return;
       const conn = stream.connection(requestId, query.format ?? 'json', principal, principal ? query.token! : null);
