@@ -1,6 +1,6 @@
 // Named statements of fulfilment: provider lines, the release claim, the stuck-order
 // queue. The status changes fulfilment asks for are in src/orders/lifecycle-sql.ts.
-import { PROVIDER_LINE_NOT_ACTIVE } from '../orders/lifecycle-sql.js';
+import { PROVIDER_LINE_NOT_ACTIVE, providerFulfillments } from '../orders/lifecycle-sql.js';
 
 export const SQL = {
   // A paid order of shipment and provider lines activates its credit before it ships.
@@ -11,9 +11,7 @@ export const SQL = {
   prepareMixed: {
     name: 'ful_prepare_mixed',
     text: `WITH o AS (SELECT id FROM orders WHERE id = $1 AND status = 'paid' FOR UPDATE),
-           f AS (INSERT INTO fulfillments (order_id, item_id, quantity)
-                 SELECT l.order_id, l.item_id, l.quantity FROM order_lines l JOIN o ON o.id = l.order_id
-                 WHERE l.fulfillment = 'provider' ON CONFLICT DO NOTHING RETURNING 1)
+           ${providerFulfillments('o')}
            SELECT (SELECT count(*)::int FROM o) AS paid`,
   },
   lines: {

@@ -56,6 +56,11 @@ export const PROVIDER_LINE_NOT_ACTIVE = `SELECT 1 FROM order_lines pl WHERE pl.o
   AND NOT EXISTS (SELECT 1 FROM fulfillments pf WHERE pf.order_id = pl.order_id AND pf.item_id = pl.item_id
     AND pf.status = 'active')`;
 
+/** A CTE `f` writing the fulfilment rows of the provider lines of the order in the CTE named `of`. */
+export const providerFulfillments = (of: string) => `f AS (INSERT INTO fulfillments (order_id, item_id, quantity)
+  SELECT l.order_id, l.item_id, l.quantity FROM order_lines l JOIN ${of} ON ${of}.id = l.order_id
+  WHERE l.fulfillment = 'provider' ON CONFLICT DO NOTHING RETURNING 1)`;
+
 export const SQL = {
   // (none) -> awaiting_payment: a batch of checkout parts in one statement (sql/010;
   // group commit in checkout.ts). The bench's pgbench ceiling runs it too.
@@ -159,9 +164,7 @@ export const SQL = {
              RETURNING o.id),
            ev AS (INSERT INTO order_events (order_id, from_status, to_status, actor, reason)
                   SELECT id, 'paid', 'fulfilling', 'system', 'provider_activation' FROM upd RETURNING 1),
-           f AS (INSERT INTO fulfillments (order_id, item_id, quantity)
-                 SELECT l.order_id, l.item_id, l.quantity FROM order_lines l JOIN upd ON upd.id = l.order_id
-                 WHERE l.fulfillment = 'provider' ON CONFLICT DO NOTHING RETURNING 1)
+           ${providerFulfillments('upd')}
            SELECT (SELECT count(*)::int FROM upd) AS started`,
   },
   // paid -> shipped for orders with shipment lines, with its shipment row and audit row.
