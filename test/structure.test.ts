@@ -14,7 +14,9 @@ function engineFiles(): string[] {
     for (const e of readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
       const rel = `${dir}/${e.name}`;
       if (e.isDirectory()) walk(rel);
-      else if (rel.endsWith('.ts') && !rel.endsWith('.d.ts') && !NOT_ENGINE.some((d) => rel.startsWith(d))) out.push(rel);
+      else if (rel.endsWith('.ts') && !rel.endsWith('.d.ts') && !NOT_ENGINE.some((d) => rel.startsWith(d))) {
+        out.push(rel);
+      }
     }
   };
   walk('src');

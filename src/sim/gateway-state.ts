@@ -209,8 +209,7 @@ export class Gateway {
     const s = this.get(id);
     if (s.escrow === 'released') return s;
     if (s.escrow !== 'held') {
-      throw new HttpError(409, 'escrow_not_held', `cannot release: session is ${s.status}, escrow ${s.escrow}`,
-        { status: s.status, escrow: s.escrow });
+      throw conflict(s, 'escrow_not_held', `cannot release: session is ${s.status}, escrow ${s.escrow}`);
     }
     s.escrow = 'released';
     s.released_at = new Date().toISOString();
@@ -224,8 +223,7 @@ export class Gateway {
     const s = this.get(id);
     if (s.status === 'refunded') return s;
     if (s.status !== 'succeeded' || (s.escrow !== 'held' && s.escrow !== 'released')) {
-      throw new HttpError(409, 'not_refundable', `cannot refund: session is ${s.status}`,
-        { status: s.status, escrow: s.escrow });
+      throw conflict(s, 'not_refundable', `cannot refund: session is ${s.status}`);
     }
     s.status = 'refunded';
     s.escrow = 'refunded';
@@ -254,6 +252,11 @@ export class Gateway {
   }
 }
 
+/** A 409 that names the session's status and escrow. */
+function conflict(s: Session, code: string, message: string): HttpError {
+  return new HttpError(409, code, message, { status: s.status, escrow: s.escrow });
+}
+
 export function notPending(s: Session): HttpError {
-  return new HttpError(409, 'session_not_pending', `session is ${s.status}`, { status: s.status, escrow: s.escrow });
+  return conflict(s, 'session_not_pending', `session is ${s.status}`);
 }
