@@ -6,7 +6,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AdminEmailTaken, ensureAdmin } from './accounts/service.js';
 import { assertBudget, ConfigError, loadConfig, type Config } from './config.js';
 import { runCron } from './cron/main.js';
-import { createEngine } from './engine.js';
+import { openTool } from './engine.js';
 import { buildDashboard } from './http/dashboard/page.js';
 import { loadUws, runtime, UwsUnavailable, UWS_UNAVAILABLE_EXIT, type UwsBuild } from './http/uws.js';
 import { log, setLogContext, setLogLevel } from './log.js';
@@ -72,7 +72,7 @@ function checkInstallation(cfg: Config): void {
 
 async function prepare(cfg: Config): Promise<void> {
   if (cfg.migrateOnStart) await migrateReachable(cfg.pgShards);
-  const tool = createEngine(cfg, 'tool');
+  const tool = openTool(cfg);
   try {
     await ensureAdmin(tool.deps, cfg.adminEmail, cfg.adminPassword).catch((err: unknown) => {
       if (err instanceof AdminEmailTaken) throw new ConfigError(err.message);
@@ -112,7 +112,8 @@ async function runPrimary(): Promise<void> {
     w.on('message', (msg: { type?: string }) => {
       if (fleet.handle(w, msg)) return;
       if (msg?.type === 'listening' && ++listening === cfg.workers) {
-        log.info('engine ready', { url: `http://${cfg.host}:${cfg.port}`, workers: cfg.workers, shards: cfg.pgShards.length, redis: cfg.redisUrls, uws: `${build.package}@${build.version}` });
+        log.info('engine ready', { url: `http://${cfg.host}:${cfg.port}`, workers: cfg.workers,
+          shards: cfg.pgShards.length, redis: cfg.redisUrls, uws: `${build.package}@${build.version}` });
       }
     });
   };
@@ -123,7 +124,8 @@ async function runPrimary(): Promise<void> {
     fleet.exited(w);
     if (stopping) return;
     // A worker that found no native uWS will not find one when forked again.
-    if (code === UWS_UNAVAILABLE_EXIT) refuse(`a ${role} process found no native uWS build (exit ${code})`, UWS_UNAVAILABLE_EXIT);
+    if (code === UWS_UNAVAILABLE_EXIT) refuse(`a ${role} process found no native uWS build (exit ${code})`,
+      UWS_UNAVAILABLE_EXIT);
     const now = Date.now();
     respawns.push(now);
     while (respawns.length && respawns[0]! < now - 10_000) respawns.shift();
@@ -169,7 +171,8 @@ function exportPrimary(cfg: Config, roles: Map<Worker, { role: Role }>): void {
     for (const { role } of roles.values()) running[role]++;
     return Object.entries(running).map(([role, value]) => ({ labels: { role }, value }));
   });
-  collected(appMetrics, 'bf_processes_expected', 'Worker and cron processes the primary is configured to run (WORKERS, and one cron)', 'gauge',
+  collected(appMetrics, 'bf_processes_expected',
+    'Worker and cron processes the primary is configured to run (WORKERS, and one cron)', 'gauge',
     () => [{ labels: { role: 'worker' }, value: cfg.workers }, { labels: { role: 'cron' }, value: 1 }]);
 }
 

@@ -18,7 +18,8 @@ export const ERRORS = {
   // Never sent (the client is gone): it ends a request whose client hung up, and metrics count it as 499.
   client_closed: { status: 499, type: 'invalid_request', message: 'The client closed the connection' },
   unsupported_media_type: { status: 415, type: 'invalid_request', message: 'Content-Type must be application/json' },
-  idempotency_mismatch: { status: 422, type: 'invalid_request', message: 'Idempotency-Key was used with a different request' },
+  idempotency_mismatch: { status: 422, type: 'invalid_request',
+    message: 'Idempotency-Key was used with a different request' },
   not_found: { status: 404, type: 'not_found', message: 'No such resource' },
   route_not_found: { status: 404, type: 'not_found', message: 'No such route' },
   unauthenticated: { status: 401, type: 'authentication', message: 'Missing or invalid bearer token' },
@@ -30,7 +31,8 @@ export const ERRORS = {
   stock_floor: { status: 409, type: 'conflict', message: 'Stock cannot go below what is held or sold' },
   stock_ceiling: { status: 409, type: 'conflict', message: 'Stock cannot exceed the largest countable amount' },
   invalid_state: { status: 409, type: 'conflict', message: 'Not allowed in the current state' },
-  idempotency_in_progress: { status: 409, type: 'conflict', message: 'A request with this Idempotency-Key is in progress' },
+  idempotency_in_progress: { status: 409, type: 'conflict',
+    message: 'A request with this Idempotency-Key is in progress' },
   sold_out: { status: 409, type: 'sold_out', message: 'Sold out' },
   item_unavailable: { status: 409, type: 'conflict', message: 'Item is not for sale' },
   purchase_limit: { status: 409, type: 'conflict', message: 'Per-customer purchase limit reached' },
@@ -56,7 +58,8 @@ export class EngineError extends Error {
   /** The answer a request key got before, given again (an Idempotency-Key replay). */
   replayed = false;
 
-  constructor(code: ErrorCode, message?: string, opts: { details?: Record<string, unknown>; retryAfterS?: number; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message?: string, opts: { details?: Record<string,
+    unknown>; retryAfterS?: number; cause?: unknown } = {}) {
     super(message ?? ERRORS[code].message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.code = code;
     this.details = opts.details;

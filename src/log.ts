@@ -17,7 +17,8 @@ function emit(level: Level, msg: string, fields?: Record<string, unknown>): void
   if (RANK[level] < minRank) return;
   const line: Record<string, unknown> = { t: new Date().toISOString(), level, msg, ...base, ...fields };
   const err = fields?.err;
-  if (err instanceof Error) line.err = { name: err.name, message: err.message, code: (err as { code?: unknown }).code, stack: err.stack };
+  if (err instanceof Error) line.err = { name: err.name, message: err.message, code: (err as { code?: unknown }).code,
+    stack: err.stack };
   process.stdout.write(JSON.stringify(line) + '\n');
 }
 

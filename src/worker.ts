@@ -1,13 +1,14 @@
 // One HTTP worker: the uWS app on the shared port (SO_REUSEPORT), drained on shutdown.
 import { performance } from 'node:perf_hooks';
 import type { Config } from './config.js';
-import { createEngine } from './engine.js';
-import { idleMs, inflightCount } from './http/admission.js';
+import { openWorker } from './engine.js';
+import { Admission } from './http/admission.js';
 import { buildApp } from './http/app.js';
-import { closeConnectionsAfterReply } from './http/reply.js';
-import { loadUws, uws, UwsUnavailable, UWS_UNAVAILABLE_EXIT, type TemplatedApp, type us_listen_socket } from './http/uws.js';
+import { Replies } from './http/reply.js';
+import { loadUws, uws, UwsUnavailable, UWS_UNAVAILABLE_EXIT, type TemplatedApp,
+  type us_listen_socket } from './http/uws.js';
 import { log, setLogContext } from './log.js';
-import { exportEngine } from './metrics/engine.js';
+import { exportAdmission, exportEngine } from './metrics/engine.js';
 import { answerCollects } from './metrics/fleet.js';
 import { zeroCounters } from './metrics/index.js';
 import { startProcessMetrics } from './metrics/process.js';
@@ -15,12 +16,15 @@ import { startProcessMetrics } from './metrics/process.js';
 export async function runWorker(cfg: Config): Promise<void> {
   setLogContext({ role: 'worker', pid: process.pid });
   nativeUwsOrExit();
-  const engine = createEngine(cfg, 'worker');
-  const { app } = buildApp({ deps: engine.deps, redis: engine.redis, live: engine.live });
-  engine.live?.attach(app);
+  const engine = openWorker(cfg);
+  const admission = new Admission(cfg.maxInflight);
+  const replies = new Replies();
+  const { app } = buildApp({ deps: engine.deps, redis: engine.redis, live: engine.live, admission, replies });
+  engine.live.attach(app);
   // The primary gives each worker slot a stable index; a respawn takes over its slot.
   startProcessMetrics(process.env.ENGINE_WORKER_INDEX ?? '0');
   exportEngine(engine, 'worker');
+  exportAdmission(admission, cfg.maxInflight);
   zeroCounters(engine.deps.shards.count);
   answerCollects();
   const socket = await listen(app, cfg.host, cfg.port);
@@ -30,10 +34,10 @@ export async function runWorker(cfg: Config): Promise<void> {
   const drain = async () => {
     if (stopping) return;
     stopping = true;
-    closeConnectionsAfterReply();
+    replies.closeConnections();
     uws().us_listen_socket_close(socket);
-    await quiesce(Date.now() + cfg.shutdownGraceMs);
-    log.info('worker drained', { inflight: inflightCount() });
+    await quiesce(admission, Date.now() + cfg.shutdownGraceMs);
+    log.info('worker drained', { inflight: admission.inflight() });
     await engine.close();
     process.exit(0);
   };
@@ -59,14 +63,15 @@ function nativeUwsOrExit(): void {
 // (or it would find the pools closed). Wait for a quiet spell, bounded by the grace.
 const QUIET_MS = 100;
 
-async function quiesce(deadlineMs: number): Promise<void> {
+async function quiesce(admission: Admission, deadlineMs: number): Promise<void> {
   const started = performance.now();
-  const quietMs = () => Math.min(idleMs(), performance.now() - started);
+  const quietMs = () => Math.min(admission.idleMs(), performance.now() - started);
   while (quietMs() < QUIET_MS && Date.now() < deadlineMs) await new Promise((r) => setTimeout(r, 10));
 }
 
 function listen(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
   return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`))));
+    app.listen(host, port,
+      (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`))));
   });
 }

@@ -1,12 +1,12 @@
 import t from 'tap';
 import { loadConfig } from '../src/config.js';
-import { createEngine } from '../src/engine.js';
-import { expireDueBatch } from '../src/orders/holds.js';
+import { openTool } from '../src/engine.js';
+import { expireDueBatch } from '../src/orders/lifecycle.js';
 import { sleep } from '../tools/lib/wait.js';
 import { api, categoryOnShard, customer, item, itemRow, localId, onShard, order, shardOf } from './helpers/api.js';
 
 // A second and third cron runner, in this process, on the same real shards.
-const engine = createEngine(loadConfig({ ...process.env, WORKERS: '1' }), 'tool');
+const engine = openTool(loadConfig({ ...process.env, WORKERS: '1' }));
 t.teardown(() => engine.close());
 
 async function backdate(orderId: string): Promise<void> {

@@ -3,9 +3,9 @@
 // evicts at once in the process that did it and is broadcast over Redis to every other
 // process; a process that misses the broadcast (Redis down) honours a revoked token for
 // at most AUTH_CACHE_MS. AUTH_CACHE_MS=0 turns the cache off.
-import { Redis } from 'ioredis';
-import type { RedisSet } from '../cache/redis.js';
-import type { Principal } from './service.js';
+import type { Redis } from 'ioredis';
+import type { RedisSet } from '../redis/set.js';
+import type { Principal } from './principal.js';
 
 const CHANNEL = 'auth1:revoked';
 const MAX_ENTRIES = 50_000;
@@ -15,7 +15,7 @@ export class AuthCache {
   private readonly subscribers: Redis[] = [];
   private readonly revokedListeners: ((uuid: string) => void)[] = [];
 
-  constructor(private readonly ttlMs: number, private readonly redis: RedisSet | null) {}
+  constructor(private readonly ttlMs: number, private readonly redis: RedisSet) {}
 
   get(tokenHash: string): Principal | null {
     const e = this.byToken.get(tokenHash);
@@ -43,19 +43,18 @@ export class AuthCache {
   /** Forget every cached token of a user, here and (best effort) in every other process. */
   async revoked(uuid: string): Promise<void> {
     this.evictLocal(uuid);
-    if (!this.redis) return;
-    await Promise.allSettled(this.redis.clients.filter((c) => c.status === 'ready').map((c) => c.publish(this.redis!.channel(CHANNEL), uuid)));
+    await Promise.allSettled(this.redis.clients.filter((c) => c.status === 'ready').map((c) =>
+      c.publish(this.redis.channel(CHANNEL), uuid)));
   }
 
   /** Workers listen for revocations from other processes on every Redis. */
   listen(): void {
-    for (const c of this.redis?.clients ?? []) {
-      const sub = c.duplicate({ enableOfflineQueue: true, lazyConnect: false });
-      sub.on('error', () => undefined);
+    this.redis.urls.forEach((_, i) => {
+      const sub = this.redis.subscriber(i, 'engine-auth');
       sub.on('message', (_channel: string, uuid: string) => this.evictLocal(uuid));
-      sub.subscribe(this.redis!.channel(CHANNEL)).catch(() => undefined);
+      sub.subscribe(this.redis.channel(CHANNEL)).catch(() => undefined);
       this.subscribers.push(sub);
-    }
+    });
   }
 
   close(): void {

@@ -13,7 +13,7 @@
 // each worker counts on its own, just as atomically (a weaker but still bounded limit).
 import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { RedisSet } from '../cache/redis.js';
+import type { RedisSet } from '../redis/set.js';
 import { EngineError } from '../errors.js';
 
 export interface LoginLimitConfig {
@@ -77,7 +77,8 @@ return 0`;
 const inflightKey = (key: string) => `${key}:inflight`;
 
 function limited(what: string, retryAfterS: number): EngineError {
-  return new EngineError('rate_limited', `Too many ${what}; try again later`, { retryAfterS: Math.max(1, retryAfterS) });
+  return new EngineError('rate_limited', `Too many ${what}; try again later`,
+    { retryAfterS: Math.max(1, retryAfterS) });
 }
 
 export class LoginLimiter {
@@ -121,7 +122,8 @@ export class LoginLimiter {
   /** [failures key, maximum] of each limit; the account's first (a success clears it). */
   private limits(email: string, ip: string): [string, number][] {
     const acct = createHash('sha256').update(email).digest('hex').slice(0, 32);
-    return [[`rl:login:acct:${acct}`, this.cfg.loginMaxFailsAccount], [`rl:login:ip:${ip}`, this.cfg.loginMaxFailsAddress]];
+    return [[`rl:login:acct:${acct}`, this.cfg.loginMaxFailsAccount],
+      [`rl:login:ip:${ip}`, this.cfg.loginMaxFailsAddress]];
   }
 
   private async reserve(email: string, ip: string): Promise<Ticket> {
@@ -131,7 +133,8 @@ export class LoginLimiter {
     const r = this.redis.any();
     if (r) {
       const redisKeys = keys.flatMap((k) => [k, inflightKey(k)]);
-      const got = await r.eval(RESERVE, redisKeys.length, ...redisKeys, id, ATTEMPT_LEASE_MS, ...limits.map(([, max]) => max))
+      const got = await r.eval(RESERVE, redisKeys.length, ...redisKeys, id, ATTEMPT_LEASE_MS,
+        ...limits.map(([, max]) => max))
         .then(Number, () => null); // a Redis error: reserve in this process instead
       if (got !== null) {
         if (got > 0) throw limited('failed logins', got);
@@ -146,7 +149,8 @@ export class LoginLimiter {
   private async settle(ticket: Ticket, outcome: Outcome): Promise<void> {
     if (ticket.redis) {
       const redisKeys = ticket.keys.flatMap((k) => [k, inflightKey(k)]);
-      const done = await ticket.redis.eval(SETTLE, redisKeys.length, ...redisKeys, ticket.id, outcome, this.cfg.loginWindowS)
+      const done = await ticket.redis.eval(SETTLE, redisKeys.length, ...redisKeys, ticket.id, outcome,
+        this.cfg.loginWindowS)
         .then(() => true, () => false);
       // Redis went away mid-attempt: its slot expires with the lease; a failure still counts here.
       if (!done && outcome === 'failed') this.local.countFailure(ticket.keys);

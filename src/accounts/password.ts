@@ -19,7 +19,8 @@ function maxmem(n: number, r: number, p: number): number {
 }
 
 function scrypt(pw: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => scryptCb(pw, salt, keylen, opts, (err, key) => (err ? reject(err) : resolve(key))));
+  return new Promise((resolve, reject) => scryptCb(pw, salt, keylen, opts,
+    (err, key) => (err ? reject(err) : resolve(key))));
 }
 
 const isPow2 = (n: number) => Number.isInteger(n) && n > 1 && (n & (n - 1)) === 0;
@@ -28,7 +29,8 @@ function parse(stored: string): Params | null {
   const parts = stored.split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return null;
   const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
-  if (!isPow2(n) || n > N_MAX || !Number.isInteger(r) || r < 1 || r > R_MAX || !Number.isInteger(p) || p < 1 || p > P_MAX) return null;
+  if (!isPow2(n) || n > N_MAX || !Number.isInteger(r) || r < 1 || r > R_MAX || !Number.isInteger(p) || p < 1
+    || p > P_MAX) return null;
   return { n, r, p, salt: Buffer.from(parts[4]!, 'base64'), key: Buffer.from(parts[5]!, 'base64') };
 }
 

@@ -11,17 +11,20 @@ export const PROFILE_SQL = {
              address = CASE WHEN $6::boolean THEN $7::jsonb ELSE address END, updated_at = now()
            WHERE id = $1 AND deleted_at IS NULL RETURNING ${PROFILE_COLS}`,
   },
-  passwordHash: { name: 'prof_password_hash', text: 'SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL' },
+  passwordHash: { name: 'prof_password_hash',
+    text: 'SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL' },
   // Fenced on the hash the current password was checked against: a concurrent change wins once.
   setPassword: {
     name: 'prof_set_password',
-    text: 'UPDATE users SET password_hash = $3, updated_at = now() WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL',
+    text: `UPDATE users SET password_hash = $3, updated_at = now()
+           WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL`,
   },
   revokeOthers: {
     name: 'prof_revoke_others',
     text: 'UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND token_hash <> $2 AND revoked_at IS NULL',
   },
-  revokeAll: { name: 'prof_revoke_all', text: 'UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL' },
+  revokeAll: { name: 'prof_revoke_all',
+    text: 'UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL' },
   // Personal data goes; the row stays, so orders, ledger and audit keep their customer id.
   // The hash is no scrypt string, so no password ever matches it.
   anonymize: {

@@ -13,7 +13,8 @@ export const SQL = {
   },
   userById: {
     name: 'acc_user_by_id',
-    text: 'SELECT id, email, password_hash, name, role, phone, address, created_at, deleted_at FROM users WHERE id = $1',
+    text: `SELECT id, email, password_hash, name, role, phone, address, created_at, deleted_at
+           FROM users WHERE id = $1`,
   },
   // Fenced on the hash the password was checked against: a password changed meanwhile wins.
   rehashPassword: {

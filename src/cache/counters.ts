@@ -1,5 +1,7 @@
 // Per-process counters of the read path: plain increments on the hot path, exported as
 // bf_cache_* / bf_sold_out_gate_* / bf_bus_* when /metrics is scraped (src/metrics/engine.ts).
+// A module-level singleton on purpose: a process has one set of counters, like the
+// prom-client registry they are exported to, and the hot path reads no object to find them.
 export const counters = {
   cache_hits_total: { item: 0, search: 0, categories: 0, order: 0 },
   cache_misses_total: { item: 0, search: 0, categories: 0, order: 0 },
@@ -12,5 +14,3 @@ export const counters = {
   bus_published_total: 0,
   bus_received_total: 0,
 };
-
-export type Counters = typeof counters;

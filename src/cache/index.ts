@@ -1,11 +1,12 @@
 // The read side of one process: the item cache (with its refresher), the list caches
-// and the sold-out gate, built from config. Domains see them through Deps.
+// and the sold-out gate, built from config. Workers' domains see them through deps
+// (ReadSide in src/deps.ts).
 import type { Config } from '../config.js';
 import { SoldOutGate, type Gate } from './gate.js';
 import { ItemCache, Refresher, type ItemLoader, type StockView } from './items.js';
 import { OrderCache } from './orders.js';
 import { PageCache } from './pages.js';
-import type { RedisSet } from './redis.js';
+import type { RedisSet } from '../redis/set.js';
 import { CacheStore } from './store.js';
 
 export interface ReadCache<T extends StockView> {
@@ -23,10 +24,13 @@ export interface CacheLayer<T extends StockView> {
   gate: SoldOutGate<T> | null;
 }
 
-export function createCacheLayer<T extends StockView>(cfg: Config, redis: RedisSet, shardCount: number, load: ItemLoader<T>): CacheLayer<T> {
+export function createCacheLayer<T extends StockView>(cfg: Config, redis: RedisSet, shardCount: number,
+  load: ItemLoader<T>): CacheLayer<T> {
   const store = new CacheStore(redis, cfg.cacheTtlJitterPct);
-  const items = new ItemCache<T>(store, { enabled: cfg.cacheEnabled, ttlMs: cfg.cacheItemTtlMs, refreshMinMs: cfg.cacheRefreshMinMs }, load);
-  const pages = new PageCache(store, { enabled: cfg.cacheEnabled, searchTtlMs: cfg.cacheSearchTtlMs, categoryTtlMs: cfg.cacheCategoryTtlMs });
+  const items = new ItemCache<T>(store, { enabled: cfg.cacheEnabled, ttlMs: cfg.cacheItemTtlMs,
+    refreshMinMs: cfg.cacheRefreshMinMs }, load);
+  const pages = new PageCache(store, { enabled: cfg.cacheEnabled, searchTtlMs: cfg.cacheSearchTtlMs,
+    categoryTtlMs: cfg.cacheCategoryTtlMs });
   const orders = new OrderCache(store, { enabled: cfg.cacheEnabled, ttlMs: cfg.cacheOrderTtlMs });
   const refresher = new Refresher(items);
   redis.onReady(() => refresher.redisReady());

@@ -113,7 +113,8 @@ export class ItemCache<T extends StockView> {
   async write(states: ItemState<T>[]): Promise<boolean> {
     if (!this.opts.enabled) return true;
     const done = await Promise.all(states.map((s) =>
-      this.store.setVersioned(s.shard, itemKey(s.shard, s.local), s.version, pack(s.item), s.item ? this.opts.ttlMs : Math.min(MISSING_TTL_MS, this.opts.ttlMs))));
+      this.store.setVersioned(s.shard, itemKey(s.shard, s.local), s.version, pack(s.item),
+        s.item ? this.opts.ttlMs : Math.min(MISSING_TTL_MS, this.opts.ttlMs))));
     return done.every(Boolean);
   }
 }

@@ -41,7 +41,8 @@ export class OrderCache {
       const gen = await this.store.generation(shard, genKey(shard, local));
       counters.cache_loads_total.order++;
       const found = await load();
-      if (found && gen !== null) await this.store.setIfKeyGeneration(shard, genKey(shard, local), entryKey(shard, local), gen, pack(found), this.opts.ttlMs);
+      if (found && gen !== null) await this.store.setIfKeyGeneration(shard, genKey(shard, local),
+        entryKey(shard, local), gen, pack(found), this.opts.ttlMs);
       return found;
     });
   }
@@ -49,14 +50,16 @@ export class OrderCache {
   /** A new order, written through: nothing can have changed it before its id was told. */
   async created(shard: number, local: number, found: CachedOrder): Promise<void> {
     if (!this.opts.enabled) return;
-    await this.store.setIfKeyGeneration(shard, genKey(shard, local), entryKey(shard, local), '0', pack(found), this.opts.ttlMs);
+    await this.store.setIfKeyGeneration(shard, genKey(shard, local), entryKey(shard, local), '0', pack(found),
+      this.opts.ttlMs);
   }
 
   /** After a committed change: later reads miss and read Postgres. Best effort (Redis may be down). */
   async changed(shard: number, local: number): Promise<void> {
     if (!this.opts.enabled) return;
     // The generation outlives any fill that may have read it (entries live ttlMs).
-    await this.store.bumpKeyGeneration(shard, genKey(shard, local), entryKey(shard, local), 2 * this.opts.ttlMs + 60_000).catch(() => {
+    await this.store.bumpKeyGeneration(shard, genKey(shard, local), entryKey(shard, local),
+      2 * this.opts.ttlMs + 60_000).catch(() => {
       counters.cache_redis_errors_total++;
     });
   }

@@ -30,7 +30,8 @@ export class PageCache {
   get enabled(): boolean { return this.opts.enabled; }
 
   /** A search page; `category` (with its shard) when the search names one. */
-  search<T>(category: { id: string; shard: number } | null, query: Record<string, unknown>, load: () => Promise<T>): Promise<T> {
+  search<T>(category: { id: string; shard: number } | null, query: Record<string, unknown>,
+    load: () => Promise<T>): Promise<T> {
     const field = createHash('sha1').update(JSON.stringify(query)).digest('base64url');
     return this.cached(this.searchFamily(category), field, load);
   }

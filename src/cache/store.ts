@@ -4,7 +4,7 @@
 import type { Redis } from 'ioredis';
 import { log } from '../log.js';
 import { counters } from './counters.js';
-import type { RedisSet } from './redis.js';
+import type { RedisSet } from '../redis/set.js';
 import { CAS_SET_LUA, VERSION_LEN, type Version } from './version.js';
 
 /** Bumped when the encoding of cached values changes, so old values are never read. */
@@ -25,7 +25,8 @@ return 1`;
 
 interface Scripted extends Redis {
   cacheCas(key: string, version: string, value: Buffer, ttlMs: number): Promise<number>;
-  cacheGenSet(genKey: string, hashKey: string, gen: string, field: string, value: Buffer, ttlMs: number): Promise<number>;
+  cacheGenSet(genKey: string, hashKey: string, gen: string, field: string, value: Buffer,
+    ttlMs: number): Promise<number>;
   cacheGenSetKey(genKey: string, key: string, gen: string, value: Buffer, ttlMs: number): Promise<number>;
 }
 
@@ -83,11 +84,13 @@ export class CacheStore {
   }
 
   /** One field of a hash whose generation counter is read alongside; null field on a miss. */
-  async hgetWithGen(shard: number, genKey: string, hashKey: string, field: string): Promise<{ value: Buffer | null; gen: string } | null> {
+  async hgetWithGen(shard: number, genKey: string, hashKey: string,
+    field: string): Promise<{ value: Buffer | null; gen: string } | null> {
     const c = this.client(shard);
     if (!c) return null;
     try {
-      const [[e1, value], [e2, gen]] = (await c.multi().hgetBuffer(hashKey, field).get(genKey).exec()) as [[Error | null, Buffer | null], [Error | null, string | null]];
+      const [[e1, value], [e2, gen]] = (await c.multi().hgetBuffer(hashKey,
+        field).get(genKey).exec()) as [[Error | null, Buffer | null], [Error | null, string | null]];
       if (e1 || e2) throw e1 ?? e2;
       return { value, gen: gen ?? '0' };
     } catch (err) {
@@ -100,7 +103,8 @@ export class CacheStore {
    * Fills a field only while the generation is the one read before the database read,
    * so a fill that raced an invalidation never resurrects the old answer.
    */
-  async setIfGeneration(shard: number, genKey: string, hashKey: string, gen: string, field: string, payload: Buffer, ttlMs: number): Promise<void> {
+  async setIfGeneration(shard: number, genKey: string, hashKey: string, gen: string, field: string, payload: Buffer,
+    ttlMs: number): Promise<void> {
     const c = this.client(shard);
     if (!c) return;
     try {
@@ -123,7 +127,8 @@ export class CacheStore {
   }
 
   /** Fills a key only while its generation is still `gen` (see generation()). */
-  async setIfKeyGeneration(shard: number, genKey: string, key: string, gen: string, payload: Buffer, ttlMs: number): Promise<void> {
+  async setIfKeyGeneration(shard: number, genKey: string, key: string, gen: string, payload: Buffer,
+    ttlMs: number): Promise<void> {
     const c = this.client(shard);
     if (!c) return;
     try {

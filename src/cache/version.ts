@@ -25,9 +25,6 @@ export function versionOf(snapshot: string): Version {
   return xmax + (0xffffffff - Math.min(inProgress, 0xffffffff)).toString(16).padStart(8, '0');
 }
 
-/** True when a is a strictly newer state than b ('' is older than anything). */
-export function newer(a: Version, b: Version): boolean { return a > b; }
-
 /**
  * Redis side of the same order: SET the value only if what is stored is not newer.
  * Compared as three 32-bit numbers (Lua string comparison follows the server locale).

@@ -13,7 +13,8 @@ export const SQL = {
     name: 'cart_add',
     text: `INSERT INTO cart_lines AS c (customer_id, item_shard, item_local, quantity)
            SELECT $1::uuid, $2::smallint, $3::bigint, $4::int WHERE $4::int <= $6::int AND (
-             EXISTS (SELECT 1 FROM cart_lines WHERE customer_id = $1::uuid AND item_shard = $2::smallint AND item_local = $3::bigint)
+             EXISTS (SELECT 1 FROM cart_lines WHERE customer_id = $1::uuid AND item_shard = $2::smallint
+               AND item_local = $3::bigint)
              OR (SELECT count(*) FROM cart_lines WHERE customer_id = $1::uuid) < $5::int)
            ON CONFLICT (customer_id, item_shard, item_local) DO UPDATE
              SET quantity = c.quantity + EXCLUDED.quantity, rev = nextval('cart_rev_seq'), updated_at = now()
@@ -49,6 +50,7 @@ export const SQL = {
   // On an item's shard: what a cart shows of its items now.
   items: {
     name: 'cart_items',
-    text: 'SELECT id, name, price_cents, currency, available, active, fulfillment FROM items WHERE id = ANY($1::bigint[])',
+    text: `SELECT id, name, price_cents, currency, available, active, fulfillment FROM items
+           WHERE id = ANY($1::bigint[])`,
   },
 } as const;

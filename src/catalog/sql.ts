@@ -11,16 +11,17 @@ export const SQL = {
   countCategories: { name: 'cat_count', text: 'SELECT count(*)::int AS n FROM categories' },
   insertCategory: {
     name: 'cat_insert',
-    text: `INSERT INTO categories (id, name) VALUES (nextval('category_seq') * $1 + $2, $3) RETURNING id, name, created_at`,
+    text: `INSERT INTO categories (id, name) VALUES (nextval('category_seq') * $1 + $2, $3)
+      RETURNING id, name, created_at`,
   },
-  categoryById: { name: 'cat_by_id', text: 'SELECT id, name, created_at FROM categories WHERE id = $1' },
   listCategories: {
     name: 'cat_list',
     text: 'SELECT id, name, created_at FROM categories WHERE id > $1 ORDER BY id LIMIT $2',
   },
   insertItem: {
     name: 'item_insert',
-    text: `INSERT INTO items (category_id, name, description, price_cents, currency, fulfillment, max_per_customer, available, stocked)
+    text: `INSERT INTO items (category_id, name, description, price_cents, currency, fulfillment, max_per_customer,
+      available, stocked)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING ${ITEM_COLS}`,
   },
   itemById: { name: 'item_by_id', text: `SELECT ${ITEM_COLS} FROM items WHERE id = $1` },
@@ -31,7 +32,8 @@ export const SQL = {
   itemsVersioned: {
     name: 'item_versioned',
     text: `SELECT pg_current_snapshot()::text AS snap, i.* FROM (SELECT 1) one
-           LEFT JOIN (SELECT ${ITEM_COLS}, EXISTS (SELECT 1 FROM holds h WHERE h.item_id = items.id AND h.status = 'active'
+           LEFT JOIN (SELECT ${ITEM_COLS}, EXISTS (SELECT 1 FROM holds h WHERE h.item_id = items.id
+             AND h.status = 'active'
                         AND h.expires_at <= now()) AS reclaimable
                       FROM items WHERE id = ANY($1::bigint[])) i ON true`,
   },

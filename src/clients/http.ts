@@ -4,7 +4,8 @@
 import { EngineError } from '../errors.js';
 import { Breaker } from './breaker.js';
 
-export interface ClientOptions { baseUrl: string; apiKey: string; timeoutMs: number; retries: number; backoffMs: number; breaker: Breaker }
+export interface ClientOptions { baseUrl: string; apiKey: string; timeoutMs: number; retries: number; backoffMs: number;
+  breaker: Breaker }
 
 export interface CallResult<T> { status: number; body: T }
 
@@ -23,7 +24,8 @@ export class JsonClient {
    * 2xx and 4xx are answers (returned); 5xx, timeouts and socket errors are failures,
    * retried only when `idempotent` is true.
    */
-  async call<T>(method: string, path: string, body?: unknown, opts: { idempotent: boolean; key?: string } = { idempotent: false }): Promise<CallResult<T>> {
+  async call<T>(method: string, path: string, body?: unknown,
+    opts: { idempotent: boolean; key?: string } = { idempotent: false }): Promise<CallResult<T>> {
     const attempts = opts.idempotent ? this.o.retries + 1 : 1;
     let last: unknown;
     for (let i = 0; i < attempts; i++) {
@@ -46,7 +48,8 @@ export class JsonClient {
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (key) headers['idempotency-key'] = key;
     const res = await fetch(`${this.o.baseUrl}${path}`, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(this.o.timeoutMs),
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(this.o.timeoutMs),
     });
     const text = await res.text();
     const parsed = text ? (JSON.parse(text) as T) : (null as T);
@@ -55,6 +58,7 @@ export class JsonClient {
   }
 
   private unavailable(why: string): EngineError {
-    return new EngineError('dependency_unavailable', `${this.o.breaker.name} is unavailable (${why})`, { retryAfterS: 2, details: { dependency: this.o.breaker.name } });
+    return new EngineError('dependency_unavailable', `${this.o.breaker.name} is unavailable (${why})`,
+      { retryAfterS: 2, details: { dependency: this.o.breaker.name } });
   }
 }

@@ -1,10 +1,10 @@
 // The jobs of the cron process, one leader-elected run per shard per tick. Every job
 // is fenced in SQL, so a second runner (or no Redis at all) never doubles an effect.
-import { pruneIdempotencyKeys } from '../accounts/idempotency.js';
-import type { Deps } from '../deps.js';
+import { pruneIdempotencyKeys } from '../http/idempotency.js';
+import type { CronDeps } from '../deps.js';
 import { advanceStuck } from '../fulfillment/service.js';
 import { log } from '../log.js';
-import { expireDueBatch } from '../orders/holds.js';
+import { expireDueBatch } from '../orders/lifecycle.js';
 import { pruneCheckoutRefusals } from '../orders/service.js';
 import { reconcilePending, refundUnclaimed } from '../payments/reconcile.js';
 import type { Leader } from './leader.js';
@@ -21,20 +21,23 @@ export function leaseMs(everyMs: number): number {
   return Math.min(15_000, Math.max(2_000, everyMs * 10));
 }
 
-function perShard(deps: Deps, leader: Leader, name: string, everyMs: number, work: (shard: number) => Promise<unknown>): Job {
+function perShard(deps: CronDeps, leader: Leader, name: string, everyMs: number,
+  work: (shard: number) => Promise<unknown>): Job {
   return {
     name,
     everyMs,
     run: async () => {
-      const results = await Promise.allSettled(deps.dir.shards().map((s) => timed(name, s, () => leader.run(`${name}:${s}`, leaseMs(everyMs), () => work(s)))));
-      for (const r of results) if (r.status === 'rejected') log.warn('cron shard run failed', { job: name, err: r.reason });
+      const results = await Promise.allSettled(deps.dir.shards().map((s) =>
+        timed(name, s, () => leader.run(`${name}:${s}`, leaseMs(everyMs), () => work(s)))));
+      for (const r of results) if (r.status === 'rejected') log.warn('cron shard run failed',
+        { job: name, err: r.reason });
       return results.map((r) => (r.status === 'fulfilled' && r.value.ran ? r.value.result : null));
     },
   };
 }
 
 /** Returns expired holds to stock, batch after batch until the shard is caught up. */
-async function drainExpired(deps: Deps, shard: number, actor: string): Promise<number> {
+async function drainExpired(deps: CronDeps, shard: number, actor: string): Promise<number> {
   let total = 0;
   for (let batch = 0; batch < 100; batch++) {
     const { expired } = await expireDueBatch(deps, shard, actor);
@@ -49,7 +52,7 @@ const PRUNE_BATCH = 1000;
 const PRUNE_BATCHES_MAX = 20;
 
 /** Deletes what is past its retention window, in bounded batches; the rest waits for the next run. */
-async function prune(deps: Deps, shard: number): Promise<number> {
+async function prune(deps: CronDeps, shard: number): Promise<number> {
   let total = 0;
   for (const one of [pruneOutbox, pruneIdempotencyKeys, pruneCheckoutRefusals]) {
     for (let batch = 0; batch < PRUNE_BATCHES_MAX; batch++) {
@@ -62,7 +65,7 @@ async function prune(deps: Deps, shard: number): Promise<number> {
   return total;
 }
 
-export function allJobs(deps: Deps, leader: Leader): Job[] {
+export function allJobs(deps: CronDeps, leader: Leader): Job[] {
   const actor = `cron:${process.pid}`;
   const sinks = sinksFromConfig(deps);
   return [

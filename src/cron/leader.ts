@@ -2,7 +2,7 @@
 // masters (quorum = majority). It is only an efficiency lock: every job is fenced by
 // conditional updates in Postgres, so when Redis is unreachable the job runs anyway.
 import Redlock from 'redlock';
-import type { RedisSet } from '../cache/redis.js';
+import type { RedisSet } from '../redis/set.js';
 
 export type LeaderOutcome<T> = { ran: true; result: T; locked: boolean } | { ran: false };
 

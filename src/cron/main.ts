@@ -1,25 +1,24 @@
 // The cron process: one per app server, forked by the primary. Runs the periodic
 // jobs every domain registers here.
 import type { Config } from '../config.js';
-import { createEngine } from '../engine.js';
+import { openCron, type CronProcess } from '../engine.js';
 import { log, setLogContext } from '../log.js';
 import { exportEngine } from '../metrics/engine.js';
 import { answerCollects } from '../metrics/fleet.js';
 import { zeroCounters } from '../metrics/index.js';
 import { startProcessMetrics } from '../metrics/process.js';
 import { Scheduler, type Job } from './scheduler.js';
-import type { Engine } from '../engine.js';
 import { allJobs } from './jobs.js';
 import { Leader } from './leader.js';
 
-export function cronJobs(engine: Engine): Job[] {
+export function cronJobs(engine: CronProcess): Job[] {
   const leader = new Leader(engine.redis);
   return allJobs(engine.deps, leader);
 }
 
 export async function runCron(cfg: Config): Promise<void> {
   setLogContext({ role: 'cron', pid: process.pid });
-  const engine = createEngine(cfg, 'cron');
+  const engine = openCron(cfg);
   const jobs = cronJobs(engine);
   startProcessMetrics('cron');
   exportEngine(engine, 'cron');

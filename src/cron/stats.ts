@@ -3,7 +3,7 @@
 // samples every shard (no leader: it only reads, and each host then reports on its own);
 // a shard that does not answer drops its series until it does, so a stale figure never
 // stands in for a missing one.
-import type { Deps } from '../deps.js';
+import type { Core } from '../deps.js';
 import { holdExpiryLag, outboxOldestDue, outboxPending, refundsOverdue } from '../metrics/index.js';
 import { timed, type Job } from './scheduler.js';
 
@@ -23,10 +23,11 @@ const SAMPLE = {
 };
 
 const GAUGES = [
-  [outboxPending, 'outbox_pending'], [outboxOldestDue, 'outbox_oldest_due_s'], [holdExpiryLag, 'hold_expiry_lag_s'], [refundsOverdue, 'refunds_overdue'],
+  [outboxPending, 'outbox_pending'], [outboxOldestDue, 'outbox_oldest_due_s'], [holdExpiryLag, 'hold_expiry_lag_s'],
+  [refundsOverdue, 'refunds_overdue'],
 ] as const;
 
-async function sampleShard(deps: Deps, shard: number): Promise<{ ran: true }> {
+async function sampleShard(deps: Core, shard: number): Promise<{ ran: true }> {
   const labels = { shard: String(shard) };
   try {
     const row = (await deps.shards.get(shard).query(SAMPLE, [deps.cfg.unclaimedAfterS])).rows[0]!;
@@ -38,7 +39,7 @@ async function sampleShard(deps: Deps, shard: number): Promise<{ ran: true }> {
   }
 }
 
-export function sampleShards(deps: Deps): Job {
+export function sampleShards(deps: Core): Job {
   const name = 'metrics-sample';
   return {
     name, everyMs: deps.cfg.metricsSampleMs,

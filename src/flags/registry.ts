@@ -3,15 +3,18 @@
 export const FLAGS = {
   qr_payments: {
     default: true,
-    description: 'Customers may pay by QR code. Off: POST /v1/orders/:id/payments {"method":"qr"} answers 403 feature_disabled; cards still work.',
+    description: 'Customers may pay by QR code. Off: POST /v1/orders/:id/payments {"method":"qr"} answers 403 ' +
+      'feature_disabled; cards still work.',
   },
   sold_out_gate: {
     default: true,
-    description: 'The sold-out admission gate answers holds on items known to be sold out without a database round trip. Off: every hold asks Postgres.',
+    description: 'The sold-out admission gate answers holds on items known to be sold out without a database round ' +
+      'trip. Off: every hold asks Postgres.',
   },
   new_checkout: {
     default: false,
-    description: 'GET /v1/cart also answers a checkout preview: the per-shard orders POST /v1/cart/checkout would create now, with their totals. Read-only.',
+    description: 'GET /v1/cart also answers a checkout preview: the per-shard orders POST /v1/cart/checkout would ' +
+      'create now, with their totals. Read-only.',
   },
 } as const satisfies Record<string, { default: boolean; description: string }>;
 

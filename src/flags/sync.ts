@@ -4,11 +4,11 @@
 // database does not say. Each process subscribes to every configured Redis and
 // re-reads on start, on every (re)connect of a subscriber, and every
 // FLAGS_REFRESH_MS as the fallback while Redis is down.
-import { Redis } from 'ioredis';
-import type { RedisSet } from '../cache/redis.js';
-import type { Deps } from '../deps.js';
+import type { Redis } from 'ioredis';
+import type { RedisSet } from '../redis/set.js';
 import { log } from '../log.js';
-import { applyAll, type FlagRow } from './state.js';
+import type { ShardSet } from '../shard/pools.js';
+import type { FlagRow, FlagState } from './state.js';
 import { HOME_SHARD, SQL } from './sql.js';
 
 export const FLAGS_CHANNEL = 'flags';
@@ -20,20 +20,19 @@ export class FlagSync {
   private again = false;
   private failing = false;
 
-  constructor(private readonly deps: Deps, private readonly redis: RedisSet) {}
+  constructor(private readonly shards: ShardSet, private readonly flags: FlagState, private readonly redis: RedisSet) {}
 
   start(everyMs: number): void {
     void this.refresh();
     this.timer = setInterval(() => void this.refresh(), everyMs);
     this.timer.unref();
-    for (const url of this.redis.urls) this.subs.push(this.subscribe(url));
+    this.redis.urls.forEach((_, i) => this.subs.push(this.subscribe(i)));
   }
 
-  /** Tells every process (this one included) to re-read. Never throws: the poll is the fallback. */
-  announce(name: string): void {
-    for (const c of this.redis.clients) {
-      if (c.status === 'ready') c.publish(this.redis.channel(FLAGS_CHANNEL), name).catch(() => undefined);
-    }
+  /** Tells every process (this one included) to re-read. Never rejects: the poll is the fallback. */
+  async announce(name: string): Promise<void> {
+    const ready = this.redis.clients.filter((c) => c.status === 'ready');
+    await Promise.all(ready.map((c) => c.publish(this.redis.channel(FLAGS_CHANNEL), name).catch(() => undefined)));
   }
 
   /**
@@ -62,8 +61,8 @@ export class FlagSync {
 
   private async readOnce(): Promise<void> {
     try {
-      const res = await this.deps.shards.get(HOME_SHARD).query<FlagRow>(SQL.all);
-      applyAll(res.rows);
+      const res = await this.shards.get(HOME_SHARD).query<FlagRow>(SQL.all);
+      this.flags.applyAll(res.rows);
       if (this.failing) log.info('feature flags readable again');
       this.failing = false;
     } catch (err) {
@@ -73,12 +72,8 @@ export class FlagSync {
     }
   }
 
-  private subscribe(url: string): Redis {
-    const sub = new Redis(url, {
-      connectionName: 'engine-flags', enableOfflineQueue: true, maxRetriesPerRequest: null, connectTimeout: 1000,
-      retryStrategy: (times) => Math.min(times * 200, 2000),
-    });
-    sub.on('error', () => undefined); // RedisSet logs outages; this one just reconnects
+  private subscribe(index: number): Redis {
+    const sub = this.redis.subscriber(index, 'engine-flags');
     sub.on('ready', () => void this.refresh()); // start and every reconnect: switches may have been missed
     sub.on('message', () => void this.refresh());
     sub.subscribe(this.redis.channel(FLAGS_CHANNEL)).catch(() => undefined);

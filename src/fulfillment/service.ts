@@ -8,10 +8,12 @@
 //   paid + shipment and provider lines -> the credit is activated first (the order stays
 //                                  paid, no longer cancelable), then it ships; any
 //                                  line failing refunds the whole order before it ships
-import type { Deps } from '../deps.js';
+import type { Core, Remote } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { log } from '../log.js';
-import { refundPayment, PAYMENT_SQL, type PlacedOrder } from '../payments/service.js';
+import { startFulfilling, unsell } from '../orders/lifecycle.js';
+import { orderWithLines } from '../orders/read.js';
+import { refundPayment, type PlacedOrder } from '../payments/service.js';
 import { encodeRow } from '../router/ids.js';
 import { releaseAndComplete, type LineRow } from './release.js';
 import { completeDelivery } from './shipment.js';
@@ -20,29 +22,32 @@ import { SQL } from './sql.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `placed`: the order as the payment that placed it answered it, so it is not read again. */
-export async function advanceOrder(deps: Deps, shard: number, orderLocal: number, placed?: PlacedOrder): Promise<string> {
-  const s = deps.shards.get(shard);
-  const order = placed ?? (await s.query(PAYMENT_SQL.orderForPayment, [orderLocal])).rows[0];
+export async function advanceOrder(deps: Core & Remote, shard: number, orderLocal: number,
+  placed?: PlacedOrder): Promise<string> {
+  const order = placed ?? (await orderWithLines(deps, shard, orderLocal));
   if (!order) return 'missing';
   const lines = (order.lines as LineRow[]) ?? [];
   if (order.status === 'paid') {
     const hasProvider = lines.some((l) => l.fulfillment === 'provider');
-    if (lines.some((l) => l.fulfillment === 'shipment')) return hasProvider ? activateBeforeShipping(deps, shard, order) : 'awaiting_shipment';
-    if (!hasProvider) return releaseAndComplete(deps, shard, order, lines, { from: ['paid'], reason: 'instant', actor: 'system' });
-    await s.query(SQL.startFulfilling, [orderLocal]);
-    notify(deps, shard, orderLocal, 'fulfilling');
+    if (lines.some((l) => l.fulfillment === 'shipment')) return hasProvider ? activateBeforeShipping(deps, shard,
+      order) : 'awaiting_shipment';
+    if (!hasProvider) return releaseAndComplete(deps, shard, order, lines,
+      { from: ['paid'], reason: 'instant', actor: 'system' });
+    await startFulfilling(deps, shard, orderLocal);
   } else if (order.status === 'shipped') {
     return completeDelivery(deps, shard, order, 'system'); // only a claimed release is picked (SQL.stuck)
   } else if (order.status !== 'fulfilling') {
     return order.status as string;
   }
   const outcome = await runProviderLines(deps, shard, orderLocal, order.customer_id as string);
-  if (outcome === 'active') return releaseAndComplete(deps, shard, order, lines, { from: ['fulfilling'], reason: 'provider_verified', actor: 'system' });
+  if (outcome === 'active') return releaseAndComplete(deps, shard, order, lines,
+    { from: ['fulfilling'], reason: 'provider_verified', actor: 'system' });
   if (outcome === 'failed') return failAndRefund(deps, shard, order);
   return 'fulfilling';
 }
 
-async function activateBeforeShipping(deps: Deps, shard: number, order: Record<string, unknown>): Promise<string> {
+async function activateBeforeShipping(deps: Core & Remote, shard: number, order: Record<string,
+  unknown>): Promise<string> {
   const orderLocal = order.id as number;
   const prepared = (await deps.shards.get(shard).query(SQL.prepareMixed, [orderLocal])).rows[0]!;
   if (prepared.paid !== 1) return 'unchanged'; // canceled first: nothing is activated
@@ -51,13 +56,10 @@ async function activateBeforeShipping(deps: Deps, shard: number, order: Record<s
   return outcome === 'active' ? 'awaiting_shipment' : 'activating';
 }
 
-function notify(deps: Deps, shard: number, orderLocal: number, status: string): void {
-  void deps.hooks.orderChanged({ id: encodeRow('order', shard, orderLocal), shard, status, customer_id: '' });
-}
-
 type LinesOutcome = 'active' | 'failed' | 'pending';
 
-async function runProviderLines(deps: Deps, shard: number, orderLocal: number, customer: string): Promise<LinesOutcome> {
+async function runProviderLines(deps: Core & Remote, shard: number, orderLocal: number,
+  customer: string): Promise<LinesOutcome> {
   const s = deps.shards.get(shard);
   const rows = (await s.query(SQL.lines, [orderLocal])).rows;
   let outcome: LinesOutcome = 'active';
@@ -69,7 +71,8 @@ async function runProviderLines(deps: Deps, shard: number, orderLocal: number, c
   return outcome;
 }
 
-async function runLine(deps: Deps, shard: number, orderLocal: number, customer: string, row: Record<string, unknown>): Promise<LinesOutcome> {
+async function runLine(deps: Core & Remote, shard: number, orderLocal: number, customer: string, row: Record<string,
+  unknown>): Promise<LinesOutcome> {
   const s = deps.shards.get(shard);
   if (row.status === 'active') return 'active';
   if (row.status === 'failed') return 'failed';
@@ -77,9 +80,11 @@ async function runLine(deps: Deps, shard: number, orderLocal: number, customer: 
   try {
     let activationId = row.activation_id as string | null;
     if (!activationId) {
-      const res = await deps.provider.activate({ ref: `${encodeRow('order', shard, orderLocal)}:${itemId}`, sku: itemId, quantity: row.quantity as number, customer_ref: customer });
+      const res = await deps.provider.activate({ ref: `${encodeRow('order', shard, orderLocal)}:${itemId}`, sku: itemId,
+        quantity: row.quantity as number, customer_ref: customer });
       if (!res.ok || res.activation.status === 'failed') {
-        await s.query(SQL.setActivation, [orderLocal, row.item_id, 'failed', res.ok ? res.activation.id : null, res.ok ? res.activation.failure_reason ?? 'activation_failed' : res.reason]);
+        await s.query(SQL.setActivation, [orderLocal, row.item_id, 'failed', res.ok ? res.activation.id : null,
+          res.ok ? res.activation.failure_reason ?? 'activation_failed' : res.reason]);
         return 'failed';
       }
       activationId = res.activation.id;
@@ -93,7 +98,8 @@ async function runLine(deps: Deps, shard: number, orderLocal: number, customer: 
   }
 }
 
-async function verify(deps: Deps, shard: number, orderLocal: number, itemLocal: number, activationId: string): Promise<LinesOutcome> {
+async function verify(deps: Core & Remote, shard: number, orderLocal: number, itemLocal: number,
+  activationId: string): Promise<LinesOutcome> {
   const s = deps.shards.get(shard);
   for (let attempt = 0; attempt < deps.cfg.verifyAttempts; attempt++) {
     await sleep(deps.cfg.verifyBackoffMs * 2 ** attempt);
@@ -108,15 +114,14 @@ async function verify(deps: Deps, shard: number, orderLocal: number, itemLocal: 
   return 'failed';
 }
 
-async function failAndRefund(deps: Deps, shard: number, order: Record<string, unknown>): Promise<string> {
+async function failAndRefund(deps: Core & Remote, shard: number, order: Record<string, unknown>): Promise<string> {
   log.warn('fulfilment failed; refunding', { order: encodeRow('order', shard, order.id as number) });
-  await deps.shards.get(shard).query(PAYMENT_SQL.unsell, [order.id]);
+  await unsell(deps, shard, order.id as number);
   const refunded = await refundPayment(deps, shard, order.payment_id as number, 'fulfillment_failed');
-  if (refunded) notify(deps, shard, order.id as number, 'refunded');
   return refunded ? 'refunded' : 'refund_pending';
 }
 
-export async function advanceStuck(deps: Deps, shard: number, limit = 50): Promise<number> {
+export async function advanceStuck(deps: Core & Remote, shard: number, limit = 50): Promise<number> {
   const rows = (await deps.shards.get(shard).query(SQL.stuck, [deps.cfg.stuckOrderAfterS, limit])).rows;
   const failed: number[] = [];
   let firstErr: unknown;
@@ -129,6 +134,7 @@ export async function advanceStuck(deps: Deps, shard: number, limit = 50): Promi
   }
   // One line per run, not per order: a gateway that lost its sessions would otherwise
   // write a warning per stuck order every few seconds.
-  if (failed.length > 0) log.warn('advance failed', { shard, orders: failed.length, first: failed.slice(0, 5), err: firstErr });
+  if (failed.length > 0) log.warn('advance failed',
+    { shard, orders: failed.length, first: failed.slice(0, 5), err: firstErr });
   return rows.length;
 }

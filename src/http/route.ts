@@ -3,13 +3,14 @@
 // authenticate, run the handler, map any error, and write the answer corked. Routes
 // only declare what they need. The slot comes back on every path: an answer, an error,
 // a client that hangs up mid-body, a body that never finishes.
-import type { Principal } from '../accounts/service.js';
-import { EngineError } from '../errors.js';
+import type { Principal } from '../accounts/principal.js';
+import { EngineError, invariant } from '../errors.js';
 import type { Lane } from '../shard/pools.js';
 import { log } from '../log.js';
-import { admitRequest } from './admission.js';
+import type { Admission } from './admission.js';
+import { fingerprint, type IdempotencyKeys } from './idempotency.js';
 import { admissionShed, idempotencyReplays, observeRequest, zeroRequests } from '../metrics/index.js';
-import { errorReply, send, type Reply } from './reply.js';
+import { errorReply, type Replies, type Reply } from './reply.js';
 import { compileBody, compileQuery, type Schema } from './schemas.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
 
@@ -45,8 +46,17 @@ export interface RouteDef<B = any, Q = any> {
   headers?: string[];
   /** Longer text for /openapi.json and /docs, where the summary is not enough. */
   description?: string;
-  /** Takes an Idempotency-Key and replays its first answer (routes/orders.ts `idempotent`): published with its headers, replays counted in bf_idempotency_replays_total. */
+  /**
+   * Takes an Idempotency-Key: the handler runs through the idempotency middleware
+   * (idempotency.ts), which stores its first answer and replays it; published with its
+   * headers, replays counted in bf_idempotency_replays_total. Needs an authenticated caller.
+   */
   idempotent?: boolean;
+  /**
+   * For these requests the handler keeps the Idempotency-Key itself (and marks a replay); the
+   * middleware stands aside.
+   */
+  ownsKey?: (ctx: Ctx<B, Q>) => boolean;
   /** May answer 429 rate_limited with Retry-After (login and registration limits). */
   rateLimited?: boolean;
   /** Other answers of the route's own (not the error shape), published as they are. */
@@ -64,19 +74,23 @@ export interface HttpEnv {
   bodyLimitBytes: number;
   /** From the request's headers to its body's last byte, however the bytes trickle in. */
   bodyTimeoutMs: number;
-  maxInflight: number;
+  /** The worker's slots (MAX_INFLIGHT): every request holds one until its answer. */
+  admission: Admission;
   logRequests: boolean;
   trustProxy: boolean;
   /** Resolves a bearer token, with the connections of the route's lane. */
   authenticate(token: string, lane: Lane): Promise<Principal | null>;
-  nextRequestId(): string;
+  /** Request ids, and the answers' writer (closing connections once the worker drains). */
+  replies: Replies;
+  /** The stored answers of Idempotency-Keys, for routes that declare `idempotent`. */
+  idempotency: IdempotencyKeys;
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** A client's own request id is kept when it is sane, so its logs and ours line up. */
-export function requestIdOf(given: string, env: Pick<HttpEnv, 'nextRequestId'>): string {
-  return REQUEST_ID_RE.test(given) ? given : env.nextRequestId();
+export function requestIdOf(given: string, replies: Replies): string {
+  return REQUEST_ID_RE.test(given) ? given : replies.nextRequestId();
 }
 const IDEMPOTENCY_RE = /^[\x21-\x7e]{1,128}$/;
 const BASE_HEADERS = ['authorization', 'content-type', 'x-request-id', 'idempotency-key', 'x-forwarded-for'];
@@ -92,6 +106,8 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
   const validateQuery = compileQuery(def.query ?? { type: 'object', properties: {}, additionalProperties: false });
   const paramNames = [...def.path.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
   const headerNames = [...BASE_HEADERS, ...(def.headers ?? [])];
+  invariant(!def.idempotent || def.auth === 'user' || def.auth === 'admin',
+    `${def.name}: an Idempotency-Key is kept per caller`);
   zeroRequests(def.name, [def.response?.status ?? 200, 500, 503]);
   if (def.idempotent) idempotencyReplays.inc({ route: def.name }, 0);
 
@@ -106,8 +122,9 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
     // reads as "". Sent but empty is refused below, never taken for "no key".
     const keySent = headers['idempotency-key'] !== '' || (def.method !== 'get' && hasHeader(req, 'idempotency-key'));
     const given = headers['x-request-id']!;
-    const requestId = requestIdOf(given, env);
-    const ip = clientIp(env.trustProxy, headers['x-forwarded-for']!, Buffer.from(res.getRemoteAddressAsText()).toString());
+    const requestId = requestIdOf(given, env.replies);
+    const ip = clientIp(env.trustProxy, headers['x-forwarded-for']!,
+      Buffer.from(res.getRemoteAddressAsText()).toString());
     const state: RequestState = { aborted: false, onAbort: null };
     res.onAborted(() => {
       state.aborted = true;
@@ -117,13 +134,14 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
     const finish = (reply: Reply) => {
       const ms = performance.now() - started;
       const status = state.aborted ? CLIENT_CLOSED : reply.status;
-      if (!state.aborted) send(res, requestId, reply);
+      if (!state.aborted) env.replies.send(res, requestId, reply);
       observeRequest(def.name, status, ms / 1000);
-      if (reply.headers?.['idempotent-replayed'] !== undefined) idempotencyReplays.inc({ route: def.name });
-      if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status, ms: Math.round(ms * 10) / 10 });
+      if (reply.replayed) idempotencyReplays.inc({ route: def.name });
+      if (env.logRequests) log.info('request', { request_id: requestId, route: def.name, status,
+        ms: Math.round(ms * 10) / 10 });
     };
 
-    const release = admitRequest(env.maxInflight);
+    const release = env.admission.request();
     if (!release) {
       admissionShed.inc({ reason: 'http_inflight' });
       finish(errorReply(new EngineError('overloaded', undefined, { retryAfterS: 1 }), requestId));
@@ -134,7 +152,8 @@ export function mount(app: TemplatedApp, env: HttpEnv, def: RouteDef): void {
     // timeouts bound it) and only then gives the slot back, so hanging up cannot be
     // used to start more work than MAX_INFLIGHT.
     readBody(res, needsBody, env, state)
-      .then((raw) => run(def, env, { headers, params, rawQuery, requestId, ip, raw, keySent }, validateBody, validateQuery))
+      .then((raw) => run(def, env, { headers, params, rawQuery, requestId, ip, raw, keySent }, validateBody,
+        validateQuery))
       .catch((err: unknown) => errorReply(err, requestId))
       .then(finish)
       .finally(release);
@@ -164,7 +183,8 @@ function decodeParam(raw: string): string {
 }
 
 interface Incoming {
-  headers: Record<string, string>; params: Record<string, string>; rawQuery: string; requestId: string; ip: string; raw: Buffer;
+  headers: Record<string, string>; params: Record<string,
+    string>; rawQuery: string; requestId: string; ip: string; raw: Buffer;
   keySent: boolean;
 }
 
@@ -174,7 +194,8 @@ function hasHeader(req: HttpRequest, name: string): boolean {
   return found;
 }
 
-async function run(def: RouteDef, env: HttpEnv, inc: Incoming, validateBody: ((v: unknown) => void) | null, validateQuery: (v: unknown) => void): Promise<Reply> {
+async function run(def: RouteDef, env: HttpEnv, inc: Incoming, validateBody: ((v: unknown) => void) | null,
+  validateQuery: (v: unknown) => void): Promise<Reply> {
   const query = Object.fromEntries(new URLSearchParams(inc.rawQuery));
   validateQuery(query);
   assertStorable(query, '');
@@ -183,11 +204,15 @@ async function run(def: RouteDef, env: HttpEnv, inc: Incoming, validateBody: ((v
   const token = bearer(inc.headers.authorization!);
   const principal = await resolvePrincipal(def.auth, env, token, laneOf(def));
   const key = inc.headers['idempotency-key']!;
-  if (inc.keySent && !IDEMPOTENCY_RE.test(key)) throw new EngineError('validation_failed', 'Idempotency-Key must be 1..128 printable ASCII characters', { details: { field: 'Idempotency-Key' } });
-  return def.handler({
+  if (inc.keySent && !IDEMPOTENCY_RE.test(key)) throw new EngineError('validation_failed',
+    'Idempotency-Key must be 1..128 printable ASCII characters', { details: { field: 'Idempotency-Key' } });
+  const ctx: Ctx = {
     requestId: inc.requestId, params: inc.params, query, body, principal, token, idempotencyKey: key || null,
     ip: inc.ip, rawBody: inc.raw, headers: inc.headers,
-  });
+  };
+  if (!def.idempotent || !ctx.idempotencyKey || def.ownsKey?.(ctx)) return def.handler(ctx);
+  const fp = fingerprint(def.name, ctx.params, ctx.body);
+  return env.idempotency.run(laneOf(def), principal!, ctx.idempotencyKey, def.name, fp, () => def.handler(ctx));
 }
 
 function parseBody(inc: Incoming, validate: ((v: unknown) => void) | null): Record<string, unknown> {
@@ -221,12 +246,14 @@ function assertStorable(value: unknown, root: string): void {
     if (typeof v === 'string') {
       if (UNSTORABLE_RE.test(v)) {
         const field = path || '(body)';
-        throw new EngineError('validation_failed', `Field '${field}' must be Unicode text without NUL characters`, { details: { field } });
+        throw new EngineError('validation_failed', `Field '${field}' must be Unicode text without NUL characters`,
+          { details: { field } });
       }
     } else if (typeof v === 'object' && v !== null) {
       for (const [k, x] of Object.entries(v)) {
         const at = path ? `${path}.${k}` : k;
-        if (UNSTORABLE_RE.test(k)) throw new EngineError('validation_failed', 'Field names must be Unicode text without NUL characters', { details: { field: at } });
+        if (UNSTORABLE_RE.test(k)) throw new EngineError('validation_failed',
+          'Field names must be Unicode text without NUL characters', { details: { field: at } });
         stack.push([x, at]);
       }
     }
@@ -238,7 +265,8 @@ function bearer(header: string): string | null {
   return m ? m[1]! : null;
 }
 
-async function resolvePrincipal(mode: AuthMode, env: HttpEnv, token: string | null, lane: Lane): Promise<Principal | null> {
+async function resolvePrincipal(mode: AuthMode, env: HttpEnv, token: string | null, lane: Lane): Promise<Principal
+  | null> {
   if (mode === 'none') return null;
   const principal = token ? await env.authenticate(token, lane) : null;
   if (mode === 'optional') return principal;

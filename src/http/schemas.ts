@@ -5,7 +5,8 @@ import { EngineError } from '../errors.js';
 
 const Ajv = AjvModule as unknown as typeof AjvModule.default;
 const bodies = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
-const queries = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true, coerceTypes: true, useDefaults: true });
+const queries = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true, coerceTypes: true,
+  useDefaults: true });
 
 export type Schema = Record<string, unknown>;
 
@@ -31,7 +32,8 @@ export function object(properties: Record<string, unknown>, required: string[] =
   return { type: 'object', properties, required, additionalProperties: false };
 }
 
-export const listOf = (item: Schema): Schema => object({ data: { type: 'array', items: item }, next_cursor: { type: ['string', 'null'] } }, ['data', 'next_cursor']);
+export const listOf = (item: Schema): Schema => object({ data: { type: 'array', items: item },
+  next_cursor: { type: ['string', 'null'] } }, ['data', 'next_cursor']);
 
 export type Validator = (value: unknown) => void;
 
@@ -44,8 +46,10 @@ function fieldOf(e: ErrorObject): string {
 
 function toError(e: ErrorObject): EngineError {
   const field = fieldOf(e);
-  if (e.keyword === 'additionalProperties') return new EngineError('unknown_field', `Unknown field '${field}'`, { details: { field } });
-  if (e.keyword === 'required') return new EngineError('validation_failed', `Field '${field}' is required`, { details: { field } });
+  if (e.keyword === 'additionalProperties') return new EngineError('unknown_field', `Unknown field '${field}'`,
+    { details: { field } });
+  if (e.keyword === 'required') return new EngineError('validation_failed', `Field '${field}' is required`,
+    { details: { field } });
   return new EngineError('validation_failed', `Field '${field}' ${e.message ?? 'is invalid'}`, { details: { field } });
 }
 

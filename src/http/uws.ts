@@ -18,7 +18,8 @@ import path from 'node:path';
 import type * as Definitions from 'uws-upstream';
 import type { WebSocketBehavior } from 'uws-upstream';
 
-export type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, us_socket_context_t, WebSocket, WebSocketBehavior } from 'uws-upstream';
+export type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, us_socket_context_t, WebSocket,
+  WebSocketBehavior } from 'uws-upstream';
 export type Uws = typeof Definitions;
 
 /** A start no native uWS build allows: EX_UNAVAILABLE (sysexits.h). Restarting cannot fix it. */
@@ -48,6 +49,7 @@ export class UwsUnavailable extends Error {
 }
 
 const require = createRequire(import.meta.url);
+// A native module loads once per process: the build that loaded is the process's own.
 let loaded: { uws: Uws; build: UwsBuild } | null = null;
 
 let described: Runtime | null = null;
@@ -89,7 +91,8 @@ export function uws(): Uws { return loadUws().uws; }
  * maxBackpressure on either build), so this one value is typed for whichever
  * definitions compile the code.
  */
-export const CLOSE_ON_BACKPRESSURE_LIMIT = true as unknown as NonNullable<WebSocketBehavior<unknown>['closeOnBackpressureLimit']>;
+export const CLOSE_ON_BACKPRESSURE_LIMIT =
+  true as unknown as NonNullable<WebSocketBehavior<unknown>['closeOnBackpressureLimit']>;
 
 function attempt(name: string): { uws: Uws | null; said: string } {
   const said: string[] = [];
@@ -100,7 +103,8 @@ function attempt(name: string): { uws: Uws | null; said: string } {
   try {
     const mod: unknown = require(name);
     if (isNativeBinding(mod)) return { uws: mod as Uws, said: '' };
-    return { uws: null, said: `a JavaScript fallback, not a native binding${said.length ? `: ${oneLine(said.join(' '))}` : ''}` };
+    return { uws: null,
+      said: `a JavaScript fallback, not a native binding${said.length ? `: ${oneLine(said.join(' '))}` : ''}` };
   } catch (err) {
     return { uws: null, said: oneLine(err instanceof Error ? err.message : String(err)) };
   } finally {
@@ -128,7 +132,8 @@ function versionOf(name: string): string {
       if (up === dir) return 'unknown';
       dir = up;
     }
-    return (JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
+    return (JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version?: string }).version
+      ?? 'unknown';
   } catch {
     return 'not installed';
   }
@@ -141,7 +146,8 @@ function oneLine(text: string): string {
 
 function describe(rt: Runtime, attempts: Attempt[]): string {
   return [
-    `no native uWebSockets.js build loads on Node ${rt.node} (ABI ${rt.abi}, ${rt.platform}, glibc ${rt.glibc ?? 'none'}):`,
+    `no native uWebSockets.js build loads on Node ${rt.node} (ABI ${rt.abi}, ${rt.platform}, glibc ${rt.glibc
+      ?? 'none'}):`,
     ...attempts.map((a) => `  ${a.package} ${a.version} (for ${a.serves}): ${a.said}`),
     'Run one of the supported pairs (the engine never serves on a JavaScript fallback):',
     ...SUPPORTED_RUNTIMES.map((s) => `  ${s}`),

@@ -54,6 +54,8 @@ export function answerCollects(): void {
   process.send?.({ type: 'metrics:ready' });
 }
 
+// One primary per process tree, one set of scrapes in flight: the state of this process
+// as a whole, so module-level like the registries it merges.
 let nextScrape = 0;
 const scrapes = new Map<number, (msg: Msg) => void>();
 let listening = false;
@@ -63,7 +65,8 @@ export async function fleetText(): Promise<string> {
   if (!cluster.isWorker) return render([await localFamilies()]);
   if (!listening) {
     listening = true;
-    process.on('message', (msg: Msg) => { if (msg?.type === 'metrics:fleet' && msg.id !== undefined) scrapes.get(msg.id)?.(msg); });
+    process.on('message', (msg: Msg) => { if (msg?.type === 'metrics:fleet'
+      && msg.id !== undefined) scrapes.get(msg.id)?.(msg); });
   }
   const id = ++nextScrape;
   const answer = await new Promise<Msg | null>((resolve) => {
@@ -73,7 +76,8 @@ export async function fleetText(): Promise<string> {
   }).finally(() => scrapes.delete(id));
   if (!answer || answer.text === undefined) {
     // A partial answer would read as counters going backwards: refuse instead.
-    throw new EngineError('overloaded', `metrics not gathered${answer?.error ? `: ${answer.error}` : ' in time'}`, { retryAfterS: 1 });
+    throw new EngineError('overloaded', `metrics not gathered${answer?.error ? `: ${answer.error}` : ' in time'}`,
+      { retryAfterS: 1 });
   }
   return answer.text;
 }
@@ -129,7 +133,8 @@ export class Fleet {
     }
     if (!last) return;
     const kept = last.filter((f) => f.type === 'counter' || f.type === 'histogram');
-    this.retired = this.retired.then(async (sum) => (await client.AggregatorRegistry.aggregate([sum, kept]).getMetricsAsJSON()) as unknown as Family[]);
+    this.retired = this.retired.then(async (sum) =>
+      (await client.AggregatorRegistry.aggregate([sum, kept]).getMetricsAsJSON()) as unknown as Family[]);
   }
 
   /** A round of its own per scrape: a scrape sees everything answered before it was asked. */

@@ -11,8 +11,11 @@ import { app, collected, type Sample } from './registry.js';
 /** Upper bounds in seconds: 1 ms (a cached read) to 10 s (a request stuck behind a lock). */
 export const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-interface Series { count: number; sumS: number; /** per bucket, not cumulative; the last one is above every bound */ buckets: Float64Array }
+interface Series { count: number; sumS: number;
+  /** per bucket, not cumulative; the last one is above every bound */ buckets: Float64Array }
 
+// Module-level on purpose: one process, one set of request series (like the prom-client
+// registries); the hot path finds them without an object to carry.
 const routes = new Map<string, Map<number, Series>>();
 
 function series(route: string, status: number): Series {
@@ -44,7 +47,8 @@ export function zeroRequests(route: string, statuses: number[]): void {
 
 function requestSamples(): Sample[] {
   const out: Sample[] = [];
-  for (const [route, byStatus] of routes) for (const [status, s] of byStatus) out.push({ labels: { route, status: String(status) }, value: s.count });
+  for (const [route, byStatus] of routes) for (const [status,
+    s] of byStatus) out.push({ labels: { route, status: String(status) }, value: s.count });
   return out;
 }
 
@@ -77,5 +81,7 @@ function latencySamples(): Sample[] {
   return out;
 }
 
-collected(app, 'bf_http_requests_total', 'HTTP requests answered, by route and status (499: the client hung up first)', 'counter', requestSamples);
-collected(app, 'bf_http_request_duration_seconds', 'HTTP request latency from the request line to the answer, by route and status class', 'histogram', latencySamples);
+collected(app, 'bf_http_requests_total', 'HTTP requests answered, by route and status (499: the client hung up first)',
+  'counter', requestSamples);
+collected(app, 'bf_http_request_duration_seconds',
+  'HTTP request latency from the request line to the answer, by route and status class', 'histogram', latencySamples);

@@ -18,6 +18,8 @@ export function startProcessMetrics(worker: string): void {
   perProcess.setDefaultLabels({ worker });
   client.collectDefaultMetrics({ register: perProcess });
   for (const name of MISNAMED) perProcess.removeSingleMetric(name);
-  collected(perProcess, 'bf_event_loop_busy_seconds_total', 'Time the event loop spent running callbacks rather than waiting for I/O; rate() is its utilization (1 = never idle)', 'counter',
+  collected(perProcess, 'bf_event_loop_busy_seconds_total',
+    'Time the event loop spent running callbacks rather than waiting for I/O; rate() is its utilization (1 = never ' +
+    'idle)', 'counter',
     () => [{ labels: {}, value: performance.eventLoopUtilization().active / 1000 }]);
 }

@@ -21,7 +21,8 @@ export type Aggregator = 'sum' | 'min' | 'max' | 'first';
  * recorded twice and nothing is hashed per event. `aggregator` says how the primary
  * merges one label set across processes.
  */
-export function collected(reg: client.Registry, name: string, help: string, type: Kind, read: () => Sample[], aggregator: Aggregator = 'sum'): void {
+export function collected(reg: client.Registry, name: string, help: string, type: Kind, read: () => Sample[],
+  aggregator: Aggregator = 'sum'): void {
   const family = {
     name, help, type, aggregator,
     get: async () => ({ name, help, type, aggregator, values: read() }),

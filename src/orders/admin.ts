@@ -1,16 +1,17 @@
 // The admin's view of orders: every customer's, across every shard, newest first,
 // with the same stable cross-shard cursor as a customer's own list.
 import { publicUserId } from '../accounts/service.js';
-import type { Deps } from '../deps.js';
+import type { Core } from '../deps.js';
 import { parseCategoryId } from '../router/directory.js';
 import { decodeUser } from '../router/ids.js';
 import { decodeCursor, mergePage, scatter, shardBound, type Keyed, type Page } from '../router/scatter.js';
 import { toOrder, type Order, type OrderStatus } from './model.js';
 import { adminListStatement, type AdminFilter } from './sql.js';
 
-export interface AdminOrderQuery { status?: OrderStatus; customer_id?: string; category_id?: string; limit: number; cursor?: string }
+export interface AdminOrderQuery { status?: OrderStatus; customer_id?: string; category_id?: string; limit: number;
+  cursor?: string }
 
-function filterOf(deps: Deps, q: AdminOrderQuery): AdminFilter {
+function filterOf(deps: Core, q: AdminOrderQuery): AdminFilter {
   const f: AdminFilter = {};
   if (q.status !== undefined) f.status = q.status;
   if (q.customer_id !== undefined) f.customerUuid = decodeUser(q.customer_id, deps.shards.count).uuid;
@@ -22,7 +23,7 @@ function filterOf(deps: Deps, q: AdminOrderQuery): AdminFilter {
  * A customer's orders live on the shards of their items, so a customer filter still
  * asks every shard; a category's orders are all on that category's shard.
  */
-export async function listAllOrders(deps: Deps, q: AdminOrderQuery): Promise<Page<Order>> {
+export async function listAllOrders(deps: Core, q: AdminOrderQuery): Promise<Page<Order>> {
   const cursor = decodeCursor(q.cursor, deps.shards.count);
   const filter = filterOf(deps, q);
   const shards = filter.categoryId === undefined ? deps.dir.shards() : [deps.dir.shardOfCategory(filter.categoryId)];

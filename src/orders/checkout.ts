@@ -1,7 +1,8 @@
-// Group commit of checkouts: the parts of concurrent checkouts bound for one shard go
-// to it together, as one place_orders() statement (sql/010): each part decided
-// on its own (a refusal refuses only its part), the batch one commit, each item row
-// locked and written once per batch, so a hot item takes many units per row lock.
+// Group commit of checkouts, run by lifecycle.ts: the parts of concurrent checkouts
+// bound for one shard go to it together, as one place_orders() statement (sql/010,
+// SQL.placeOrders in lifecycle-sql.ts): each part decided on its own (a refusal
+// refuses only its part), the batch one commit, each item row locked and written once
+// per batch, so a hot item takes many units per row lock.
 //
 // Bounds (CHECKOUT_BATCH_MAX, CHECKOUT_BATCH_INFLIGHT): at most 50 parts a statement:
 // a batch holds its items' row locks until it commits, so its size is the latency every
@@ -9,12 +10,13 @@
 // ~30 ms); at most 2 statements in flight per shard per process, so that while one
 // commits the next one fills. Nothing waits on a timer: with one checkout in sight a
 // batch of one goes at the next event-loop turn, so an idle engine adds no latency.
-import type { Deps } from '../deps.js';
+import type { Core } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { perShard, type BatchBounds } from '../shard/batch.js';
 import type { Queryable, Shard } from '../shard/pools.js';
 import { toEngineError } from '../shard/pg-errors.js';
 import { refusal, type WantedLine } from './holds.js';
+import { SQL } from './lifecycle-sql.js';
 
 /** One shard's part of a checkout. `folded`: the whole checkout, its Idempotency-Key answered here. */
 export interface Part {
@@ -29,14 +31,6 @@ export type Placed = Record<string, unknown> & { id: number; existing: boolean }
 export type Outcome =
   | { ok: true; placed: Placed }
   | { ok: false; error: EngineError; replayed: boolean; reclaimable: boolean };
-
-/** The batch statement (exported for the bench's pgbench ceiling, which runs it too). */
-export const PLACE_ORDERS_SQL = {
-  name: 'ord_place_batch',
-  text: `SELECT n, ok, order_id AS id, existing, items, status, currency, total_cents, hold_expires_at, created_at, updated_at, lines,
-                err_state, err_detail, err_hint
-         FROM place_orders($1::jsonb) ORDER BY n`,
-} as const;
 
 const partJson = (p: Part) => ({
   c: p.customer, i: p.lines.map((l) => l.local), q: p.lines.map((l) => l.quantity), t: p.ttlS,
@@ -79,7 +73,8 @@ async function runBatch(q: Queryable, parts: Part[], shard: number): Promise<Out
  * one part trips), each part goes again alone, so one part cannot fail the others.
  */
 async function runParts(q: Queryable, parts: Part[], shard: number): Promise<Outcome[]> {
-  const once = async (ps: Part[]) => (await q.query(PLACE_ORDERS_SQL, [JSON.stringify(ps.map(partJson))])).rows.map((r) => outcomeOf(shard, r));
+  const once = async (ps: Part[]) => (await q.query(SQL.placeOrders,
+    [JSON.stringify(ps.map(partJson))])).rows.map((r) => outcomeOf(shard, r));
   if (parts.length === 1) return once(parts);
   try {
     return await once(parts);
@@ -88,21 +83,25 @@ async function runParts(q: Queryable, parts: Part[], shard: number): Promise<Out
       try {
         return (await once([p]))[0]!;
       } catch (err) {
-        return { ok: false, error: err instanceof EngineError ? err : failed('XX000', shard), replayed: false, reclaimable: false };
+        return { ok: false, error: err instanceof EngineError ? err : failed('XX000', shard), replayed: false,
+          reclaimable: false };
       }
     }));
   }
 }
 
-function bounds(deps: Deps): BatchBounds {
+function bounds(deps: Core): BatchBounds {
   // Waiting checkouts are bounded like a pool's queue: a stuck shard refuses, not piles up.
-  return { maxBatch: deps.cfg.checkoutBatchMax, maxInflight: deps.cfg.checkoutBatchInflight, maxWaiting: deps.cfg.pgMaxWaiting };
+  return { maxBatch: deps.cfg.checkoutBatchMax, maxInflight: deps.cfg.checkoutBatchInflight,
+    maxWaiting: deps.cfg.pgMaxWaiting };
 }
 
-const batchers = new WeakMap<Deps, ReturnType<typeof perShard<Part, Outcome>>>();
+// The batches of a process hang off its deps (one object per lane), so they live and
+// die with it; a WeakMap rather than a field keeps Core a plain record of capabilities.
+const batchers = new WeakMap<Core, ReturnType<typeof perShard<Part, Outcome>>>();
 
 /** Places one part on its shard, in whatever batch is going there next. */
-export function placePart(deps: Deps, shard: number, part: Part): Promise<Outcome> {
+export function placePart(deps: Core, shard: number, part: Part): Promise<Outcome> {
   let of = batchers.get(deps);
   if (!of) {
     of = perShard<Part, Outcome>((q, parts) => runBatch(q, parts, (q as Shard).index), () => bounds(deps));

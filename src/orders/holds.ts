@@ -1,10 +1,9 @@
-// Taking and returning stock on one shard. A hold is one conditional UPDATE per item,
-// in ascending item order so concurrent orders lock rows in the same order.
-import type { Deps } from '../deps.js';
+// What holding stock needs around its statements (lifecycle-sql.ts): a checkout's lines
+// summed per item, place_orders' refusals as client errors, and stock changes told to
+// the cache and the stream.
+import type { Core } from '../deps.js';
 import { EngineError } from '../errors.js';
-import { holdsExpired } from '../metrics/index.js';
 import { encodeRow } from '../router/ids.js';
-import { SQL } from './sql.js';
 
 export interface WantedLine { local: number; quantity: number }
 
@@ -19,16 +18,20 @@ type Refusal = (itemId: () => string, hint: string) => EngineError;
 
 const REFUSALS: Record<string, Refusal> = {
   BFNF1: (itemId) => new EngineError('not_found', `No such item ${itemId()}`, { details: { item_id: itemId() } }),
-  BFIN1: (itemId) => new EngineError('item_unavailable', `Item ${itemId()} is not for sale`, { details: { item_id: itemId() } }),
-  BFSO1: (itemId, hint) => new EngineError('sold_out', `Item ${itemId()} is sold out`, { details: { item_id: itemId(), available: Number(hint) } }),
-  BFLM1: (itemId, hint) => new EngineError('purchase_limit', `At most ${hint} of item ${itemId()} per customer`, { details: { item_id: itemId(), max_per_customer: Number(hint) } }),
+  BFIN1: (itemId) => new EngineError('item_unavailable', `Item ${itemId()} is not for sale`,
+    { details: { item_id: itemId() } }),
+  BFSO1: (itemId, hint) => new EngineError('sold_out', `Item ${itemId()} is sold out`,
+    { details: { item_id: itemId(), available: Number(hint) } }),
+  BFLM1: (itemId, hint) => new EngineError('purchase_limit', `At most ${hint} of item ${itemId()} per customer`,
+    { details: { item_id: itemId(), max_per_customer: Number(hint) } }),
   BFCU1: () => new EngineError('mixed_currency'),
   BFRK1: () => new EngineError('idempotency_mismatch', 'This request key placed an order for other items'),
 };
 
 /** place_orders' refusals (SQLSTATE class BF, item id in DETAIL) as the errors clients see. */
 export function refusal(err: unknown, shard: number): EngineError | null {
-  const cause = (err instanceof EngineError ? err.cause : err) as { code?: string; detail?: string; hint?: string } | undefined;
+  const cause = (err instanceof EngineError ? err.cause : err) as { code?: string; detail?: string; hint?: string }
+    | undefined;
   const make = cause?.code ? REFUSALS[cause.code] : undefined;
   if (!make) return null;
   return make(() => encodeRow('item', shard, Number(cause!.detail)), cause!.hint ?? '');
@@ -37,31 +40,7 @@ export function refusal(err: unknown, shard: number): EngineError | null {
 export interface StockChange { id: number; available: number }
 
 /** Tells the cache and the stream; a writer awaits it so its client reads its own write. */
-export async function announce(deps: Deps, shard: number, items: StockChange[], reason: string): Promise<void> {
-  await Promise.all(items.map((i) => deps.hooks.itemChanged({ id: encodeRow('item', shard, i.id), shard, available: i.available, reason })));
-}
-
-// Subscribers of an expired order learn it by id; the customer id is not needed to route it.
-function announceExpired(deps: Deps, shard: number, orders: number[]): void {
-  for (const local of orders) void deps.hooks.orderChanged({ id: encodeRow('order', shard, local), shard, status: 'expired', customer_id: '' });
-}
-
-/** Zero-lag expiry: returns expired holds on these items to stock; how many orders expired. */
-export async function reclaimExpired(deps: Deps, shard: number, itemLocals: number[], actor: string): Promise<number> {
-  const res = await deps.shards.get(shard).query(SQL.reclaimItems, [deps.cfg.expiryBatchSize, actor, itemLocals]);
-  const row = res.rows[0]!;
-  holdsExpired.inc({ shard: String(shard), via: 'reclaim' }, row.expired as number);
-  void announce(deps, shard, row.items as StockChange[], 'expired');
-  announceExpired(deps, shard, row.orders as number[]);
-  return row.expired as number;
-}
-
-/** One cron batch on one shard. Safe to run concurrently: rows are locked SKIP LOCKED and fenced. */
-export async function expireDueBatch(deps: Deps, shard: number, actor: string): Promise<{ expired: number; orders: number[] }> {
-  const res = await deps.shards.get(shard).query(SQL.expireDue, [deps.cfg.expiryBatchSize, actor]);
-  const row = res.rows[0]!;
-  holdsExpired.inc({ shard: String(shard), via: 'cron' }, row.expired as number);
-  void announce(deps, shard, row.items as StockChange[], 'expired');
-  announceExpired(deps, shard, row.orders as number[]);
-  return { expired: row.expired as number, orders: row.orders as number[] };
+export async function announce(deps: Core, shard: number, items: StockChange[], reason: string): Promise<void> {
+  await Promise.all(items.map((i) => deps.hooks.itemChanged({ id: encodeRow('item', shard, i.id), shard,
+    available: i.available, reason })));
 }

@@ -1,25 +1,24 @@
-// Orders: a cart of items is split by shard; each part becomes one order whose holds
-// are taken in one transaction (all lines or none). If any part fails, the parts
-// already held elsewhere are released again (compensation) before the error is told.
+// Checkout and cancel: a cart of items is split by shard; each part becomes one order
+// whose holds are taken in one statement (all lines or none; lifecycle.ts places it).
+// If any part fails, the parts already held elsewhere are canceled again
+// (compensation) before the error is told. A cancel of a paid order refunds it.
 import { createHash, randomUUID } from 'node:crypto';
-import { publicUserId, type Principal } from '../accounts/service.js';
-import type { Deps } from '../deps.js';
+import type { Principal } from '../accounts/principal.js';
+import type { Core, ReadSide, Remote } from '../deps.js';
 import { EngineError } from '../errors.js';
-import { enabled } from '../flags/index.js';
 import { log } from '../log.js';
-import { ordersCreated, ordersRefused } from '../metrics/index.js';
-import { decodeRow, encodeRow } from '../router/ids.js';
-import { decodeCursor, mergePage, scatter, shardBound, type Page } from '../router/scatter.js';
-import type { Queryable } from '../shard/pools.js';
-import { placePart, type Outcome, type Part, type Placed } from './checkout.js';
-import { announce, reclaimExpired, sumLines, type StockChange, type WantedLine } from './holds.js';
-import { isRetryable } from '../shard/pg-errors.js';
-import { toOrder, type Order } from './model.js';
+import { ordersRefused } from '../metrics/index.js';
+import { refundPayment } from '../payments/service.js';
+import { decodeRow } from '../router/ids.js';
+import { sumLines, type WantedLine } from './holds.js';
+import { cancelPaid, cancelUnpaid, place, type Placement } from './lifecycle.js';
+import type { Order } from './model.js';
+import { getOrderFresh, getOrderRow } from './read.js';
 import { SQL } from './sql.js';
 
 export interface LineInput { item_id: string; quantity: number }
 
-function groupByShard(deps: Deps, lines: LineInput[]): Map<number, WantedLine[]> {
+function groupByShard(deps: Core, lines: LineInput[]): Map<number, WantedLine[]> {
   const groups = new Map<number, WantedLine[]>();
   for (const l of lines) {
     const { shard, local } = decodeRow('item', l.item_id, deps.shards.count);
@@ -35,8 +34,8 @@ function groupByShard(deps: Deps, lines: LineInput[]): Map<number, WantedLine[]>
  * shard is touched; Postgres still decides every hold. The `sold_out_gate` flag switches
  * it off at run time (SOLD_OUT_GATE=false never builds it).
  */
-export async function admit(deps: Deps, lines: LineInput[]): Promise<void> {
-  if (!deps.gate || !enabled('sold_out_gate')) return;
+export async function admit(deps: Core & ReadSide, lines: LineInput[]): Promise<void> {
+  if (!deps.flags.enabled('sold_out_gate')) return;
   for (const [shard, wanted] of groupByShard(deps, lines)) await deps.gate.admit(shard, wanted.map((l) => l.local));
 }
 
@@ -54,7 +53,7 @@ export function requestHash(lines: LineInput[]): string {
 interface Checkout { requestKey: string | null; requestHash: string | null; checkoutId: string; folded: boolean }
 
 /** Whether every line of a checkout lives on one shard (such a checkout is one statement). */
-export function isSingleShard(deps: Deps, lines: LineInput[]): boolean {
+export function isSingleShard(deps: Core, lines: LineInput[]): boolean {
   return groupByShard(deps, lines).size === 1;
 }
 
@@ -65,7 +64,8 @@ export function isSingleShard(deps: Deps, lines: LineInput[]): boolean {
  * No sold-out gate in front: its refusal would have to be recorded too, and that is
  * this very statement.
  */
-export async function checkoutKeyed(deps: Deps, p: Principal, lines: LineInput[], requestKey: string): Promise<{ orders: Order[]; replayed: boolean }> {
+export async function checkoutKeyed(deps: Core, p: Principal, lines: LineInput[],
+  requestKey: string): Promise<{ orders: Order[]; replayed: boolean }> {
   const [[shard, wanted]] = [...groupByShard(deps, lines).entries()] as [[number, WantedLine[]]];
   const c: Checkout = { requestKey, requestHash: requestHash(lines), checkoutId: randomUUID(), folded: true };
   const out = await counted(placeOnShard(deps, p, shard, sumLines(wanted), c).then((o) => {
@@ -73,7 +73,7 @@ export async function checkoutKeyed(deps: Deps, p: Principal, lines: LineInput[]
     o.error.replayed = o.replayed;
     throw o.error;
   }));
-  return { orders: [await placedOrder(deps, p, shard, out.placed)], replayed: out.placed.existing };
+  return { orders: [out.order], replayed: out.existing };
 }
 
 /** A checkout that made no order is counted by the code it answers; a replayed answer was counted the first time. */
@@ -81,20 +81,25 @@ async function counted<T>(work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (err) {
-    if (!(err instanceof EngineError && err.replayed)) ordersRefused.inc({ reason: err instanceof EngineError ? err.code : 'internal' });
+    if (!(err instanceof EngineError
+      && err.replayed)) ordersRefused.inc({ reason: err instanceof EngineError ? err.code : 'internal' });
     throw err;
   }
 }
 
-export function createOrders(deps: Deps, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
+export function createOrders(deps: Core & ReadSide, p: Principal, lines: LineInput[],
+  requestKey: string | null): Promise<Order[]> {
   return counted(createOrdersUncounted(deps, p, lines, requestKey));
 }
 
-async function createOrdersUncounted(deps: Deps, p: Principal, lines: LineInput[], requestKey: string | null): Promise<Order[]> {
+async function createOrdersUncounted(deps: Core & ReadSide, p: Principal, lines: LineInput[],
+  requestKey: string | null): Promise<Order[]> {
   await admit(deps, lines);
   const groups = [...groupByShard(deps, lines).entries()];
-  const checkout: Checkout = { requestKey, requestHash: requestKey ? requestHash(lines) : null, checkoutId: randomUUID(), folded: false };
-  const results = await Promise.allSettled(groups.map(([shard, wanted]) => createShardOrder(deps, p, shard, wanted, checkout)));
+  const checkout: Checkout = { requestKey, requestHash: requestKey ? requestHash(lines) : null,
+    checkoutId: randomUUID(), folded: false };
+  const results = await Promise.allSettled(groups.map(([shard, wanted]) =>
+    createShardOrder(deps, p, shard, wanted, checkout)));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (!failed) return results.map((r) => (r as PromiseFulfilledResult<Order>).value);
   const made = results.filter((r): r is PromiseFulfilledResult<Order> => r.status === 'fulfilled').map((r) => r.value);
@@ -102,13 +107,13 @@ async function createOrdersUncounted(deps: Deps, p: Principal, lines: LineInput[
   throw failed.reason;
 }
 
-async function compensate(deps: Deps, order: Order): Promise<void> {
+async function compensate(deps: Core, order: Order): Promise<void> {
   const { shard, local } = decodeRow('order', order.id, deps.shards.count);
   // A shard busy enough to refuse one part may refuse the undo too: retry a little
   // before leaving the stock to the expiry cron (hold_expires_at).
   for (let attempt = 0; attempt < 4; attempt++) {
     try {
-      await cancelInShard(deps, shard, local, 'system', 'checkout_failed_on_another_shard');
+      await cancelUnpaid(deps, shard, local, 'system', 'checkout_failed_on_another_shard');
       return;
     } catch (err) {
       if (attempt === 3) log.error('compensation failed; hold left to expire', { order: order.id, err });
@@ -117,122 +122,43 @@ async function compensate(deps: Deps, order: Order): Promise<void> {
   }
 }
 
-async function createShardOrder(deps: Deps, p: Principal, shard: number, wanted: WantedLine[], c: Checkout): Promise<Order> {
+async function createShardOrder(deps: Core, p: Principal, shard: number, wanted: WantedLine[],
+  c: Checkout): Promise<Order> {
   const out = await placeOnShard(deps, p, shard, sumLines(wanted), c);
   if (!out.ok) throw out.error;
-  return placedOrder(deps, p, shard, out.placed);
+  return out.order;
 }
 
-const ATTEMPTS_MAX = 3;
-
-/**
- * One shard's part, in the next batch going there (checkout.ts). Expired holds must
- * not block sales while they wait for the sweeper: a part refused while some wait on
- * its items reclaims them and tries again; a part that lost a deadlock tries again.
- */
-async function placeOnShard(deps: Deps, p: Principal, shard: number, lines: WantedLine[], c: Checkout): Promise<Outcome> {
-  const part: Part = { customer: p.uuid, lines, ttlS: deps.cfg.holdTtlS, ...c, actor: `customer:${p.id}` };
-  let out = await placePart(deps, shard, part);
-  for (let attempt = 1; !out.ok && attempt < ATTEMPTS_MAX; attempt++) {
-    if (out.reclaimable) await reclaimExpired(deps, shard, lines.map((l) => l.local), 'hold_path');
-    else if (!isRetryable(out.error.cause)) break;
-    out = await placePart(deps, shard, part);
-  }
-  return out;
+function placeOnShard(deps: Core, p: Principal, shard: number, lines: WantedLine[], c: Checkout): Promise<Placement> {
+  return place(deps, p, shard, { customer: p.uuid, lines, ttlS: deps.cfg.holdTtlS, ...c, actor: `customer:${p.id}` });
 }
 
-/** The order a placed part made (or found), told to the cache and the stream when new. */
-async function placedOrder(deps: Deps, p: Principal, shard: number, placed: Placed): Promise<Order> {
-  if (!placed.existing) {
-    ordersCreated.inc({ shard: String(shard) });
-    await announce(deps, shard, placed.items as StockChange[], 'held');
-  }
-  const order = toOrder(shard, placed, publicUserId(deps, p.uuid));
-  if (!placed.existing) {
-    void deps.hooks.orderChanged({ id: order.id, shard, status: order.status, customer_id: order.customer_id, created: true });
-    await deps.cache?.orders.created(shard, placed.id, { order, owner: p.uuid });
-  }
-  return order;
-}
-
-/** Owner or admin; anyone else is told the order does not exist. */
-export async function getOrderRow(deps: Deps, p: Principal, id: string): Promise<{ shard: number; local: number; row: Record<string, unknown> }> {
-  const { shard, local } = decodeRow('order', id, deps.shards.count);
-  const row = (await deps.shards.get(shard).query(SQL.orderById, [local])).rows[0];
-  if (!row || (row.customer_id !== p.uuid && p.role !== 'admin')) throw new EngineError('not_found', 'No such order');
-  return { shard, local, row };
-}
-
-/**
- * Owner or admin, from Postgres: what a writer reads after its write. A concurrent
- * writer's change may not have reached the cache yet when this one's fence said no.
- */
-export async function getOrderFresh(deps: Deps, p: Principal, id: string): Promise<Order> {
-  const { shard, row } = await getOrderRow(deps, p, id);
-  return toOrder(shard, row, publicUserId(deps, row.customer_id as string));
-}
-
-/** Owner or admin, through the read cache (src/cache/orders.ts states its bound). */
-export async function getOrder(deps: Deps, p: Principal, id: string): Promise<Order> {
-  const { shard, local } = decodeRow('order', id, deps.shards.count);
-  const load = async () => {
-    const row = (await deps.shards.get(shard).query(SQL.orderById, [local])).rows[0];
-    return row ? { order: toOrder(shard, row, publicUserId(deps, row.customer_id as string)), owner: row.customer_id as string } : null;
-  };
-  const found = deps.cache ? await deps.cache.orders.read(shard, local, load) : await load();
-  if (!found || (found.owner !== p.uuid && p.role !== 'admin')) throw new EngineError('not_found', 'No such order');
-  return found.order;
-}
-
-export async function listOrders(deps: Deps, p: Principal, limit: number, cursorRaw?: string): Promise<Page<Order>> {
-  const cursor = decodeCursor(cursorRaw, deps.shards.count);
-  const customerId = publicUserId(deps, p.uuid);
-  const pages = await scatter(deps.dir.shards(), async (s) => {
-    const b = shardBound(cursor, s);
-    const res = await deps.shards.get(s).query(SQL.listByCustomer, [b.createdUs, b.local, p.uuid, limit + 1]);
-    return res.rows.map((r) => ({ key: { createdUs: String(r.created_us), shard: s, local: r.id as number }, value: toOrder(s, r, customerId) }));
-  });
-  return mergePage(pages, limit);
-}
-
-/** Cancels an order awaiting payment: the fence on status makes a race return stock once. */
-async function cancelInShard(deps: Deps, shard: number, local: number, actor: string, reason: string): Promise<boolean> {
-  let items: StockChange[] = [];
-  const moved = await deps.shards.get(shard).transaction(async (q) => {
-    const t = await q.query(SQL.transition, [local, ['awaiting_payment'], 'canceled', actor, reason]);
-    if (t.rowCount === 0) return false;
-    items = (await q.query(SQL.releaseHolds, [local, 'released'])).rows[0]!.items as StockChange[];
-    return true;
-  });
-  await announce(deps, shard, items, 'released');
-  if (moved) await deps.hooks.orderChanged({ id: encodeRow('order', shard, local), shard, status: 'canceled', customer_id: '' });
-  return moved;
-}
-
-export type PaidCancel = (deps: Deps, p: Principal, shard: number, local: number) => Promise<boolean>;
-let cancelPaid: PaidCancel | null = null;
-/** Payments registers how a paid order is canceled (with its refund). */
-export function onCancelPaid(fn: PaidCancel): void { cancelPaid = fn; }
-
-export async function cancelOrder(deps: Deps, p: Principal, id: string): Promise<Order> {
+export async function cancelOrder(deps: Core & Remote, p: Principal, id: string): Promise<Order> {
   const { shard, local, row } = await getOrderRow(deps, p, id);
   const actor = p.role === 'admin' ? `admin:${p.id}` : `customer:${p.id}`;
-  if (row.status === 'awaiting_payment') await cancelInShard(deps, shard, local, actor, 'requested');
-  else if (row.status === 'paid' && cancelPaid) await cancelPaid(deps, p, shard, local);
+  if (row.status === 'awaiting_payment') await cancelUnpaid(deps, shard, local, actor, 'requested');
+  else if (row.status === 'paid') await cancelPaidAndRefund(deps, shard, local, actor);
   const after = await getOrderFresh(deps, p, id);
   if (after.status !== 'canceled' && after.status !== 'refunded') {
-    throw new EngineError('invalid_state', `Order is ${after.status} and can no longer be canceled`, { details: { status: after.status } });
+    throw new EngineError('invalid_state', `Order is ${after.status} and can no longer be canceled`,
+      { details: { status: after.status } });
   }
   return after;
 }
 
-/** Deletes one batch of recorded checkout refusals past IDEMPOTENCY_RETENTION_S on a shard; how many went. */
-export async function pruneCheckoutRefusals(deps: Deps, shard: number, batch: number): Promise<number> {
-  return (await deps.shards.get(shard).query(SQL.pruneRefusals, [deps.cfg.idempotencyRetentionS, batch])).rowCount ?? 0;
+/**
+ * A paid order that has not shipped is canceled (its sale unwound), then its payment
+ * refunded. If the refund call fails, the unclaimed-payment cron finishes it (a
+ * canceled order's money is unclaimed).
+ */
+async function cancelPaidAndRefund(deps: Core & Remote, shard: number, local: number, actor: string): Promise<void> {
+  const paymentLocal = await cancelPaid(deps, shard, local, actor);
+  if (paymentLocal === null) return;
+  await refundPayment(deps, shard, paymentLocal, 'canceled').catch((err: unknown) =>
+    log.warn('refund deferred to cron', { err }));
 }
 
-export async function orderEvents(deps: Deps, p: Principal, id: string): Promise<unknown[]> {
-  const { shard, local } = await getOrderRow(deps, p, id);
-  const res = await deps.shards.get(shard).query(SQL.events, [local]);
-  return res.rows.map((r) => ({ ...r, created_at: (r.created_at as Date).toISOString() }));
+/** Deletes one batch of recorded checkout refusals past IDEMPOTENCY_RETENTION_S on a shard; how many went. */
+export async function pruneCheckoutRefusals(deps: Core, shard: number, batch: number): Promise<number> {
+  return (await deps.shards.get(shard).query(SQL.pruneRefusals, [deps.cfg.idempotencyRetentionS, batch])).rowCount ?? 0;
 }

@@ -12,9 +12,16 @@ export interface GatewaySession {
   method: 'card' | 'qr'; redirect_url?: string; qr_payload?: string; expires_at: string;
 }
 
+/** A signed event the gateway sends to the webhook (or one polling made of a session's state). */
+export interface GatewayEvent {
+  id: string; type: string;
+  data: { session_id: string; merchant_ref: string; status: string; amount_cents: number; currency: string };
+}
+
 export interface Gateway {
   readonly breakerState: string;
-  createSession(input: { merchant_ref: string; amount_cents: number; currency: string; method: 'card' | 'qr'; webhook_url: string; expires_at: string }, key: string): Promise<GatewaySession>;
+  createSession(input: { merchant_ref: string; amount_cents: number; currency: string; method: 'card' | 'qr';
+    webhook_url: string; expires_at: string }, key: string): Promise<GatewaySession>;
   getSession(id: string): Promise<GatewaySession | null>;
   release(id: string): Promise<GatewaySession>;
   refund(id: string, reason: string): Promise<GatewaySession>;
@@ -36,20 +43,24 @@ export class HttpGateway implements Gateway {
 
   async createSession(input: Parameters<Gateway['createSession']>[0], key: string): Promise<GatewaySession> {
     // Idempotent by key at the gateway, so a retry never opens a second session.
-    return expectOk(await this.client.call<GatewaySession>('POST', '/v1/sessions', input, { idempotent: true, key: this.keyPrefix + key }), 'create session');
+    return expectOk(await this.client.call<GatewaySession>('POST', '/v1/sessions', input,
+      { idempotent: true, key: this.keyPrefix + key }), 'create session');
   }
 
   async getSession(id: string): Promise<GatewaySession | null> {
-    const res = await this.client.call<GatewaySession>('GET', `/v1/sessions/${encodeURIComponent(id)}`, undefined, { idempotent: true });
+    const res = await this.client.call<GatewaySession>('GET', `/v1/sessions/${encodeURIComponent(id)}`, undefined,
+      { idempotent: true });
     return res.status === 404 ? null : expectOk(res, 'get session');
   }
 
   async release(id: string): Promise<GatewaySession> {
-    return expectOk(await this.client.call<GatewaySession>('POST', `/v1/sessions/${encodeURIComponent(id)}/release`, {}, { idempotent: true }), 'release');
+    return expectOk(await this.client.call<GatewaySession>('POST', `/v1/sessions/${encodeURIComponent(id)}/release`, {},
+      { idempotent: true }), 'release');
   }
 
   async refund(id: string, reason: string): Promise<GatewaySession> {
-    return expectOk(await this.client.call<GatewaySession>('POST', `/v1/sessions/${encodeURIComponent(id)}/refund`, { reason }, { idempotent: true }), 'refund');
+    return expectOk(await this.client.call<GatewaySession>('POST', `/v1/sessions/${encodeURIComponent(id)}/refund`,
+      { reason }, { idempotent: true }), 'refund');
   }
 }
 
@@ -66,7 +77,8 @@ export class GatewayRefused extends EngineError {
 }
 
 /** `t=<unix>,v1=<hex hmac(secret, t + "." + body)>`, within the tolerance, compared in constant time. */
-export function verifySignature(secret: string, header: string, rawBody: Buffer, toleranceS: number, nowS = Math.floor(Date.now() / 1000)): boolean {
+export function verifySignature(secret: string, header: string, rawBody: Buffer, toleranceS: number,
+  nowS = Math.floor(Date.now() / 1000)): boolean {
   const parts = Object.fromEntries(header.split(',').map((kv) => kv.trim().split('=') as [string, string]));
   const t = Number(parts.t);
   const given = parts.v1 ?? '';

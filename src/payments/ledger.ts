@@ -11,7 +11,8 @@ import { SQL } from './sql.js';
 export type Account = 'customer' | 'escrow' | 'merchant' | 'provider_payable';
 export type TransferKind = 'capture' | 'release' | 'refund';
 
-export interface Transfer { orderLocal: number; paymentLocal: number; currency: string; kind: TransferKind; legs: [Account, number][] }
+export interface Transfer { orderLocal: number; paymentLocal: number; currency: string; kind: TransferKind;
+  legs: [Account, number][] }
 
 /** A transfer's legs as the two arrays a statement takes; legs of 0 are left out. */
 export function legArrays(legs: [Account, number][]): { accounts: Account[]; amounts: number[] } {

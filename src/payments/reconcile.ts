@@ -1,14 +1,15 @@
 // What the crons do for payments: poll the gateway for payments left pending (lost
 // webhooks, a crash between creating the session and recording it), and refund
 // succeeded payments that no order can use. Both are safe with two runners.
-import type { Deps } from '../deps.js';
+import type { Core, Remote } from '../deps.js';
 import { log } from '../log.js';
 import { encodeRow } from '../router/ids.js';
 import { applyGatewayEvent, refundPayment } from './service.js';
 import { SQL } from './sql.js';
 
 const EVENT_OF_STATUS: Record<string, string> = {
-  succeeded: 'payment.succeeded', declined: 'payment.declined', expired: 'payment.expired', refunded: 'payment.succeeded',
+  succeeded: 'payment.succeeded', declined: 'payment.declined', expired: 'payment.expired',
+  refunded: 'payment.succeeded',
 };
 
 /** The longest a pending payment waits between two polls of the gateway. */
@@ -19,9 +20,11 @@ const POLL_BACKOFF_MAX_S = 60;
  * answer, each in turn (SQL.duePending rotates them), each on its own: one payment
  * whose poll fails is logged and retried later, never the end of the batch.
  */
-export async function reconcilePending(deps: Deps, shard: number, limit = 100): Promise<{ polled: number; applied: number; failed: number }> {
+export async function reconcilePending(deps: Core & Remote, shard: number,
+  limit = 100): Promise<{ polled: number; applied: number; failed: number }> {
   const base = deps.cfg.reconcileAfterS;
-  const rows = (await deps.shards.get(shard).query(SQL.duePending, [base, limit, base, Math.max(base, POLL_BACKOFF_MAX_S)])).rows;
+  const rows = (await deps.shards.get(shard).query(SQL.duePending,
+    [base, limit, base, Math.max(base, POLL_BACKOFF_MAX_S)])).rows;
   let applied = 0;
   let failed = 0;
   for (const p of rows) {
@@ -36,7 +39,7 @@ export async function reconcilePending(deps: Deps, shard: number, limit = 100): 
 }
 
 /** One pending payment against the gateway's session; true when an event was applied. */
-async function settleFromGateway(deps: Deps, shard: number, p: Record<string, unknown>): Promise<boolean> {
+async function settleFromGateway(deps: Core & Remote, shard: number, p: Record<string, unknown>): Promise<boolean> {
   const session = p.gateway_session_id ? await deps.gateway.getSession(p.gateway_session_id as string) : null;
   if (!session) {
     // No session was recorded: never reached the gateway, or the answer was lost.
@@ -51,12 +54,13 @@ async function settleFromGateway(deps: Deps, shard: number, p: Record<string, un
   // A synthetic, stable event id: polling and a late webhook dedupe like duplicates.
   const r = await applyGatewayEvent(deps, {
     id: `poll:${session.id}:${session.status}`, type,
-    data: { session_id: session.id, merchant_ref: encodeRow('payment', shard, p.id as number), status: session.status, amount_cents: session.amount_cents, currency: session.currency },
+    data: { session_id: session.id, merchant_ref: encodeRow('payment', shard, p.id as number), status: session.status,
+      amount_cents: session.amount_cents, currency: session.currency },
   });
   return !r.duplicate;
 }
 
-export async function refundUnclaimed(deps: Deps, shard: number, limit = 100): Promise<number> {
+export async function refundUnclaimed(deps: Core & Remote, shard: number, limit = 100): Promise<number> {
   const rows = (await deps.shards.get(shard).query(SQL.unclaimed, [deps.cfg.unclaimedAfterS, limit])).rows;
   let refunded = 0;
   for (const r of rows) {

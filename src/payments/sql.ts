@@ -1,8 +1,7 @@
 // Named statements of payments. Every change is conditional on the current state;
 // together with the deduplicated event id that makes each webhook apply at most once.
-import { REL_PER_ITEM_LOCKED } from '../orders/sql.js';
-
-export const PAYMENT_COLS = `id, order_id, customer_id, status, method, amount_cents, currency, escrow, gateway_session_id,
+export const PAYMENT_COLS = `id, order_id, customer_id, status, method, amount_cents, currency, escrow,
+  gateway_session_id,
   redirect_url, qr_payload, expires_at, captured_at, refund_reason, failure_reason, created_at, updated_at`;
 
 export const SQL = {
@@ -14,27 +13,19 @@ export const SQL = {
            ON CONFLICT (order_id) WHERE status = 'pending' DO NOTHING
            RETURNING ${PAYMENT_COLS}`,
   },
-  pendingForOrder: { name: 'pay_pending_for_order', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE order_id = $1 AND status = 'pending'` },
+  pendingForOrder: { name: 'pay_pending_for_order', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE order_id = $1
+    AND status = 'pending'` },
   byId: { name: 'pay_by_id', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE id = $1` },
-  forOrder: { name: 'pay_for_order', text: `SELECT ${PAYMENT_COLS} FROM payments WHERE order_id = $1 ORDER BY id` },
   attachSession: {
     name: 'pay_attach_session',
     text: `UPDATE payments SET gateway_session_id = $2, redirect_url = $3, qr_payload = $4, updated_at = now()
-           WHERE id = $1 AND status = 'pending' AND (gateway_session_id IS NULL OR gateway_session_id = $2) RETURNING ${PAYMENT_COLS}`,
+           WHERE id = $1 AND status = 'pending' AND (gateway_session_id IS NULL OR gateway_session_id = $2)
+             RETURNING ${PAYMENT_COLS}`,
   },
   fail: {
     name: 'pay_fail',
     text: `UPDATE payments SET status = 'failed', failure_reason = $2, updated_at = now()
            WHERE id = $1 AND status = 'pending' RETURNING ${PAYMENT_COLS}`,
-  },
-  // A gateway event checked, claimed by id and applied, in one statement (sql/009,
-  // apply_gateway_event): a success captures, posts the capture transfer and places the
-  // order, answering with the placed order's lines for fulfilment. $5 is numeric so an
-  // absurd amount is a mismatch, not a cast error.
-  applyEvent: {
-    name: 'pay_apply_event',
-    text: `SELECT outcome, order_id, amount_cents, currency, captured, placed, order_status, customer_id, payment_id, lines
-           FROM apply_gateway_event($1::bigint, $2::text, $3::text, $4::text, $5::numeric, $6::text, $7::text)`,
   },
   // An efficiency claim so two runners rarely call the gateway for the same refund;
   // the gateway's refund is idempotent and markRefunded is the real fence.
@@ -50,20 +41,6 @@ export const SQL = {
     text: `UPDATE payments SET status = 'refunded', escrow = 'refunded', updated_at = now()
            WHERE id = $1 AND status = 'succeeded' AND escrow = 'held' RETURNING ${PAYMENT_COLS}`,
   },
-  // Units sold to an order that is being unwound go back to stock and to the limits.
-  unsell: {
-    name: 'pay_unsell',
-    text: `WITH rel AS (UPDATE holds SET status = 'released', ended_at = now() WHERE order_id = $1 AND status = 'consumed'
-                        RETURNING item_id, quantity, customer_id),
-           it AS (UPDATE items i SET available = i.available + r.q, sold = i.sold - r.q, updated_at = now()
-                  FROM ${REL_PER_ITEM_LOCKED} r WHERE i.id = r.item_id
-                  RETURNING i.id, i.available),
-           lim AS (UPDATE customer_limits c SET quantity = GREATEST(c.quantity - r.q, 0)
-                   FROM (SELECT customer_id, item_id, sum(quantity)::int AS q FROM rel
-                         WHERE item_id IN (SELECT id FROM it) GROUP BY customer_id, item_id) r
-                   WHERE c.customer_id = r.customer_id AND c.item_id = r.item_id RETURNING 1)
-           SELECT (SELECT coalesce(json_agg(json_build_object('id', id, 'available', available)), '[]'::json) FROM it) AS items`,
-  },
   // Pending payments due for a poll of the gateway, oldest check first; picking one moves
   // its next check back with backoff ($3 s doubling, at most $4 s), so each poll is also
   // the rotation: the same batch is never picked twice in a row, and a payment whose
@@ -73,8 +50,10 @@ export const SQL = {
   duePending: {
     name: 'pay_due_pending',
     text: `UPDATE payments p SET checks = p.checks + 1,
-             next_check_at = LEAST(now() + make_interval(secs => LEAST($4::float8, $3::float8 * power(2, LEAST(p.checks, 16)))),
-                                   CASE WHEN p.expires_at > now() THEN p.expires_at + interval '1 second' ELSE 'infinity' END)
+             next_check_at = LEAST(now() + make_interval(secs => LEAST($4::float8, $3::float8 * power(2,
+               LEAST(p.checks, 16)))),
+                                   CASE WHEN p.expires_at > now() THEN p.expires_at + interval '1 second'
+                                     ELSE 'infinity' END)
            WHERE p.id IN (SELECT id FROM payments WHERE status = 'pending' AND next_check_at <= now()
                             AND created_at < now() - make_interval(secs => $1)
                           ORDER BY next_check_at LIMIT $2 FOR UPDATE SKIP LOCKED)
@@ -90,31 +69,23 @@ export const SQL = {
              AND (o.payment_id IS DISTINCT FROM p.id OR o.status IN ('expired', 'canceled', 'failed'))
            ORDER BY p.updated_at LIMIT $2`,
   },
-  orderForPayment: {
-    name: 'pay_order',
-    text: `SELECT o.id, o.customer_id, o.status, o.total_cents, o.currency, o.payment_id, o.hold_expires_at,
-             (SELECT json_agg(json_build_object('item_id', l.item_id, 'quantity', l.quantity, 'price_cents', l.price_cents,
-                'fulfillment', l.fulfillment) ORDER BY l.item_id) FROM order_lines l WHERE l.order_id = o.id) AS lines
-           FROM orders o WHERE o.id = $1`,
-  },
   ledgerEntry: {
     name: 'ledger_entry',
     text: `INSERT INTO ledger_entries (transfer_id, order_id, payment_id, account, amount_cents, currency, kind)
-           SELECT $1, $2, $3, leg.account, leg.amount, $6, $7 FROM unnest($4::text[], $5::bigint[]) AS leg(account, amount)`,
+           SELECT $1, $2, $3, leg.account, leg.amount, $6, $7
+             FROM unnest($4::text[], $5::bigint[]) AS leg(account, amount)`,
   },
   ledgerSums: {
     name: 'ledger_sums',
-    text: 'SELECT currency, sum(amount_cents)::bigint AS sum, count(*)::int AS entries FROM ledger_entries GROUP BY currency',
+    text: `SELECT currency, sum(amount_cents)::bigint AS sum, count(*)::int AS entries FROM ledger_entries
+           GROUP BY currency`,
   },
   // Orders that are done with money yet still have a non-zero escrow balance.
   escrowLeft: {
     name: 'ledger_escrow_left',
-    text: `SELECT o.id, o.status, sum(l.amount_cents)::bigint AS escrow FROM orders o JOIN ledger_entries l ON l.order_id = o.id
+    text: `SELECT o.id, o.status, sum(l.amount_cents)::bigint AS escrow FROM orders o JOIN ledger_entries l
+      ON l.order_id = o.id
            WHERE l.account = 'escrow' AND o.status IN ('completed', 'refunded', 'canceled', 'expired')
            GROUP BY o.id, o.status HAVING sum(l.amount_cents) <> 0 LIMIT 100`,
-  },
-  escrowBalance: {
-    name: 'ledger_escrow_balance',
-    text: `SELECT coalesce(sum(amount_cents), 0)::bigint AS escrow FROM ledger_entries WHERE order_id = $1 AND account = 'escrow'`,
   },
 } as const;

@@ -5,10 +5,10 @@
 // whichever it listens to. Redis down: publishes are dropped (counted), the sold-out
 // gate heals by its TTL, and the stream resyncs its topics when the subscriber is back.
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { pack, unpack } from '../cache/codec.js';
 import { counters } from '../cache/counters.js';
-import type { RedisSet } from '../cache/redis.js';
+import type { RedisSet } from '../redis/set.js';
 import type { Version } from '../cache/version.js';
 import { log } from '../log.js';
 
@@ -60,11 +60,7 @@ export class Bus {
   private connect(index: number, handlers: BusHandlers, resync = false): void {
     this.subIndex = index;
     this.everReady = false;
-    const sub = new Redis(this.redis.urls[index]!, {
-      connectionName: 'engine-bus', enableOfflineQueue: true, maxRetriesPerRequest: null, connectTimeout: 1000,
-      retryStrategy: (times) => Math.min(times * 200, 2000),
-    });
-    sub.on('error', () => undefined); // RedisSet logs the outage; this one just reconnects
+    const sub = this.redis.subscriber(index, 'engine-bus');
     sub.on('ready', () => {
       // After an outage, changes were missed: listeners re-read what they show.
       if (this.everReady || resync) handlers.reconnected();

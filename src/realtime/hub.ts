@@ -11,7 +11,8 @@ import type { TemplatedApp } from '../http/uws.js';
 
 export type Format = 'json' | 'msgpack';
 
-export interface EventFrame { op: 'event'; topic: string; type: 'item.available' | 'order.status'; data: Record<string, unknown> }
+export interface EventFrame { op: 'event'; topic: string; type: 'item.available' | 'order.status'; data: Record<string,
+  unknown> }
 
 export const wireTopic = (format: Format, topic: string) => `${format === 'json' ? 'j' : 'm'}:${topic}`;
 

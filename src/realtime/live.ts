@@ -5,11 +5,12 @@
 //   hook itemChanged ──> gate (own state, at once) + refresher.mark
 //   refresher read ────> cache (versioned) + gate + hub + bus ──> every other process
 //   bus item event ────> gate + hub          bus order event ──> hub
-//   hook orderChanged ─> hub (at once) + bus
+//   hook orderChanged ─> hub (at once) + bus         hook orderCreated ─> hub + bus + cache
+//   hook itemWritten, categoryAdded ─> cache (the writer waits for it)
 import { createCacheLayer, type ReadCache } from '../cache/index.js';
-import type { Gate } from '../cache/gate.js';
+import { OPEN_GATE, type Gate } from '../cache/gate.js';
 import type { ItemLoader, ItemState, StockView } from '../cache/items.js';
-import type { RedisSet } from '../cache/redis.js';
+import type { RedisSet } from '../redis/set.js';
 import type { Config } from '../config.js';
 import type { Hooks } from '../deps.js';
 import type { TemplatedApp } from '../http/uws.js';
@@ -19,15 +20,18 @@ import { Bus, type BusEvent, type ItemEvent } from './bus.js';
 import { StreamHub } from './hub.js';
 
 export interface Live<T extends StockView> {
-  hooks: Hooks;
+  /** Every hook but a flag's switch (the process's flag sync tells that one). */
+  hooks: Omit<Hooks, 'flagSwitched'>;
   cache: ReadCache<T>;
-  gate: Gate | undefined;
+  /** OPEN_GATE when SOLD_OUT_GATE is off. */
+  gate: Gate;
   hub: StreamHub;
   attach(app: TemplatedApp): void;
   close(): Promise<void>;
 }
 
-export interface LiveOptions<T> { cfg: Config; redis: RedisSet; shardCount: number; load: ItemLoader<T>; listen: boolean }
+export interface LiveOptions<T> { cfg: Config; redis: RedisSet; shardCount: number; load: ItemLoader<T>;
+  listen: boolean }
 
 /**
  * The longest a writer waits for the cache to take its change before answering. The
@@ -61,7 +65,8 @@ export function createLive<T extends StockView>(o: LiveOptions<T>): Live<T> {
       return;
     }
     apply(s);
-    bus.publish({ k: 'i', s: s.shard, l: s.local, v: s.version, a: available(s), act: s.item?.active ?? false, r: s.item?.reclaimable ?? false });
+    bus.publish({ k: 'i', s: s.shard, l: s.local, v: s.version, a: available(s), act: s.item?.active ?? false,
+      r: s.item?.reclaimable ?? false });
   });
 
   const forgetOrder = (id: string) => {
@@ -79,7 +84,7 @@ export function createLive<T extends StockView>(o: LiveOptions<T>): Live<T> {
   };
   if (o.listen) bus.listen({ event: onBus, reconnected: () => void resync(cache, hub, o.shardCount) });
 
-  const hooks: Hooks = {
+  const hooks: Live<T>['hooks'] = {
     itemChanged: (c) => {
       try {
         const { shard, local } = decodeRow('item', c.id, o.shardCount);
@@ -92,16 +97,29 @@ export function createLive<T extends StockView>(o: LiveOptions<T>): Live<T> {
         return Promise.resolve();
       }
     },
+    // Read-your-writes for an admin's write: the cache holds it before the answer goes out.
+    itemWritten: (item, listed) => {
+      if (!o.cfg.cacheEnabled) return Promise.resolve();
+      const category = { id: item.categoryId, shard: item.shard };
+      return Promise.all([cache.items.reload(item.shard, item.local), listed ? cache.pages.itemListed(category) : null])
+        .then(() => undefined, () => undefined); // the write is committed; the refresher and the TTLs bound the rest
+    },
+    categoryAdded: () => cache.pages.categoriesChanged().catch(() => undefined),
+    orderCreated: (shard, local, order, owner) => {
+      hub.order(order.id, order.status);
+      bus.publish({ k: 'o', id: order.id, st: order.status, o: bus.origin });
+      return cache.orders.created(shard, local, { order, owner }).catch(() => undefined);
+    },
     orderChanged: (c) => {
       hub.order(c.id, c.status);
       bus.publish({ k: 'o', id: c.id, st: c.status, o: bus.origin });
-      return c.created ? Promise.resolve() : forgetOrder(c.id);
+      return forgetOrder(c.id);
     },
     orderTouched: (shard, local) => bounded(cache.orders.changed(shard, local), SETTLE_WAIT_MS),
   };
 
   return {
-    hooks, cache, gate: gate ?? undefined, hub,
+    hooks, cache, gate: gate ?? OPEN_GATE, hub,
     attach: (app) => hub.attach(app),
     close: async () => {
       refresher.close();

@@ -23,7 +23,8 @@ export function decodeRow(kind: Kind, id: unknown, shardCount: number): RowId {
   if (!m || m[1] !== KINDS[kind]) throw new EngineError('invalid_id', `No such ${kind}`);
   const shard = parseInt(m[2]!, 36);
   const local = parseInt(m[3]!, 36);
-  if (shard >= shardCount || !Number.isSafeInteger(local) || local <= 0) throw new EngineError('invalid_id', `No such ${kind}`);
+  if (shard >= shardCount || !Number.isSafeInteger(local) || local <= 0) throw new EngineError('invalid_id',
+    `No such ${kind}`);
   return { shard, local };
 }
 

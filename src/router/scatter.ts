@@ -59,5 +59,6 @@ export function scatter<T>(shards: number[], fn: (shard: number) => Promise<T>):
 }
 
 /** SQL fragment helpers shared by list statements: rows strictly after the bound. */
-export const AFTER_BOUND = `(created_at, id) < (timestamptz 'epoch' + $1::bigint * interval '1 microsecond', $2::bigint)`;
+export const AFTER_BOUND = `(created_at, id) < (timestamptz 'epoch' + $1::bigint * interval '1 microsecond',
+  $2::bigint)`;
 export const CREATED_US = `(extract(epoch from created_at) * 1000000)::bigint AS created_us`;

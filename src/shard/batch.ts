@@ -30,12 +30,14 @@ export class Batcher<I, O> {
   private scheduled = false;
   private inflight = 0;
 
-  constructor(private readonly q: Queryable, private readonly run: BatchRun<I, O>, private readonly bounds: BatchBounds = { maxBatch: 200, maxInflight: Infinity }) {}
+  constructor(private readonly q: Queryable, private readonly run: BatchRun<I, O>,
+    private readonly bounds: BatchBounds = { maxBatch: 200, maxInflight: Infinity }) {}
 
   submit(input: I): Promise<O> {
     if (this.waiting.length >= (this.bounds.maxWaiting ?? Infinity)) {
       admissionShed.inc({ reason: 'checkout_queue_full' });
-      return Promise.reject(new EngineError('overloaded', 'Too many statements waiting for this shard', { retryAfterS: 1 }));
+      return Promise.reject(new EngineError('overloaded', 'Too many statements waiting for this shard',
+        { retryAfterS: 1 }));
     }
     return new Promise<O>((resolve, reject) => {
       this.waiting.push({ input, resolve, reject });

@@ -29,8 +29,10 @@ export async function migrateShard(url: string, shard: number, migrations = load
   try {
     await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
-      version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-    const done = await client.query<{ version: number; checksum: string }>('SELECT version, checksum FROM schema_migrations');
+      version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now())`);
+    const done = await client.query<{ version: number;
+      checksum: string }>('SELECT version, checksum FROM schema_migrations');
     const applied = new Map(done.rows.map((r) => [r.version, r.checksum]));
     const ran: number[] = [];
     for (const m of migrations) {
@@ -54,7 +56,8 @@ async function applyOne(client: pg.Client, m: Migration): Promise<void> {
   try {
     await client.query('BEGIN');
     await client.query(m.sql);
-    await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [m.version, m.name, m.checksum]);
+    await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)',
+      [m.version, m.name, m.checksum]);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

@@ -24,24 +24,22 @@ export function isFailoverCode(err: unknown): boolean {
   return code === '25006' || code === '57P01' || code === '57P02' || code === '57P03' || code.startsWith('08');
 }
 
-export function isUniqueViolation(err: unknown, constraint?: string): boolean {
-  const e = err as PgLikeError | null;
-  return e?.code === '23505' && (constraint === undefined || e.constraint === constraint);
-}
-
 export function toEngineError(err: unknown, shard: number): EngineError {
   if (err instanceof EngineError) return err;
   if (!isServerError(err)) {
-    return new EngineError('shard_unavailable', `Shard ${shard} is unavailable`, { retryAfterS: 1, cause: err, details: { shard } });
+    return new EngineError('shard_unavailable', `Shard ${shard} is unavailable`,
+      { retryAfterS: 1, cause: err, details: { shard } });
   }
   const code = err.code ?? '';
   if (code === '23505') return new EngineError('conflict', 'Duplicate value', { cause: err });
   if (code === '57014' || code === '55P03') {
-    return new EngineError('overloaded', 'The database did not answer in time', { retryAfterS: 1, cause: err, details: { shard } });
+    return new EngineError('overloaded', 'The database did not answer in time',
+      { retryAfterS: 1, cause: err, details: { shard } });
   }
   if (isRetryable(err)) return new EngineError('conflict', 'Concurrent update, retry', { retryAfterS: 1, cause: err });
   if (isFailoverCode(err) || code === '53300') {
-    return new EngineError('shard_unavailable', `Shard ${shard} is unavailable`, { retryAfterS: 1, cause: err, details: { shard } });
+    return new EngineError('shard_unavailable', `Shard ${shard} is unavailable`,
+      { retryAfterS: 1, cause: err, details: { shard } });
   }
   return new EngineError('internal', undefined, { cause: err });
 }

@@ -2,7 +2,7 @@
 // error knobs and the API key), the customer's checkout page, and test control.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { checkoutPage } from './checkout-page.js';
-import { KNOBS, type Gateway, type KnobName, type Session } from './gateway.js';
+import { KNOBS, type Gateway, type KnobName, type Session } from './gateway-state.js';
 import {
   HttpError,
   readJsonObject,
@@ -53,7 +53,7 @@ function idempotencyKey(req: IncomingMessage): string | undefined {
 
 const id = '(?<id>[^/]+)';
 
-/** Built on call (not at load): it reads KNOBS, and gateway.ts imports this module. */
+/** The gateway simulator's HTTP routes over its state (gateway-state.ts). */
 export function gatewayRoutes(): Route<Ctx>[] {
   return [
   { method: 'GET', pattern: /^\/healthz$/, handle: ({ res }) => sendJson(res, 200, { ok: true }) },

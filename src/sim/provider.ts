@@ -117,8 +117,11 @@ class Provider {
     if (available < input.quantity) {
       // Nothing is recorded, so the same ref may succeed after a restock.
       this.stats.quota_exhausted++;
-      this.log('info', 'quota_exhausted', { ref: input.ref, sku: input.sku, quantity: input.quantity, quota: available });
-      throw new HttpError(409, 'quota_exhausted', `package ${input.sku} has ${available} left, ${input.quantity} requested`, { sku: input.sku, quota: available });
+      this.log('info', 'quota_exhausted', { ref: input.ref, sku: input.sku, quantity: input.quantity,
+        quota: available });
+      throw new HttpError(409, 'quota_exhausted',
+        `package ${input.sku} has ${available} left, ${input.quantity} requested`,
+          { sku: input.sku, quota: available });
     }
     const activation = this.record(input);
     if (roll(this.knobs.activation_fail_rate)) {
@@ -126,7 +129,8 @@ class Provider {
     } else {
       this.quota.set(input.sku, available - input.quantity);
     }
-    this.log('info', 'activation_created', { activation_id: activation.id, ref: activation.ref, sku: activation.sku, quantity: activation.quantity, status: activation.status });
+    this.log('info', 'activation_created', { activation_id: activation.id, ref: activation.ref, sku: activation.sku,
+      quantity: activation.quantity, status: activation.status });
     return { activation, created: true };
   }
 
@@ -210,7 +214,8 @@ function validateActivation(body: Json): ActivationInput {
 function validateQuota(body: Json): number {
   rejectUnknownFields(body, ['quota']);
   const { quota } = body;
-  if (typeof quota !== 'number' || !Number.isSafeInteger(quota) || quota < 0) throw bad('quota must be an integer >= 0');
+  if (typeof quota !== 'number' || !Number.isSafeInteger(quota)
+    || quota < 0) throw bad('quota must be an integer >= 0');
   return quota;
 }
 

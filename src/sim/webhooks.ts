@@ -145,7 +145,8 @@ export class WebhookSender {
       return;
     }
     const wait = backoffMs(base, retry + 1);
-    this.log('info', 'webhook_retry', { event_id: event.id, type: event.type, attempt: retry + 1, reason, retry_in_ms: wait });
+    this.log('info', 'webhook_retry', { event_id: event.id, type: event.type, attempt: retry + 1, reason,
+      retry_in_ms: wait });
     this.later(wait, () => void this.attempt(url, event, body, retry + 1));
   }
 

@@ -1,8 +1,9 @@
 // A demo catalog spread over every shard, written once (when no category exists).
+import type { Fulfillment } from '../../src/catalog/model.js';
 import * as catalog from '../../src/catalog/service.js';
-import type { Deps } from '../../src/deps.js';
+import type { ToolDeps } from '../../src/deps.js';
 
-const DEMO: { category: string; items: [string, number, number, catalog.Fulfillment?][] }[] = [
+const DEMO: { category: string; items: [string, number, number, Fulfillment?][] }[] = [
   { category: 'Electronics', items: [['Noise-cancelling headphones', 19900, 50], ['4K monitor', 34900, 20], ['USB-C dock', 8900, 100]] },
   { category: 'Books', items: [['Designing Data-Intensive Applications', 4500, 200], ['The Art of PostgreSQL', 3900, 150]] },
   { category: 'Games', items: [['Console bundle (doorbuster)', 29900, 10], ['Controller', 5900, 300]] },
@@ -11,8 +12,8 @@ const DEMO: { category: string; items: [string, number, number, catalog.Fulfillm
   { category: 'Furniture', items: [['Standing desk', 39900, 15, 'shipment'], ['Office chair', 19900, 25, 'shipment']] },
 ];
 
-export async function seedDemo(deps: Deps): Promise<boolean> {
-  const existing = await catalog.listCategories(deps, 1);
+export async function seedDemo(deps: ToolDeps): Promise<boolean> {
+  const existing = await catalog.loadCategories(deps, 1);
   if (existing.data.length > 0) return false;
   for (const group of DEMO) {
     const cat = await catalog.createCategory(deps, group.category);

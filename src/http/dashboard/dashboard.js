@@ -74,7 +74,8 @@
       state.items.set(item.id, entry);
       tbody.append(entry.row.tr);
     }
-    resubscribe(old.filter((id) => !state.items.has(id)).map((id) => `items/${id}`), [...state.items.keys()].map((id) => `items/${id}`));
+    resubscribe(old.filter((id) => !state.items.has(id)).map((id) => `items/${id}`),
+      [...state.items.keys()].map((id) => `items/${id}`));
     totals();
   }
 
@@ -169,18 +170,21 @@
       state.role = me.status === 200 ? me.body.role : null;
     }
     const isAdmin = state.role === 'admin';
-    const res = state.role === null ? { status: 401 } : await api(isAdmin ? '/v1/admin/orders?limit=20' : '/v1/orders?limit=20');
+    const url = isAdmin ? '/v1/admin/orders?limit=20' : '/v1/orders?limit=20';
+    const res = state.role === null ? { status: 401 } : await api(url);
     const scope = isAdmin ? 'All orders (admin)' : 'Your orders';
     $('orders-hint').hidden = res.status === 200;
     if (res.status !== 200) {
-      $('orders-hint').textContent = res.status === 401 ? 'That token is not valid (expired or revoked).' : 'Orders are not available.';
+      $('orders-hint').textContent = res.status === 401 ? 'That token is not valid (expired or ' +
+        'revoked).' : 'Orders are not available.';
       return;
     }
     $('orders-title').textContent = scope;
     const before = [...state.orders.keys()];
     state.orders.clear();
     for (const o of res.body.data) state.orders.set(o.id, o);
-    resubscribe(before.filter((id) => !state.orders.has(id)).map((id) => `orders/${id}`), [...state.orders.keys()].map((id) => `orders/${id}`));
+    resubscribe(before.filter((id) => !state.orders.has(id)).map((id) => `orders/${id}`),
+      [...state.orders.keys()].map((id) => `orders/${id}`));
     renderOrders();
   }
 
@@ -216,7 +220,8 @@
       streamState('live', 'up');
       // The token goes in a message, not the URL, so it stays out of logs.
       if (state.token) send({ op: 'auth', token: state.token });
-      resubscribe([], [...[...state.items.keys()].map((id) => `items/${id}`), ...[...state.orders.keys()].map((id) => `orders/${id}`)]);
+      resubscribe([], [...[...state.items.keys()].map((id) => `items/${id}`),
+        ...[...state.orders.keys()].map((id) => `orders/${id}`)]);
     };
     ws.onmessage = (e) => {
       let msg;
@@ -259,8 +264,10 @@
       tiles.append(tile('Engine', false, 'unreachable'));
     } else {
       // Anonymous callers get statuses only; an admin token adds latency and the reason.
-      for (const s of body.shards || []) tiles.append(tile(`Shard ${s.shard}`, s.status === 'up', s.status === 'up' ? (s.ms === undefined ? 'up' : `${s.ms} ms`) : 'down'));
-      for (const r of body.redis || []) tiles.append(tile(`Redis ${r.redis}`, r.status === 'up', r.status === 'up' ? 'up' : `down${r.state ? ` (${r.state})` : ''}`));
+      for (const s of body.shards || []) tiles.append(tile(`Shard ${s.shard}`, s.status === 'up',
+        s.status === 'up' ? (s.ms === undefined ? 'up' : `${s.ms} ms`) : 'down'));
+      for (const r of body.redis || []) tiles.append(tile(`Redis ${r.redis}`, r.status === 'up',
+        r.status === 'up' ? 'up' : `down${r.state ? ` (${r.state})` : ''}`));
     }
     $('health-at').textContent = `updated ${new Date().toLocaleTimeString()}`;
     totals();
@@ -280,7 +287,8 @@
     else sessionStorage.removeItem('dashboard-token');
     $('forget').hidden = !token;
     $('token').value = '';
-    $('token').placeholder = token ? 'Token in use (paste another to switch)' : 'Paste a token to see orders (optional)';
+    $('token').placeholder = token ? 'Token in use (paste another to ' +
+      'switch)' : 'Paste a token to see orders (optional)';
     if (state.ws) state.ws.close(); // reconnects, authenticates with the new token
     void loadOrders();
   }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { send } from '../reply.js';
+import type { Replies } from '../reply.js';
 import type { TemplatedApp } from '../uws.js';
 
 const DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -27,12 +27,13 @@ export function buildDashboard(): { html: string; csp: string } {
   return { html, csp };
 }
 
-export function mountDashboard(app: TemplatedApp, nextRequestId: () => string): void {
+export function mountDashboard(app: TemplatedApp, replies: Replies): void {
   const page = buildDashboard();
   const headers = {
     'content-type': 'text/html; charset=utf-8', 'content-security-policy': page.csp, 'cache-control': 'no-store',
     'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer',
   };
-  app.get('/dashboard', (res) => send(res, nextRequestId(), { status: 200, headers, body: page.html }));
-  app.get('/', (res) => send(res, nextRequestId(), { status: 303, headers: { location: '/dashboard' }, body: '' }));
+  app.get('/dashboard', (res) => replies.send(res, replies.nextRequestId(), { status: 200, headers, body: page.html }));
+  app.get('/', (res) => replies.send(res, replies.nextRequestId(),
+    { status: 303, headers: { location: '/dashboard' }, body: '' }));
 }

@@ -1,6 +1,6 @@
 import { authenticate } from '../../accounts/service.js';
-import type { RedisSet } from '../../cache/redis.js';
-import type { Deps } from '../../deps.js';
+import type { RedisSet } from '../../redis/set.js';
+import type { WorkerDeps } from '../../deps.js';
 import { fleetText } from '../../metrics/fleet.js';
 import { docsPage } from '../docs-page.js';
 import type { RouteDef } from '../route.js';
@@ -17,7 +17,7 @@ import { loadUws, runtime } from '../uws.js';
 interface ShardPing { shard: number; status: 'up' | 'down'; ms: number; error?: string }
 interface RedisPing { redis: number; status: 'up' | 'down'; state?: string; error?: string }
 
-async function pingShard(deps: Deps, shard: number): Promise<ShardPing> {
+async function pingShard(deps: WorkerDeps, shard: number): Promise<ShardPing> {
   const t = performance.now();
   try {
     await deps.shards.get(shard).query('SELECT 1');
@@ -41,7 +41,7 @@ async function pingRedis(redis: RedisSet): Promise<RedisPing[]> {
 const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** An admin's token sees the details; any failure to tell (no token, shard down) is anonymous. */
-async function isAdmin(deps: Deps, token: string | null): Promise<boolean> {
+async function isAdmin(deps: WorkerDeps, token: string | null): Promise<boolean> {
   if (!token) return false;
   try {
     return (await authenticate(deps, token))?.role === 'admin';
@@ -50,45 +50,61 @@ async function isAdmin(deps: Deps, token: string | null): Promise<boolean> {
   }
 }
 
-async function readiness(deps: Deps, redis: RedisSet, token: string | null) {
-  const [shards, redisStates, admin] = await Promise.all([Promise.all(deps.dir.shards().map((s) => pingShard(deps, s))), pingRedis(redis), isAdmin(deps, token)]);
+async function readiness(deps: WorkerDeps, redis: RedisSet, token: string | null) {
+  const [shards, redisStates, admin] = await Promise.all([Promise.all(deps.dir.shards().map((s) => pingShard(deps, s))),
+    pingRedis(redis), isAdmin(deps, token)]);
   const ok = shards.every((s) => s.status === 'up') && redisStates.every((r) => r.status === 'up');
   const degraded = shards.every((s) => s.status === 'up');
   const status = ok ? 'ok' : degraded ? 'degraded' : 'unavailable';
   const body = admin
-    ? { status, shards: shards.map((s) => ({ ...s, ...deps.shards.get(s.shard).primaryInfo() })), redis: redisStates, pools: deps.pools.stats(), runtime: { ...runtime(), uws: loadUws().build } }
-    : { status, shards: shards.map((s) => ({ shard: s.shard, status: s.status })), redis: redisStates.map((r) => ({ redis: r.redis, status: r.status })) };
+    ? { status, shards: shards.map((s) => ({ ...s, ...deps.shards.get(s.shard).primaryInfo() })), redis: redisStates, pools: deps.pools.stats(),
+      runtime: { ...runtime(), uws: loadUws().build } }
+    : { status, shards: shards.map((s) => ({ shard: s.shard, status: s.status })),
+      redis: redisStates.map((r) => ({ redis: r.redis, status: r.status })) };
   return { status: ok ? 200 : 503, body };
 }
 
 const up = { type: 'string', enum: ['up', 'down'] };
 const ReadySchema = object({
-  status: { type: 'string', enum: ['ok', 'degraded', 'unavailable'], description: 'degraded: a Redis is down; unavailable: a shard is down' },
+  status: { type: 'string', enum: ['ok', 'degraded', 'unavailable'],
+    description: 'degraded: a Redis is down; unavailable: a shard is down' },
   shards: { type: 'array', items: { type: 'object', properties: { shard: { type: 'integer' }, status: up } } },
   redis: { type: 'array', items: { type: 'object', properties: { redis: { type: 'integer' }, status: up } } },
   pools: { type: 'array', description: 'admin bearer token only (and shards[].error, shards[].ms, redis[].error)' },
-  runtime: { type: 'object', description: 'admin bearer token only: node, abi, platform, glibc, and uws (the uWebSockets.js build serving: package, version, native)' },
+  runtime: { type: 'object',
+    description: 'admin bearer token only: node, abi, platform, glibc, and uws (the uWebSockets.js build serving: ' +
+      'package, version, native)' },
 });
 const notReady: Schema = { anyOf: [ReadySchema, { $ref: '#/components/schemas/Error' }] };
 
-export function opsRoutes(deps: Deps, redis: RedisSet, openapi: () => Record<string, unknown>): RouteDef[] {
+export function opsRoutes(deps: WorkerDeps, redis: RedisSet, openapi: () => Record<string, unknown>): RouteDef[] {
   let page: { html: string; headers: Record<string, string> } | null = null;
   return [
-    { method: 'get', path: '/healthz', name: 'healthz', summary: 'Liveness', auth: 'none', response: { status: 200, schema: object({ status: { const: 'ok' } }) }, handler: async () => ({ status: 200, body: { status: 'ok' } }) },
+    { method: 'get', path: '/healthz', name: 'healthz', summary: 'Liveness', auth: 'none',
+      response: { status: 200, schema: object({ status: { const: 'ok' } }) },
+      handler: async () => ({ status: 200, body: { status: 'ok' } }) },
     {
       method: 'get', path: '/readyz', name: 'readyz', auth: 'none',
-      summary: 'Readiness: every shard and Redis (statuses; an admin bearer token also sees errors, pools and the runtime)',
+      summary: 'Readiness: every shard and Redis (statuses; an admin bearer token also sees errors, pools and the ' +
+        'runtime)',
       response: { status: 200, schema: ReadySchema },
-      alsoAnswers: [{ status: 503, description: 'A shard or a Redis is down (the readiness body); or this worker is overloaded (the error shape, with Retry-After)', schema: notReady }],
+      alsoAnswers: [{ status: 503,
+        description: 'A shard or a Redis is down (the readiness body); or this worker is overloaded (the error ' +
+          'shape, with Retry-After)', schema: notReady }],
       handler: async (ctx) => readiness(deps, redis, ctx.token),
     },
     {
-      method: 'get', path: '/metrics', name: 'metrics', summary: 'Prometheus metrics of this app server (every process, merged)', auth: 'none', response: { status: 200, type: 'text/plain' },
-      handler: async () => ({ status: 200, body: await fleetText(), headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } }),
+      method: 'get', path: '/metrics', name: 'metrics',
+      summary: 'Prometheus metrics of this app server (every process, merged)', auth: 'none',
+      response: { status: 200, type: 'text/plain' },
+      handler: async () => ({ status: 200, body: await fleetText(),
+        headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } }),
     },
-    { method: 'get', path: '/openapi.json', name: 'openapi', summary: 'This contract as OpenAPI 3.1', auth: 'none', handler: async () => ({ status: 200, body: openapi() }) },
+    { method: 'get', path: '/openapi.json', name: 'openapi', summary: 'This contract as OpenAPI 3.1', auth: 'none',
+      handler: async () => ({ status: 200, body: openapi() }) },
     {
-      method: 'get', path: '/docs', name: 'docs', summary: 'This contract as a readable page (rendered from /openapi.json)', auth: 'none',
+      method: 'get', path: '/docs', name: 'docs',
+      summary: 'This contract as a readable page (rendered from /openapi.json)', auth: 'none',
       response: { status: 200, type: 'text/html' },
       handler: async () => {
         page ??= docsPage(openapi());

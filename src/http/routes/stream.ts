@@ -1,79 +1,22 @@
-// GET /v1/stream: the live stream over WebSocket on the same uWS app.
-//
-//   ?token=<token> on the upgrade, or a first message {"op":"auth","token":"..."}
-//   {"op":"subscribe","topics":["items/<id>","orders/<id>"]}
-//     -> {"op":"subscribed","topics":[accepted...],"refused":[...]}
-//        then one event per accepted topic with its current state (so a client never
-//        has to race a GET against the first change)
-//   {"op":"event","topic":"items/<id>","type":"item.available","data":{"id","available"}}
-//   {"op":"event","topic":"orders/<id>","type":"order.status","data":{"id","status"}}
-// Also (docs/API.md has the whole protocol): {"op":"unsubscribe","topics":[...]} -> "unsubscribed";
-// a good auth message is answered {"op":"authenticated","user_id","role"}; a bad one,
-// or a bad message, with {"op":"error","error":{type,code,message}} (the HTTP error
-// shape), and a bad token closes the socket (4401).
-// Items are public; an order only to its owner (checked in Postgres, on the shard its
-// id names) or an admin. Text frames carry JSON; ?format=msgpack switches the socket
-// to binary msgpack frames both ways.
-// Bounds: STREAM_MAX_TOPICS per socket, STREAM_MAX_MESSAGE_BYTES per client message
-// (uWS closes past it), STREAM_MAX_BACKPRESSURE_BYTES buffered per socket (a consumer
-// that slow is closed and reconnects to fresh snapshots), STREAM_MAX_SOCKETS per
-// worker, 100 topics per message, 8 messages in flight per socket (handled one at a
-// time). Database work is admitted like HTTP requests (http/admission.ts): a message
-// that reads takes up to 8 slots and checks its topics 8 at a time; past the stream's
-// share of MAX_INFLIGHT it is answered {"op":"error"} `overloaded` and nothing is read.
-// A topic the id codec rules out (malformed, another kind, a shard past the count) is
-// refused without a read and without a slot.
-import type { Principal } from '../../accounts/service.js';
-import { unpack } from '../../cache/codec.js';
-import type { CachedItem } from '../../catalog/service.js';
-import type { Deps } from '../../deps.js';
+// GET /v1/stream: the live stream over WebSocket on the same uWS app. Here: the route,
+// its socket limits, the upgrade (an HTTP request until it succeeds: a refusal is an HTTP
+// error answer) and its entry in /openapi.json. The protocol on the open socket is
+// src/realtime/stream.ts.
 import { EngineError } from '../../errors.js';
-import { getOrderRow } from '../../orders/service.js';
-import type { Live } from '../../realtime/live.js';
-import { encodeFrame, wireTopic, type EventFrame, type Format } from '../../realtime/hub.js';
-import { decodeRow, type RowId } from '../../router/ids.js';
 import { admissionShed } from '../../metrics/index.js';
-import { admitRequest, admitStream, streamBudget } from '../admission.js';
+import type { Format } from '../../realtime/hub.js';
+import { Stream, type Conn, type StreamEnv } from '../../realtime/stream.js';
 import { documentedOperation, type PathItems } from '../openapi.js';
-import { errorReply, send } from '../reply.js';
-import { compileBody, compileQuery, object } from '../schemas.js';
-import { CLOSE_ON_BACKPRESSURE_LIMIT, uws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from '../uws.js';
+import { errorReply, type Replies } from '../reply.js';
+import { compileQuery, object } from '../schemas.js';
+import { CLOSE_ON_BACKPRESSURE_LIMIT, uws, type HttpRequest, type HttpResponse, type TemplatedApp,
+  type us_socket_context_t } from '../uws.js';
 
-export interface StreamEnv {
-  deps: Deps;
-  live: Live<CachedItem>;
-  authenticate(token: string): Promise<Principal | null>;
-  nextRequestId(): string;
-}
+export interface UpgradeEnv extends StreamEnv { replies: Replies }
 
-interface Conn {
-  requestId: string;
-  format: Format;
-  principal: Principal | null;
-  /** The session the principal came from, re-read before order topics are granted. */
-  token: string | null;
-  /** The user this socket is filed under in UserSockets. */
-  listedAs: string | null;
-  topics: Set<string>;
-  queue: Promise<void>;
-  pending: number;
-  closed: boolean;
-}
-
-const TOPICS_PER_MESSAGE_MAX = 100;
-const PENDING_MAX = 8;
-/** Topic checks one message runs at once, each holding one admission slot. */
-const CHECKS_PER_MESSAGE_MAX = 8;
-const TOPIC_RE = /^(items|orders)\/([a-z]{2}_[0-9a-z]{2,12})$/;
-
-const QUERY = { token: { type: 'string', minLength: 1, maxLength: 200 }, format: { type: 'string', enum: ['json', 'msgpack'] } };
+const QUERY = { token: { type: 'string', minLength: 1, maxLength: 200 },
+  format: { type: 'string', enum: ['json', 'msgpack'] } };
 const validateQuery = compileQuery(object(QUERY));
-const topicList = { type: 'array', minItems: 1, maxItems: TOPICS_PER_MESSAGE_MAX, items: { type: 'string', minLength: 1, maxLength: 80 } };
-const validators: Record<string, (v: unknown) => void> = {
-  auth: compileBody(object({ op: { const: 'auth' }, token: { type: 'string', minLength: 1, maxLength: 200 } }, ['op', 'token'])),
-  subscribe: compileBody(object({ op: { const: 'subscribe' }, topics: topicList }, ['op', 'topics'])),
-  unsubscribe: compileBody(object({ op: { const: 'unsubscribe' }, topics: topicList }, ['op', 'topics'])),
-};
 
 /** The stream in /openapi.json: an upgrade, documented beside the route table. */
 export function streamOpenApi(): PathItems {
@@ -84,60 +27,29 @@ export function streamOpenApi(): PathItems {
         summary: 'Live item availability and order status over a WebSocket (upgrade)',
         description: 'A WebSocket upgrade (Connection: Upgrade, Upgrade: websocket). Messages are JSON text frames ' +
           '(binary msgpack with format=msgpack): {"op":"auth","token"} -> {"op":"authenticated","user_id","role"}; ' +
-          '{"op":"subscribe","topics":["items/<id>","orders/<id>"]} -> {"op":"subscribed","topics":[...],"refused":[...]} then the current state of each topic; ' +
-          '{"op":"unsubscribe","topics":[...]} -> {"op":"unsubscribed","topics":[...]}; events {"op":"event","topic","type":"item.available"|"order.status","data"}; ' +
-          'errors {"op":"error","error":{type,code,message}}. Orders only to their owner or an admin. A GET without the upgrade headers is not this route (404).',
+          '{"op":"subscribe","topics":["items/<id>","orders/<id>"]} -> ' +
+          '{"op":"subscribed","topics":[...],"refused":[...]} then the current state of each topic; ' +
+          '{"op":"unsubscribe","topics":[...]} -> {"op":"unsubscribed","topics":[...]}; events ' +
+          '{"op":"event","topic","type":"item.available"|"order.status","data"}; ' +
+          'errors {"op":"error","error":{type,code,message}}. Orders only to their owner or an admin. A GET without ' +
+          'the upgrade headers is not this route (404).',
         parameters: Object.entries(QUERY).map(([name, schema]) => ({
           name, in: 'query', schema,
-          description: name === 'token' ? 'a bearer token, instead of an auth message; a bad one is 401 and no upgrade' : 'frame encoding (default json)',
+          description: name === 'token' ? 'a bearer token, instead of an auth message; a bad one is 401 and no ' +
+            'upgrade' : 'frame encoding (default json)',
         })),
         responses: {
-          '101': { description: 'Switching Protocols: the socket is open', headers: { 'X-Request-Id': { schema: { type: 'string' } } } },
+          '101': { description: 'Switching Protocols: the socket is open',
+            headers: { 'X-Request-Id': { schema: { type: 'string' } } } },
         },
       }),
     },
   };
 }
 
-/** The open sockets of each signed-in user, so a session that ends elsewhere ends here too. */
-class UserSockets {
-  private readonly byUser = new Map<string, Set<WebSocket<Conn>>>();
-
-  /** Files the socket under its current user (moving it from an earlier one). */
-  add(ws: WebSocket<Conn>): void {
-    this.remove(ws);
-    const conn = ws.getUserData();
-    const uuid = conn.principal?.uuid;
-    if (!uuid) return;
-    const set = this.byUser.get(uuid) ?? new Set();
-    set.add(ws);
-    this.byUser.set(uuid, set);
-    conn.listedAs = uuid;
-  }
-
-  remove(ws: WebSocket<Conn>): void {
-    const conn = ws.getUserData();
-    const set = conn.listedAs ? this.byUser.get(conn.listedAs) : undefined;
-    if (set) {
-      set.delete(ws);
-      if (set.size === 0) this.byUser.delete(conn.listedAs!);
-    }
-    conn.listedAs = null;
-  }
-
-  of(uuid: string): WebSocket<Conn>[] { return [...(this.byUser.get(uuid) ?? [])]; }
-}
-
-export function mountStream(app: TemplatedApp, env: StreamEnv): void {
+export function mountStream(app: TemplatedApp, env: UpgradeEnv): void {
   const cfg = env.deps.cfg;
-  const users = new UserSockets();
-  env.deps.authCache?.onRevoked((uuid) => {
-    for (const ws of users.of(uuid)) {
-      const conn = ws.getUserData();
-      conn.queue = conn.queue.then(() => endIfRevoked(env, users, ws, conn)).catch(() => undefined);
-    }
-  });
-  let sockets = 0;
+  const stream = new Stream(env);
   app.ws<Conn>('/v1/stream', {
     maxPayloadLength: cfg.streamMaxMessageBytes,
     maxBackpressure: cfg.streamMaxBackpressureBytes,
@@ -145,22 +57,17 @@ export function mountStream(app: TemplatedApp, env: StreamEnv): void {
     idleTimeout: cfg.streamIdleTimeoutS,
     sendPingsAutomatically: true,
     compression: uws().DISABLED,
-    upgrade: (res, req, context) => upgrade(env, res, req, context, () => sockets < cfg.streamMaxSockets),
-    open: (ws) => { sockets++; users.add(ws); },
-    message: (ws, message, isBinary) => onMessage(env, users, ws, message, isBinary),
-    close: (ws) => {
-      sockets--;
-      users.remove(ws);
-      const conn = ws.getUserData();
-      conn.closed = true;
-      for (const t of conn.topics) env.live.hub.listen(t, -1);
-    },
+    upgrade: (res, req, context) => upgrade(env, stream, res, req, context),
+    open: (ws) => stream.open(ws),
+    message: (ws, message, isBinary) => stream.message(ws, message, isBinary),
+    close: (ws) => stream.close(ws),
   });
 }
 
 /** Validates the query and the token, then upgrades; any refusal is an HTTP error answer. */
-function upgrade(env: StreamEnv, res: HttpResponse, req: HttpRequest, context: us_socket_context_t, hasRoom: () => boolean): void {
-  const requestId = env.nextRequestId();
+function upgrade(env: UpgradeEnv, stream: Stream, res: HttpResponse, req: HttpRequest,
+  context: us_socket_context_t): void {
+  const requestId = env.replies.nextRequestId();
   const key = req.getHeader('sec-websocket-key');
   const protocol = req.getHeader('sec-websocket-protocol');
   const extensions = req.getHeader('sec-websocket-extensions');
@@ -171,249 +78,22 @@ function upgrade(env: StreamEnv, res: HttpResponse, req: HttpRequest, context: u
     try {
       const query = Object.fromEntries(new URLSearchParams(rawQuery)) as { token?: string; format?: Format };
       validateQuery(query);
-      if (!hasRoom()) {
+      if (!stream.hasRoom()) {
         admissionShed.inc({ reason: 'stream_sockets' });
         throw new EngineError('overloaded', 'Too many stream connections on this server', { retryAfterS: 1 });
       }
-      const principal = query.token ? await admitted(env, 'request', 1, () => env.authenticate(query.token!)) : null;
+      const principal = query.token ? await env.admission.run('request', 1,
+        () => env.authenticate(query.token!)) : null;
       if (query.token && !principal) throw new EngineError('unauthenticated');
       if (state.aborted) return;
-      const conn: Conn = { requestId, format: query.format ?? 'json', principal, token: principal ? query.token! : null, listedAs: null, topics: new Set(), queue: Promise.resolve(), pending: 0, closed: false };
+      const conn = stream.connection(requestId, query.format ?? 'json', principal, principal ? query.token! : null);
       res.cork(() => {
         res.writeStatus('101 Switching Protocols');
         res.writeHeader('x-request-id', requestId);
         res.upgrade(conn, key, protocol, extensions, context);
       });
     } catch (err) {
-      if (!state.aborted) send(res, requestId, errorReply(err, requestId));
+      if (!state.aborted) env.replies.send(res, requestId, errorReply(err, requestId));
     }
   })();
-}
-
-function onMessage(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, message: ArrayBuffer, isBinary: boolean): void {
-  const conn = ws.getUserData();
-  let msg: unknown;
-  try {
-    // The buffer is only valid during this call: decode now.
-    msg = isBinary ? unpack(Buffer.from(message)) : JSON.parse(Buffer.from(message).toString('utf8'));
-  } catch {
-    fail(ws, conn, new EngineError('invalid_json', isBinary ? 'Message is not valid msgpack' : 'Message is not valid JSON'));
-    return;
-  }
-  if (conn.pending >= PENDING_MAX) {
-    ws.end(1008, 'too many messages in flight');
-    return;
-  }
-  conn.pending++;
-  conn.queue = conn.queue
-    .then(() => handle(env, users, ws, conn, msg))
-    .catch((err: unknown) => fail(ws, conn, err))
-    .finally(() => { conn.pending--; });
-}
-
-async function handle(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, conn: Conn, msg: unknown): Promise<void> {
-  const op = typeof msg === 'object' && msg !== null ? (msg as { op?: unknown }).op : undefined;
-  const validate = typeof op === 'string' ? validators[op] : undefined;
-  if (!validate) throw new EngineError('validation_failed', 'Field \'op\' must be auth, subscribe or unsubscribe', { details: { field: 'op' } });
-  validate(msg);
-  if (op === 'auth') return auth(env, users, ws, conn, (msg as { token: string }).token);
-  const topics = [...new Set((msg as { topics: string[] }).topics)];
-  if (op === 'subscribe') return subscribe(env, ws, conn, topics);
-  for (const t of topics) drop(env, ws, conn, t);
-  reply(ws, conn, { op: 'unsubscribed', topics });
-}
-
-function drop(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topic: string): void {
-  if (!conn.topics.delete(topic)) return;
-  env.live.hub.listen(topic, -1);
-  if (!conn.closed) ws.unsubscribe(wireTopic(conn.format, topic));
-}
-
-async function auth(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, conn: Conn, token: string): Promise<void> {
-  const principal = await admitted(env, 'stream', 1, () => env.authenticate(token));
-  if (!principal) {
-    fail(ws, conn, new EngineError('unauthenticated'));
-    if (!conn.closed) ws.end(4401, 'unauthenticated');
-    return;
-  }
-  if (conn.closed) return;
-  conn.principal = principal;
-  conn.token = token;
-  users.add(ws);
-  reply(ws, conn, { op: 'authenticated', user_id: principal.id, role: principal.role });
-}
-
-/**
- * A session can end (logout, expiry, deleted account) while its socket stays open:
- * it is read again before order topics are granted. Ended: the socket is anonymous
- * from now on. Unreadable (shard down): refused this time, asked again next time.
- */
-async function recheck(env: StreamEnv, conn: Conn): Promise<void> {
-  try {
-    conn.principal = await env.authenticate(conn.token!);
-    if (!conn.principal) conn.token = null;
-  } catch {
-    conn.principal = null;
-  }
-}
-
-/**
- * The user logged out, changed the password or was deleted, in any process: if this
- * socket's session is among those that ended, it becomes anonymous at once and gives
- * up its order topics, told by {"op":"unsubscribed","topics":[...],"reason":"session_ended"}.
- */
-async function endIfRevoked(env: StreamEnv, users: UserSockets, ws: WebSocket<Conn>, conn: Conn): Promise<void> {
-  if (!conn.principal || !conn.token || conn.closed) return;
-  await recheck(env, conn);
-  if (conn.principal || conn.closed) return;
-  users.remove(ws);
-  const dropped = [...conn.topics].filter((t) => t.startsWith('orders/'));
-  for (const t of dropped) drop(env, ws, conn, t);
-  reply(ws, conn, { op: 'unsubscribed', topics: dropped, reason: 'session_ended' });
-}
-
-/**
- * Runs `fn` holding `units` admission slots (an upgrade's token read counts as an HTTP
- * request, a message's reads as stream work); none free: `overloaded`, nothing read.
- */
-async function admitted<T>(env: StreamEnv, kind: 'request' | 'stream', units: number, fn: () => Promise<T>): Promise<T> {
-  const max = env.deps.cfg.maxInflight;
-  const release = kind === 'request' ? admitRequest(max) : admitStream(units, max);
-  if (!release) {
-    admissionShed.inc({ reason: kind === 'request' ? 'http_inflight' : 'stream_inflight' });
-    throw new EngineError('overloaded', 'Too much stream work on this server', { retryAfterS: 1 });
-  }
-  try {
-    return await fn();
-  } finally {
-    release();
-  }
-}
-
-interface Topic { name: string; kind: 'items' | 'orders'; id: string; row: RowId }
-
-/** What the id codec says of a topic without a read: null when nothing can be behind it. */
-function parseTopic(name: string, shardCount: number): Topic | null {
-  const m = TOPIC_RE.exec(name);
-  if (!m) return null;
-  const kind = m[1] as Topic['kind'];
-  try {
-    return { name, kind, id: m[2]!, row: decodeRow(kind === 'items' ? 'item' : 'order', m[2], shardCount) };
-  } catch {
-    return null;
-  }
-}
-
-/** What a topic shows right now (sent in the subscribing tick); null refuses it. */
-interface Snapshot {
-  frame(ws: WebSocket<Conn>): EventFrame | null;
-  /** A read that must follow the subscription (an order's status), run within the message's slots. */
-  after?: (ws: WebSocket<Conn>) => () => Promise<void>;
-}
-
-async function subscribe(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topics: string[]): Promise<void> {
-  const parsed = topics.map((t) => parseTopic(t, env.deps.shards.count));
-  // Orders need a session; without one they are refused with no read either.
-  const reads = parsed.filter((p) => p && (p.kind === 'items' || conn.token)).length;
-  if (reads === 0) {
-    grant(env, ws, conn, topics, topics.map(() => null));
-    return;
-  }
-  const units = Math.min(reads, CHECKS_PER_MESSAGE_MAX, streamBudget(env.deps.cfg.maxInflight));
-  await admitted(env, 'stream', units, async () => {
-    if (conn.token && parsed.some((p) => p?.kind === 'orders')) await recheck(env, conn);
-    const checks = await mapBounded(parsed, units, (p) => (p ? check(env, conn, p).catch(() => null) : Promise.resolve(null)));
-    if (conn.closed) return;
-    const after = grant(env, ws, conn, topics, checks);
-    await mapBounded(after, units, (read) => read());
-  });
-}
-
-/** Subscribes what passed its check and sends the snapshots; returns the reads that must follow. */
-function grant(env: StreamEnv, ws: WebSocket<Conn>, conn: Conn, topics: string[], checks: (Snapshot | null)[]): (() => Promise<void>)[] {
-  const max = env.deps.cfg.streamMaxTopics;
-  const accepted: string[] = [];
-  const refused: string[] = [];
-  const snapshots: Snapshot[] = [];
-  topics.forEach((topic, i) => {
-    const snapshot = checks[i];
-    if (!snapshot || (!conn.topics.has(topic) && conn.topics.size >= max)) {
-      refused.push(topic);
-      return;
-    }
-    accepted.push(topic);
-    snapshots.push(snapshot);
-    if (conn.topics.has(topic)) return;
-    conn.topics.add(topic);
-    env.live.hub.listen(topic, 1);
-    ws.subscribe(wireTopic(conn.format, topic));
-  });
-  // Snapshots are taken after subscribing, in the same tick as they are sent: an event
-  // this worker publishes later is newer than what the snapshot shows.
-  const after: (() => Promise<void>)[] = [];
-  ws.cork(() => {
-    reply(ws, conn, { op: 'subscribed', topics: accepted, refused });
-    for (const s of snapshots) {
-      const frame = s.frame(ws);
-      if (frame) reply(ws, conn, frame);
-      if (s.after) after.push(s.after(ws));
-    }
-  });
-  return after;
-}
-
-async function check(env: StreamEnv, conn: Conn, topic: Topic): Promise<Snapshot | null> {
-  const { deps, live } = env;
-  const { name, id } = topic;
-  if (topic.kind === 'items') {
-    const state = await live.cache.items.read(topic.row.shard, topic.row.local);
-    if (!state.item) return null;
-    const read = state.item.available;
-    return {
-      frame: () => {
-        const last = live.hub.lastItem(id);
-        const available = last && last.version >= state.version && last.available >= 0 ? last.available : read;
-        return { op: 'event', topic: name, type: 'item.available', data: { id, available } };
-      },
-    };
-  }
-  if (!conn.principal) return null;
-  const owner = conn.principal;
-  await getOrderRow(deps, owner, id); // 404 (refused) unless the owner or an admin
-  // Read again after subscribing (the ownership read may predate a change), unless an
-  // event for this order reached this worker meanwhile: it is at least as new.
-  return {
-    frame: () => null,
-    after: (ws) => {
-      const seen = live.hub.orderEventCount(id);
-      return () => getOrderRow(deps, owner, id).then(({ row }) => {
-        if (conn.closed || live.hub.orderEventCount(id) !== seen) return;
-        reply(ws, conn, { op: 'event', topic: name, type: 'order.status', data: { id, status: row.status } });
-      }, () => undefined);
-    },
-  };
-}
-
-/** fn over xs with at most `limit` calls running; results in order. */
-async function mapBounded<T, R>(xs: T[], limit: number, fn: (x: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(xs.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, xs.length) }, async () => {
-    while (next < xs.length) {
-      const i = next++;
-      out[i] = await fn(xs[i]!);
-    }
-  }));
-  return out;
-}
-
-function reply(ws: WebSocket<Conn>, conn: Conn, frame: unknown): void {
-  if (conn.closed) return;
-  ws.cork(() => { ws.send(encodeFrame(conn.format, frame), conn.format === 'msgpack'); });
-}
-
-/** An error frame in the HTTP error shape; the socket stays open. */
-function fail(ws: WebSocket<Conn>, conn: Conn, err: unknown): void {
-  const { body } = errorReply(err, conn.requestId);
-  reply(ws, conn, { op: 'error', ...(body as object) });
 }

@@ -1,10 +1,11 @@
-// One ioredis client per configured Redis. Redis is never the source of truth, so
-// commands fail fast while it is down (no offline queue) and callers fall back to
-// Postgres; ioredis keeps reconnecting in the background and the engine heals.
+// The engine's connections to Redis, in one place: one ioredis client per configured
+// Redis for commands, and subscriber connections for pub/sub. Redis is never the source
+// of truth, so commands fail fast while it is down (no offline queue) and callers fall
+// back to Postgres; ioredis keeps reconnecting in the background and the engine heals.
+// Its users: the read cache (src/cache), the bus and the stream (src/realtime), feature
+// flags, the auth cache and login limits (src/accounts), cron leader election.
 import { Redis } from 'ioredis';
 import { log } from '../log.js';
-
-export type RedisState = 'connecting' | 'ready' | 'reconnecting' | 'end';
 
 export class RedisSet {
   readonly clients: Redis[];
@@ -18,7 +19,8 @@ export class RedisSet {
     this.namespace = namespace;
     this.clients = urls.map((url, i) => {
       const c = new Redis(url, {
-        connectionName: name, keyPrefix: namespace, lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1,
+        connectionName: name, keyPrefix: namespace, lazyConnect: false, enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
         // Commands issued in the same tick share one write: many requests, few syscalls.
         enableAutoPipelining: true,
         connectTimeout: 1000, commandTimeout: 500,
@@ -46,6 +48,22 @@ export class RedisSet {
   }
 
   channel(name: string): string { return `${this.namespace}${name}`; }
+
+  /**
+   * A connection of its own for SUBSCRIBE (a subscribed connection can run nothing else)
+   * to Redis `index`. Unlike the command clients it queues while Redis is down and keeps
+   * reconnecting: its subscriptions come back with it. Outages are logged by the command
+   * client of the same Redis, so this one stays quiet; its owner listens for 'ready' to
+   * catch up on what it missed.
+   */
+  subscriber(index: number, name: string): Redis {
+    const sub = new Redis(this.urls[index]!, {
+      connectionName: name, enableOfflineQueue: true, maxRetriesPerRequest: null, connectTimeout: 1000,
+      retryStrategy: (times) => Math.min(times * 200, 2000),
+    });
+    sub.on('error', () => undefined);
+    return sub;
+  }
 
   /** Called every time a client becomes ready (at start and after each outage). */
   onReady(fn: (redis: number) => void): void { this.readyListeners.push(fn); }
