@@ -41,7 +41,8 @@ async function run(o) {
   const every = Number(o['every-ms'] ?? 20);
   const probeEvery = Number(o['probe-ms'] ?? 150);
   // As the engine's pools: a client-side deadline on every query (a node cut off the
-  // network answers nothing), connects bounded too.
+  // network answers nothing; the writer waits 6 s like the engine's query_timeout, the
+  // prober 1 s), connects bounded too.
   const cfg = (n, queryMs) => ({ host: n.host, port: n.port, user: o.user, password: o.password, database: o.db,
     connectionTimeoutMillis: 1000, query_timeout: queryMs, application_name: 'ha-probe' });
   const log = (ev) => appendFileSync(o.events, `${JSON.stringify(ev)}\n`);
@@ -61,7 +62,7 @@ async function run(o) {
       for (;;) {
         if (stopped()) return null;
         const found = await Promise.all(nodes.map(async (n) => {
-          const c = new pg.Client(cfg(n, 1000));
+          const c = new pg.Client(cfg(n, 6000));
           c.on('error', () => undefined);
           try {
             await c.connect();
@@ -102,7 +103,9 @@ async function run(o) {
     client?.end().catch(() => undefined);
   }
 
-  // The prober: persistent connections, re-opened after any failure.
+  // The prober: persistent connections, re-opened after any failure. A node that does
+  // not answer within --probe-ms x 2 counts as down for that round, so rounds keep
+  // their pace while a node hangs (its connection is dropped and made again).
   async function prober() {
     const clients = new Map();
     while (!stopped()) {
@@ -111,7 +114,7 @@ async function run(o) {
         try {
           let c = clients.get(n.name);
           if (!c) {
-            c = new pg.Client(cfg(n, 1000));
+            c = new pg.Client({ ...cfg(n, 2 * probeEvery), connectionTimeoutMillis: 2 * probeEvery });
             c.on('error', () => undefined);
             clients.set(n.name, c);
             await c.connect();

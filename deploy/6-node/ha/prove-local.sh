@@ -48,7 +48,7 @@ STANDBY_CUT_S=20
 SCRATCH_PORT=5439
 
 declare -A ADDR=() PIDS=() T=()
-CLEANING=0 POLICY_GUARD=0
+CLEANING=0 POLICY_GUARD=0 METRICS_OK=no
 
 say() { printf 'ha:local %s\n' "$*"; }
 now_ms() { date +%s%3N; }
@@ -200,6 +200,7 @@ start_bg() { # key host user cmd...: a long-running service, its log in LOGS/key
   (exec setsid ip netns exec "$NS_PREFIX$host" setpriv --reuid="$user" --regid="$user" --init-groups -- env -i "${env[@]}" "$@") \
     >>"$LOGS/$key.log" 2>&1 </dev/null 9>&- &
   PIDS[$key]=$!
+  disown "$!"
 }
 
 unit_exec() { # rendered unit file, instance: its ExecStart with %i filled in
@@ -213,6 +214,7 @@ start_etcd() { # host: Debian's etcd.service: /usr/bin/etcd as etcd, Environment
   (exec setsid ip netns exec "$NS_PREFIX$host" setpriv --reuid=etcd --regid=etcd --init-groups -- env -i PATH=/usr/bin:/bin "${vars[@]}" /usr/bin/etcd) \
     >>"$LOGS/etcd-$host.log" 2>&1 </dev/null 9>&- &
   PIDS[etcd-$host]=$!
+  disown "$!"
 }
 
 start_patroni() { # host: bf-patroni@shard<N>.service (User=postgres)
@@ -298,7 +300,17 @@ rest() { # host path: HTTP status of Patroni's REST API on that host, asked from
   ip netns exec "${NS_PREFIX}app1" curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://${ADDR[$1]}:$REST_PORT$2" || true
 }
 is_primary() { [[ $(rest "$1" /primary) == 200 ]]; }
-is_sync() { [[ $(rest "$1" /sync) == 200 ]]; }
+# A synchronous standby as the leader records it in etcd (only such a member may be
+# promoted), asked of the leader: a member cut off from etcd answers from a stale view.
+is_sync() {
+  local h leader=
+  for h in "$PRIMARY" "$STANDBY"; do [[ $h != "$1" ]] && is_primary "$h" && leader=$h; done
+  [[ -n $leader && $(rest "$1" /sync) == 200 ]] || return 1
+  ip netns exec "${NS_PREFIX}app1" curl -s --max-time 2 "http://${ADDR[$leader]}:$REST_PORT/cluster" |
+    node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+      const m = JSON.parse(s).members.find((x) => x.name === process.argv[1]);
+      process.exit(m && m.role === "sync_standby" && m.state !== "stopped" ? 0 : 1); })' "$1"
+}
 
 etcd_healthy() {
   local eps=http://${ADDR[db1]}:$ETCD_PORT,http://${ADDR[db2]}:$ETCD_PORT,http://${ADDR[db3]}:$ETCD_PORT
@@ -314,6 +326,12 @@ status() { # the probe's last summary: ACKS FAILS LAST_ACK_MS LAST_ACK_NODE ROUN
 }
 acks_on_since() { status && [[ $LAST_ACK_NODE == "$1" ]] && ((LAST_ACK_MS > $2)); }
 acks_since() { status && ((LAST_ACK_MS > $1)); }
+
+dead() { # pid: gone, or a zombie
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0
+  [[ $st == Z* ]]
+}
 
 mark() { echo "$1 $2 $(now_ms)" >>"$WORK/marks"; }
 
@@ -411,6 +429,7 @@ main() {
     --events "$PROBE/events.jsonl" --status "$PROBE/status" --stop-file "$PROBE/stop" --every-ms 20 --probe-ms 150) \
     >>"$LOGS/probe.log" 2>&1 </dev/null 9>&- &
   PIDS[probe-app1]=$!
+  disown "$!"
   wait_until 60 "the client's first acknowledged writes" bash -c "[[ -f $PROBE/status ]] && . $PROBE/status && ((ACKS > 50))"
   status && say "    $ACKS rows acknowledged on $LAST_ACK_NODE, writable: $WRITABLE"
 
@@ -442,7 +461,7 @@ main() {
   T[switchover]=$(($(now_ms) - t))
   wait_until 180 "$STANDBY synchronous again after the switchover" is_sync "$STANDBY"
   mark END switchover
-  say "    $(grep -vE '^\s*$' "$LOGS/switchover.log" | tail -n 2 | tr -s ' ' | paste -sd ' ' -)"
+  say "    $PRIMARY primary again, $STANDBY synchronous standby again after $(secs "$(($(now_ms) - t))") s"
 
   # f. the standby's server vanishes from the network
   say "f. the standby's server ($STANDBY) cut off the network for ${STANDBY_CUT_S} s (no FIN, no RST)"
@@ -481,7 +500,7 @@ main() {
   echo "TARGET target $target" >>"$WORK/marks"
   sleep 3
   touch "$PROBE/stop"
-  wait "${PIDS[probe-app1]}" 2>/dev/null || true
+  wait_until 30 "the client stopped" dead "${PIDS[probe-app1]}"
   unset 'PIDS[probe-app1]'
   status
   local final=$WRITABLE
@@ -510,6 +529,20 @@ main() {
     --restored "postgres://engine:$PG_PASSWORD@${ADDR[db3]}:$SCRATCH_PORT/engine" --target-ms "$target" >"$WORK/verify.out" 2>&1 ||
     fail "verify failed: $(tail -n 5 "$WORK/verify.out")"
   sed 's/^/    /' "$WORK/verify.out"
+
+  say "7. the figures the alerts read: bf-ha-metrics.sh (bf-ha-metrics.timer) on db1, db2 and $REPO"
+  METRICS_OK=yes
+  for h in db1 db2 "$REPO"; do
+    as "$h" postgres env BF_HA_MEMBER="$h" "$FS/$h/usr/local/lib/bf-ha/bf-ha-metrics.sh" --stdout >"$WORK/metrics-$h.prom" 2>"$LOGS/metrics-$h.log" || METRICS_OK=no
+    if [[ -x /usr/bin/promtool ]] && ! /usr/bin/promtool check metrics <"$WORK/metrics-$h.prom" >>"$LOGS/metrics-$h.log" 2>&1; then METRICS_OK=no; fi
+  done
+  local want
+  for want in "bf_ha_replication_sync_standbys{shard=\"$SHARD\",member=\"$final\"} 1" "bf_ha_archive_failed_total{shard=\"$SHARD\",member=\"$final\"} " \
+    "bf_ha_pg_in_recovery{shard=\"$SHARD\",member=\"$( [[ $final == db1 ]] && echo db2 || echo db1)\"} 1" \
+    "bf_ha_backup_last_completion_timestamp_seconds{shard=\"$SHARD\",member=\"$REPO\",type=\"full\"} " "bf_ha_backup_info_ok{shard=\"$SHARD\",member=\"$REPO\"} 1"; do
+    grep -qF "$want" "$WORK"/metrics-*.prom || { METRICS_OK=no; say "    missing: $want"; }
+  done
+  say "    $(grep -hE '^bf_ha_(replication_sync_standbys|archive_failed_total|backup_last_completion)' "$WORK"/metrics-*.prom | paste -sd ';' -) (promtool check metrics: $([[ -x /usr/bin/promtool ]] && echo run || echo 'not installed'))"
   summary "$total0"
 }
 
@@ -537,11 +570,12 @@ summary() {
   say "writes    $(field writes acked) acknowledged, $(field writes failed) failed ($(field writes failed_but_committed) of them committed anyway), $lost acknowledged rows lost"
   say "probes    $(field probes rounds) rounds (every $(field probes interval_p50_ms) ms, longest interval $(field probes interval_max_ms) ms): at most $(field probes max_writable) writable node per round, $multi rounds with two, $(field probes no_writable_rounds) with none"
   say "restore   PITR to the target: $(field restore acked_before_target) rows acknowledged before it, $(field restore missing) missing; $(field restore sent_after_target) sent after it, $(field restore present_after_target) present; restored in $(secs "${T[restore]}") s"
+  say "metrics   bf-ha-metrics.sh output for the alerts: ${METRICS_OK}"
   say "total     $(secs "$total") s"
-  if [[ $lost == 0 && $multi == 0 && $restore_ok == true && $crash_ms != '?' ]]; then
+  if [[ $lost == 0 && $multi == 0 && $restore_ok == true && $crash_ms != '?' && $METRICS_OK == yes ]]; then
     say "RESULT PASS acked_lost=0 two_writable_rounds=0 restore_ok=yes failover_s=$(secs "$crash_ms") switchover_failed_writes=$switch_failed"
   else
-    say "RESULT FAIL acked_lost=$lost two_writable_rounds=$multi restore_ok=$restore_ok failover_ms=$crash_ms (logs in ${LOGS#"$ROOT"/})"
+    say "RESULT FAIL acked_lost=$lost two_writable_rounds=$multi restore_ok=$restore_ok failover_ms=$crash_ms metrics_ok=$METRICS_OK (logs in ${LOGS#"$ROOT"/})"
     exit 1
   fi
 }

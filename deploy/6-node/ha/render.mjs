@@ -153,8 +153,9 @@ function main() {
     if (place.etcd.members.includes(db.name)) put(db.name, 'etc/default/etcd', fill(tmpl('etcd/etcd.env'), base, `${db.name} etcd`));
     let pgbr = fill(tmpl('pgbackrest/pgbackrest-db.conf'), base, `${db.name} pgbackrest.conf`);
     for (const s of mine) pgbr += fill(tmpl('pgbackrest/pgbackrest-db-stanza.conf'), { ...base, SHARD: s.shard, PG_PORT: s.pg_port }, 'stanza');
-    // The repository host may start backups of the shards that run here, and no others.
-    pgbr = pgbr.replace(/^(tls-server-key-file=.*)$/m, `$1\n${mine.map((s) => `tls-server-auth=${repo}=bf-shard${s.shard}`).join('\n')}`);
+    // The repository host may start backups of the shards that run here, and no others
+    // (one line: pgBackRest keeps only the last of several lines for one client).
+    pgbr = pgbr.replace(/^(tls-server-key-file=.*)$/m, `$1\ntls-server-auth=${repo}=${mine.map((s) => `bf-shard${s.shard}`).join(',')}`);
     put(db.name, 'etc/pgbackrest/pgbackrest.conf', pgbr, 0o640);
     for (const unit of ['bf-patroni@.service', 'bf-pgbackrest-server.service', 'bf-ha-metrics.service', 'bf-ha-metrics.timer']) {
       copy(db.name, `etc/systemd/system/${unit}`, path.join(HERE, 'systemd', unit));
@@ -173,7 +174,9 @@ function main() {
         `pg${i + 1}-host=${addr(n)}`, `pg${i + 1}-host-type=tls`, `pg${i + 1}-host-port=${place.backup.tls_port}`,
         `pg${i + 1}-host-ca-file=/etc/pgbackrest/tls/ca.crt`, `pg${i + 1}-host-cert-file=/etc/pgbackrest/tls/${repo}.crt`,
         `pg${i + 1}-host-key-file=/etc/pgbackrest/tls/${repo}.key`,
-        `pg${i + 1}-path=/var/lib/postgresql/15/shard${s.shard}`, `pg${i + 1}-port=${s.pg_port}`, `pg${i + 1}-socket-path=/var/run/postgresql`,
+        // Paths on the db host, not here (so --fs-root moves them under that host's root).
+        relocate(`pg${i + 1}-path=/var/lib/postgresql/15/shard${s.shard}`, rootOf(n)), `pg${i + 1}-port=${s.pg_port}`,
+        relocate(`pg${i + 1}-socket-path=/var/run/postgresql`, rootOf(n)),
       ].join('\n')).join('\n');
       conf += fill(tmpl('pgbackrest/pgbackrest-repo-stanza.conf'), { SHARD: s.shard, PG_HOSTS: `# ${s.nodes.join(', ')}\n${pgHosts}` }, 'repo stanza');
     }
