@@ -70,7 +70,7 @@ repo_host() {
   local json
   help_type bf_ha_backup_info_ok gauge "1 if pgbackrest info reports the shard's stanza as ok"
   help_type bf_ha_backup_last_completion_timestamp_seconds gauge "when the last backup of this type of the shard completed"
-  help_type bf_ha_backup_count gauge "backups of the shard in the repository"
+  help_type bf_ha_backups gauge "backups of the shard in the repository"
   json=$(pgbackrest info --output=json 2>/dev/null) || json='[]'
   node -e '
     const [json, member] = process.argv.slice(1);
@@ -78,7 +78,7 @@ repo_host() {
       const shard = String(s.name).replace(/^bf-shard/, "");
       const l = `shard="${shard}",member="${member}"`;
       console.log(`bf_ha_backup_info_ok{${l}} ${s.status?.code === 0 ? 1 : 0}`);
-      console.log(`bf_ha_backup_count{${l}} ${(s.backup ?? []).length}`);
+      console.log(`bf_ha_backups{${l}} ${(s.backup ?? []).length}`);
       const last = {};
       for (const b of s.backup ?? []) if (!b.error) last[b.type] = Math.max(last[b.type] ?? 0, b.timestamp.stop);
       for (const [type, t] of Object.entries(last)) console.log(`bf_ha_backup_last_completion_timestamp_seconds{${l},type="${type}"} ${t}`);
