@@ -149,7 +149,7 @@ cleanup() {
   local key
   for key in "${!PIDS[@]}"; do kill -KILL "${PIDS[$key]}" 2>/dev/null; done
   teardown
-  rm -rf "$FS"
+  rm -rf "$FS" "$WORK/tls" "$WORK/secrets.env"
   if ip netns list 2>/dev/null | grep -q "^${NS_PREFIX}" || ip link show "$BRIDGE" >/dev/null 2>&1; then
     say "cleanup: WARNING: namespaces or $BRIDGE still present; run this script again to clear them" 2>/dev/null
   else
