@@ -67,9 +67,13 @@ export async function category(name = uniq('cat')): Promise<{ id: string; name: 
   return res.body;
 }
 
-/** Categories until one lands on each wanted shard (creation fills the emptiest shard). */
+/**
+ * Categories until one lands on the wanted shard (creation fills the emptiest shard).
+ * Other test files create categories at the same time and can take the emptiest slot
+ * first, so this keeps trying for a while rather than a few times.
+ */
 export async function categoryOnShard(shard: number): Promise<{ id: string; name: string; shard: number }> {
-  for (let i = 0; i < 12; i++) {
+  for (let i = 0; i < 60; i++) {
     const c = await category();
     if (c.shard === shard) return c;
   }
