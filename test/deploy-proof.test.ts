@@ -2,37 +2,25 @@
 // (deploy-local.sh): the release (`npm run release`) unpacked on every app server,
 // smoke load, rolling restart, one shard cut off is isolated and heals. Needs root; without it the script exits 77 and this test fails rather than
 // passing (`npm run test:local` leaves this file out and says so).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { ROOT } from '../src/paths.js';
+import { failIfSkipped, runProof } from './helpers/proof.js';
 import { DEPLOY_DIR } from '../tools/ops/topology.js';
 
-const EX_SKIP = 77;
 const PROOF_LIMIT_MS = 270_000;
 
 // The proof runs for a minute or two (longer while other suites load the machine).
 t.setTimeout(PROOF_LIMIT_MS + 30_000);
 
 t.test('six hosts on network namespaces: smoke load, one shard cut off is isolated, and heals', async (t) => {
-  const started = Date.now();
-  const child = spawn('bash', [path.join(DEPLOY_DIR, 'deploy-local.sh'), '--quick'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
-  // The script cleans up on SIGTERM (namespaces, bridge, every process it started).
-  const guard = setTimeout(() => child.kill('SIGTERM'), PROOF_LIMIT_MS);
-  t.teardown(() => { clearTimeout(guard); if (child.exitCode === null) child.kill('SIGTERM'); });
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-  clearTimeout(guard);
-  const tail = out.split('\n').slice(-60).join('\n');
-  if (code === EX_SKIP) {
-    t.fail(`deploy-local.sh could not run on this machine (exit 77), so nothing was proven:\n${out.split('\n').filter((l) => /SKIPPED/.test(l)).join('\n')}`);
-    return;
-  }
+  const run = await runProof(t, path.join(DEPLOY_DIR, 'deploy-local.sh'), ['--quick'], PROOF_LIMIT_MS);
+  const { code, out, tail } = run;
+  if (failIfSkipped(t, 'deploy-local.sh', run)) return;
   for (const line of out.split('\n').filter((l) => /^deploy:local (hosts|timings|smoke|rolling|fault|heal|RESULT) /.test(l))) t.comment(line);
-  t.equal(code, 0, `deploy-local.sh exits 0 (took ${Math.round((Date.now() - started) / 1000)} s)${code === 0 ? '' : `\n${tail}`}`);
+  t.equal(code, 0, `deploy-local.sh exits 0 (took ${run.seconds} s)${code === 0 ? '' : `\n${tail}`}`);
   t.match(out, /^deploy:local RESULT PASS smoke_ok=yes rolling_restart=\w+ fault_isolated=yes healed=yes$/m, 'the summary shows the fault isolated and healed');
   t.match(out, /fault {4}link: db2 \(shard 1\) cut: (\d+)\/\1 requests to its categories answered 503 unavailable/, 'a network partition: every request to the cut shard got 503');
   t.match(out, /fault {4}stop: db2 \(shard 1\) cut: (\d+)\/\1 requests to its categories answered 503 unavailable/, 'a crash: likewise');

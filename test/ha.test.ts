@@ -6,12 +6,12 @@
 // Needs root (and installs patroni, etcd and pgbackrest with apt-get when missing);
 // without it the script exits 77 and this test fails rather than passing
 // (`npm run test:local` leaves this file out when not root, and says so).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import t from 'tap';
 import { ROOT } from '../src/paths.js';
+import { failIfSkipped, runProof } from './helpers/proof.js';
 
-const EX_SKIP = 77;
 const PROOF_LIMIT_MS = 540_000;
 const SCRIPT = path.join(ROOT, 'deploy', '6-node', 'ha', 'prove-local.sh');
 
@@ -20,23 +20,11 @@ const SCRIPT = path.join(ROOT, 'deploy', '6-node', 'ha', 'prove-local.sh');
 t.setTimeout(PROOF_LIMIT_MS + 30_000);
 
 t.test('one shard with a synchronous standby: crash, rejoin, switchover, lost servers, point-in-time restore', async (t) => {
-  const started = Date.now();
-  const child = spawn('bash', [SCRIPT], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
-  // The script cleans up on SIGTERM (namespaces, bridge, every process it started).
-  const guard = setTimeout(() => child.kill('SIGTERM'), PROOF_LIMIT_MS);
-  t.teardown(() => { clearTimeout(guard); if (child.exitCode === null) child.kill('SIGTERM'); });
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-  clearTimeout(guard);
-  const tail = out.split('\n').slice(-60).join('\n');
-  if (code === EX_SKIP) {
-    t.fail(`prove-local.sh could not run on this machine (exit 77), so nothing was proven:\n${out.split('\n').filter((l) => /SKIPPED/.test(l)).join('\n')}`);
-    return;
-  }
+  const run = await runProof(t, SCRIPT, [], PROOF_LIMIT_MS);
+  const { code, out, tail } = run;
+  if (failIfSkipped(t, 'prove-local.sh', run)) return;
   for (const line of out.split('\n').filter((l) => /^ha:local (setup|crash|rejoin|switch|standby|server|writes|probes|restore|metrics|total|RESULT) /.test(l))) t.comment(line);
-  t.equal(code, 0, `prove-local.sh exits 0 (took ${Math.round((Date.now() - started) / 1000)} s)${code === 0 ? '' : `\n${tail}`}`);
+  t.equal(code, 0, `prove-local.sh exits 0 (took ${run.seconds} s)${code === 0 ? '' : `\n${tail}`}`);
   t.match(out, /^ha:local RESULT PASS acked_lost=0 two_writable_rounds=0 restore_ok=yes failover_s=\d+\.\d switchover_failed_writes=\d+$/m,
     'the summary: nothing acknowledged lost, never two writable nodes, the restore checked');
 
