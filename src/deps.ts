@@ -18,7 +18,7 @@ import type { Provider } from './fulfillment/provider.js';
 import type { Order } from './orders/model.js';
 import type { Gateway } from './payments/gateway.js';
 import type { Directory } from './router/directory.js';
-import type { Lane, Shards, ShardSet } from './shard/pools.js';
+import type { Lane, Shards, ShardSet } from './shard/shards.js';
 
 export interface ItemChange { id: string; shard: number; available: number; reason: string }
 

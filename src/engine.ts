@@ -18,7 +18,7 @@ import { HttpGateway } from './payments/gateway.js';
 import { createLive, type Live } from './realtime/live.js';
 import { RedisSet } from './redis/set.js';
 import { Directory } from './router/directory.js';
-import { Shards } from './shard/pools.js';
+import { Shards } from './shard/shards.js';
 
 export interface WorkerProcess { deps: WorkerDeps; redis: RedisSet; live: Live<CachedItem>; close(): Promise<void> }
 export interface CronProcess { deps: CronDeps; redis: RedisSet; close(): Promise<void> }

@@ -7,7 +7,7 @@
 import type { Redis } from 'ioredis';
 import type { RedisSet } from '../redis/set.js';
 import { log } from '../log.js';
-import type { ShardSet } from '../shard/pools.js';
+import type { ShardSet } from '../shard/shards.js';
 import type { FlagRow, FlagState } from './state.js';
 import { HOME_SHARD, SQL } from './sql.js';
 

@@ -5,7 +5,7 @@ import type { RedisSet } from '../redis/set.js';
 import type { CachedItem } from '../catalog/model.js';
 import { inLane, type WorkerDeps } from '../deps.js';
 import { EngineError, invariant } from '../errors.js';
-import { LANES, type Lane } from '../shard/pools.js';
+import { LANES, type Lane } from '../shard/shards.js';
 import { observeRequest } from '../metrics/index.js';
 import type { Admission } from './admission.js';
 import { IdempotencyKeys } from './idempotency.js';

@@ -12,7 +12,7 @@ import type { Principal } from '../accounts/principal.js';
 import type { Core } from '../deps.js';
 import { EngineError } from '../errors.js';
 import { perShard } from '../shard/batch.js';
-import type { Lane, Shards } from '../shard/pools.js';
+import type { Lane, Shards } from '../shard/shards.js';
 import { errorBody, type Reply } from './reply.js';
 
 const SQL = {

@@ -5,7 +5,7 @@
 // a client that hangs up mid-body, a body that never finishes.
 import type { Principal } from '../accounts/principal.js';
 import { EngineError, invariant } from '../errors.js';
-import type { Lane } from '../shard/pools.js';
+import type { Lane } from '../shard/shards.js';
 import { log } from '../log.js';
 import type { Admission } from './admission.js';
 import { fingerprint, type IdempotencyKeys } from './idempotency.js';

@@ -10,7 +10,7 @@ import { log } from '../log.js';
 import { admissionShed } from '../metrics/index.js';
 import { hostName } from './hosts.js';
 import { isFailoverCode, isRetryable, isServerError, toEngineError } from './pg-errors.js';
-import { hostOf, NotWritable, Primary, type PrimaryOptions } from './primary.js';
+import { hostOf, NotWritable, Primary } from './primary.js';
 
 // BIGINT (int8) and NUMERIC come back as strings by default; our bigints are ids and
 // cents well inside 2^53, so parse them as numbers once, here.
@@ -343,67 +343,4 @@ function isQueueTimeout(err: unknown): boolean {
 
 function toConfig(sql: Sql, values: unknown[]): pg.QueryConfig {
   return typeof sql === 'string' ? { text: sql, values } : { name: sql.name, text: sql.text, values };
-}
-
-/**
- * The classes of work that get a share of each shard's connections of their own
- * (bulkheads): reads, checkouts and other writes, payments (the gateway's webhooks
- * and payment creation). A storm of one class fills its own queue and is refused
- * there (503 overloaded, Retry-After) while the others keep their connections.
- */
-export type Lane = 'read' | 'write' | 'payment';
-export const LANES: readonly Lane[] = ['read', 'write', 'payment'];
-
-/** One lane's connections to every shard: what a domain sees as `deps.shards`. */
-export class ShardSet {
-  constructor(readonly list: Shard[], readonly lane: Lane | 'all') {}
-
-  get count(): number { return this.list.length; }
-
-  get(index: number): Shard {
-    const s = this.list[index];
-    if (!s) throw new EngineError('invalid_id', 'No such shard');
-    return s;
-  }
-
-  stats() { return this.list.map((s) => ({ ...s.stats(), lane: this.lane })); }
-}
-
-export class Shards extends ShardSet {
-  private readonly lanes: Record<Lane, ShardSet>;
-  private readonly primaries: Primary[];
-
-  /**
-   * `sizes` per lane: a pool per shard per lane. A single number: one pool per shard
-   * that every lane shares (the cron process and tools, which have no requests to
-   * keep apart). The set itself is the read lane.
-   */
-  constructor(urls: string[], opts: Omit<ShardOptions, 'primary' | 'poolSize'> & Omit<PrimaryOptions, 'appName'>, sizes: Record<Lane, number> | number) {
-    // One view of each shard's primary per process: every lane follows the same one.
-    const primaries = urls.map((url, i) => new Primary(i, url, { probeTimeoutMs: opts.probeTimeoutMs, probeEveryMs: opts.probeEveryMs, appName: opts.appName }));
-    const make = (lane: Lane, poolSize: number) => primaries.map((primary, i) => new Shard(i, { ...opts, primary, poolSize, appName: `${opts.appName}-${lane}` }));
-    if (typeof sizes === 'number') {
-      const shared = primaries.map((primary, i) => new Shard(i, { ...opts, primary, poolSize: sizes }));
-      super(shared, 'all');
-      this.lanes = { read: this, write: this, payment: this };
-      this.primaries = primaries;
-      return;
-    }
-    const read = make('read', sizes.read);
-    super(read, 'read');
-    this.lanes = { read: this, write: new ShardSet(make('write', sizes.write), 'write'), payment: new ShardSet(make('payment', sizes.payment), 'payment') };
-    this.primaries = primaries;
-  }
-
-  forLane(lane: Lane): ShardSet { return this.lanes[lane]; }
-
-  /** Every pool of every lane (each pool once). */
-  all(): ShardSet[] { return [...new Set(Object.values(this.lanes))]; }
-
-  override stats() { return this.all().flatMap((set) => set.list.map((s) => ({ ...s.stats(), lane: set.lane }))); }
-
-  async end(): Promise<void> {
-    for (const p of this.primaries) p.close();
-    await Promise.allSettled(this.all().flatMap((set) => set.list.map((s) => s.end())));
-  }
 }
