@@ -1,7 +1,8 @@
 // deploy/6-node: the connection budget of a topology is judged by the engine's own
 // formula and a topology that breaks it is refused with the numbers, and the files
-// beside it agree with it. (The six-host proof on network namespaces, which needs
-// root, is test/deploy-proof.test.ts.)
+// beside it agree with it; with the HA layer's placement every shard's PG_SHARDS URL
+// names its two hosts, primary first, on its own port. (The six-host proof on network
+// namespaces, which needs root, is test/deploy-proof.test.ts.)
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,14 +12,20 @@ import { connectionBudget, loadConfig } from '../src/config.js';
 import { ROOT } from '../src/paths.js';
 import { TOOLS_DIST_DIR } from '../tools/lib/paths.js';
 import { checkDeploy } from '../tools/ops/deploy-check.js';
-import { DEFAULT_TOPOLOGY, DEPLOY_DIR, judgeBudget, loadTopology, topologyEnv } from '../tools/ops/topology.js';
+import { DEFAULT_TOPOLOGY, DEPLOY_DIR, HA_CONNECTIONS, haTotal, judgeBudget, loadTopology, topologyEnv } from '../tools/ops/topology.js';
 
 const EX_CONFIG = 78;
 
-/** A copy of topology.json, changed by `edit`, in a fresh directory (no files beside it). */
+const PLACEMENT = path.join(DEPLOY_DIR, 'ha', 'placement.json');
+
+/**
+ * A copy of topology.json, changed by `edit`, in a fresh directory (no files beside it
+ * but the shipped placement, named by its absolute path).
+ */
 function topologyWith(edit: (t: any) => void): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'bf-topology-'));
   const raw = JSON.parse(readFileSync(DEFAULT_TOPOLOGY, 'utf8'));
+  raw.postgres.placement = PLACEMENT;
   edit(raw);
   const file = path.join(dir, 'topology.json');
   writeFileSync(file, JSON.stringify(raw));
@@ -82,18 +89,147 @@ t.test('a malformed topology is refused, naming what is wrong', async (t) => {
   t.match(badWorkers.stdout, /WORKERS=500 is invalid/, 'the engine\'s own validation names the variable');
 });
 
-t.test('a rendered env file with a placeholder left, or shards out of order, is refused', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'bf-env-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const template = readFileSync(path.join(DEPLOY_DIR, 'engine.env.example'), 'utf8');
-  const filled = template.replace(/CHANGE_ME_[A-Z_]+/g, (m) => (m.endsWith('URL') ? 'http://10.231.0.11:8090' : m === 'CHANGE_ME_ADMIN_EMAIL' ? 'ops@example.com' : 'secret123456'));
-  const write = (name: string, text: string) => { writeFileSync(path.join(dir, name), text); return path.join(dir, name); };
+const tmp = mkdtempSync(path.join(tmpdir(), 'bf-env-'));
+t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+const write = (name: string, text: string) => { writeFileSync(path.join(tmp, name), text); return path.join(tmp, name); };
+const template = readFileSync(path.join(DEPLOY_DIR, 'engine.env.example'), 'utf8');
+const fill = (text: string) => text.replace(/CHANGE_ME_[A-Z_]+/g, (m) => (m.endsWith('URL') ? 'http://10.231.0.11:8090' : m === 'CHANGE_ME_ADMIN_EMAIL' ? 'ops@example.com' : 'secret123456'));
+const filled = fill(template);
+const shardsLine = /^PG_SHARDS=.*$/m;
+/** The template's commented alternative: one host per shard (no HA layer). */
+const singleHost = fill(template.replace(shardsLine, '').replace(/^#(PG_SHARDS=.*)$/m, '$1'));
+const pgShards = (env: string) => shardsLine.exec(env)![0];
+/** The filled env with its PG_SHARDS line changed by `edit`. */
+const withShards = (edit: (line: string) => string) => filled.replace(shardsLine, (line) => edit(line));
+const failures = (r: ReturnType<typeof checkDeploy>) => r.findings.filter((f) => f.level === 'fail').map((f) => f.what);
+
+t.test('a rendered env file with a placeholder left, or no query deadline, is refused', async (t) => {
   t.equal(checkDeploy(DEFAULT_TOPOLOGY, write('ok.env', filled)).refused, false, 'fully rendered: accepted');
   const hole = checkDeploy(DEFAULT_TOPOLOGY, write('hole.env', filled.replace('ADMIN_PASSWORD=secret123456', 'ADMIN_PASSWORD=CHANGE_ME_ADMIN_PASSWORD')));
   t.ok(hole.findings.some((f) => f.level === 'fail' && /still in ADMIN_PASSWORD/.test(f.what)));
-  const swapped = filled.replace(/10\.231\.0\.21(:5432)/, 'SWAP$1').replace(/10\.231\.0\.22(:5432)/, '10.231.0.21$1').replace('SWAP', '10.231.0.22');
-  const order = checkDeploy(DEFAULT_TOPOLOGY, write('order.env', swapped));
-  t.ok(order.findings.some((f) => f.level === 'fail' && /PG_SHARDS lists .* topology order is/.test(f.what)), 'shards in another order: refused');
-  const noDeadline = checkDeploy(DEFAULT_TOPOLOGY, write('nodeadline.env', filled.replace(/\?query_timeout=6000/g, '')));
+  const noDeadline = checkDeploy(DEFAULT_TOPOLOGY, write('nodeadline.env', filled.replace(/\?query_timeout=6000&/g, '?')));
   t.ok(noDeadline.findings.some((f) => f.level === 'fail' && /query_timeout/.test(f.what)), 'no client-side query deadline: refused');
+});
+
+t.test('the shipped topology takes the PG_SHARDS line ha/render.mjs writes', async (t) => {
+  const secrets = write('secrets.env', ['PG_PASSWORD', 'PG_REPLICATION_PASSWORD', 'PG_REWIND_PASSWORD', 'PATRONI_API_PASSWORD', 'PGBACKREST_CIPHER_PASS']
+    .map((k) => `${k}=secret123456`).join('\n'));
+  const out = path.join(tmp, 'ha');
+  const r = spawnSync(process.execPath, [path.join(DEPLOY_DIR, 'ha', 'render.mjs'), '--out', out, '--secrets', secrets], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  const rendered = readFileSync(path.join(out, 'engine.env.PG_SHARDS'), 'utf8').trim();
+  t.equal(rendered, pgShards(filled), 'render.mjs and engine.env.example say the same');
+  const report = checkDeploy(DEFAULT_TOPOLOGY, write('rendered.env', filled.replace(shardsLine, () => rendered)));
+  t.same(failures(report), [], 'accepted');
+  t.ok(report.findings.some((f) => f.level === 'ok' && /PG_SHARDS names each shard's two hosts in ha\/placement\.json order .*shard 0 10\.231\.0\.21:5432,10\.231\.0\.22:5432; shard 1 10\.231\.0\.22:5433,10\.231\.0\.23:5433; shard 2 10\.231\.0\.23:5434,10\.231\.0\.21:5434/.test(f.what)));
+});
+
+t.test('against the HA placement, a PG_SHARDS that does not name each shard\'s two hosts as placed is refused, naming the shard', async (t) => {
+  const refused = (name: string, env: string) => {
+    const report = checkDeploy(DEFAULT_TOPOLOGY, write(name, env));
+    t.equal(report.refused, true, `${name}: refused`);
+    return failures(report).filter((f) => /PG_SHARDS/.test(f)).join('\n');
+  };
+  const single = refused('single.env', singleHost);
+  t.match(single, 'PG_SHARDS shard 0 is engine@10.231.0.21:5432/engine, expected engine@10.231.0.21:5432,10.231.0.22:5432/engine (db1 primary, db2 standby, port 5432): one host only; a shard with a standby names both');
+  t.match(single, 'PG_SHARDS shard 2 is engine@10.231.0.23:5432/engine, expected engine@10.231.0.23:5434,10.231.0.21:5434/engine (db3 primary, db1 standby, port 5434): one host only');
+
+  const port = refused('port.env', withShards((l) => l.replace('10.231.0.22:5433,10.231.0.23:5433', '10.231.0.22:5432,10.231.0.23:5432')));
+  t.equal(port, 'env ' + path.join(tmp, 'port.env') + ': PG_SHARDS shard 1 is engine@10.231.0.22:5432,10.231.0.23:5432/engine, expected engine@10.231.0.22:5433,10.231.0.23:5433/engine (db2 primary, db3 standby, port 5433): wrong port; shard 1 listens on 5433', 'only shard 1 is named');
+
+  const swapped = refused('swapped.env', withShards((l) => l.replace('10.231.0.21:5432,10.231.0.22:5432', '10.231.0.22:5432,10.231.0.21:5432')));
+  t.match(swapped, 'PG_SHARDS shard 0 is engine@10.231.0.22:5432,10.231.0.21:5432/engine, expected engine@10.231.0.21:5432,10.231.0.22:5432/engine (db1 primary, db2 standby, port 5432): its hosts in the other order; the normal primary comes first');
+
+  const urls = pgShards(filled).replace(/^PG_SHARDS=/, '').split(/,(?=postgres:\/\/)/);
+  const reordered = refused('reordered.env', withShards(() => `PG_SHARDS=${[urls[1], urls[0], urls[2]].join(',')}`));
+  t.match(reordered, 'PG_SHARDS shard 0 is engine@10.231.0.22:5433,10.231.0.23:5433/engine, expected engine@10.231.0.21:5432,10.231.0.22:5432/engine (db1 primary, db2 standby, port 5432): that is shard 1\'s; the URLs must be in shard order');
+  t.match(reordered, 'PG_SHARDS shard 1 is engine@10.231.0.21:5432,10.231.0.22:5432/engine, expected engine@10.231.0.22:5433,10.231.0.23:5433/engine (db2 primary, db3 standby, port 5433): that is shard 0\'s');
+
+  const noTarget = refused('notarget.env', withShards((l) => l.replace(/&target_session_attrs=read-write/g, '')));
+  t.match(noTarget, 'PG_SHARDS shard 0 (engine@10.231.0.21:5432,10.231.0.22:5432/engine) has no target_session_attrs=read-write; expected engine@10.231.0.21:5432,10.231.0.22:5432/engine?query_timeout=<ms>&target_session_attrs=read-write');
+  t.equal(noTarget.split('\n').length, 3, 'every shard is named');
+
+  const two = refused('two.env', withShards(() => `PG_SHARDS=${urls.slice(0, 2).join(',')}`));
+  t.match(two, 'PG_SHARDS names 2 shards, ha/placement.json places 3');
+
+  const exitCode = deployCheck('--env', write('cli.env', withShards((l) => l.replace(/&target_session_attrs=read-write/, ''))));
+  t.equal(exitCode.status, EX_CONFIG, 'the CLI exits 78');
+  t.match(exitCode.stdout, /FAIL env .*: PG_SHARDS shard 0 \(.*\) has no target_session_attrs=read-write/);
+});
+
+t.test('a topology without a placement keeps one host per db on postgres.port', async (t) => {
+  const file = topologyWith((x) => { delete x.postgres.placement; x.postgres.hba = path.join(DEPLOY_DIR, 'postgres', 'pg_hba.conf'); });
+  const topo = loadTopology(file);
+  t.same(topo.shards.map((s) => [s.shard, s.port, s.hosts.map((h) => h.name)]), [[0, 5432, ['db1']], [1, 5432, ['db2']], [2, 5432, ['db3']]]);
+  const single = singleHost;
+  t.same(failures(checkDeploy(file, write('single-old.env', single))), [], 'the single-host line is accepted');
+  t.ok(checkDeploy(file).findings.some((f) => f.level === 'ok' && f.what === 'pg_hba.conf admits 10.231.0.11, 10.231.0.12, 10.231.0.13 over TCP (the app hosts: 10.231.0.11, 10.231.0.12, 10.231.0.13)'),
+    'the single-primary pg_hba.conf is judged as before');
+  const swapped = single.replace(/10\.231\.0\.21(:5432)/, 'SWAP$1').replace(/10\.231\.0\.22(:5432)/, '10.231.0.21$1').replace('SWAP', '10.231.0.22');
+  t.ok(failures(checkDeploy(file, write('order-old.env', swapped))).some((f) => /PG_SHARDS lists .* topology order is/.test(f)), 'shards in another order: refused');
+  t.ok(failures(checkDeploy(file, write('ha-old.env', filled))).some((f) => /PG_SHARDS lists .* topology order is/.test(f)), 'two hosts per shard: refused');
+});
+
+t.test('a placement that does not fit the topology is refused, naming what is wrong', async (t) => {
+  const placed = (edit: (p: any) => void) => {
+    const raw = JSON.parse(readFileSync(PLACEMENT, 'utf8'));
+    edit(raw);
+    const file = write(`placement-${Math.random().toString(36).slice(2)}.json`, JSON.stringify(raw));
+    return checkDeploy(topologyWith((x) => { x.postgres.placement = file; }));
+  };
+  const cases: [string, (p: any) => void, RegExp][] = [
+    ['one host', (p) => { p.shards[1].nodes = ['db2']; }, /placement shards\[1\]\.nodes must name two distinct db hosts, primary first \(got \["db2"\]\)/],
+    ['the same host twice', (p) => { p.shards[1].nodes = ['db2', 'db2']; }, /shards\[1\]\.nodes must name two distinct db hosts/],
+    ['an app host', (p) => { p.shards[2].nodes[1] = 'app1'; }, /placement shards\[2\]\.nodes: "app1" is not a db host of the topology \(db1, db2, db3\)/],
+    ['two shards on one port', (p) => { p.shards[2].pg_port = 5433; }, /every shard needs a port of its own \(got 5432, 5433, 5433\)/],
+    ['a shard twice', (p) => { p.shards[2].shard = 1; }, /the placement's shard values must be 0\.\.2, each once/],
+    ['a shard missing', (p) => { p.shards.pop(); }, /has 2 shards, the topology 3 db hosts/],
+    ['another primary', (p) => { p.shards[0].nodes = ['db2', 'db1']; }, /placement shard 0: its first node \(the normal primary\) is db2, but the topology gives shard 0 to db1/],
+    ['postgres.port not shard 0\'s', (p) => { p.shards[0].pg_port = 6432; }, /postgres\.port is 5432, but shard 0's port in the placement is 6432/],
+  ];
+  for (const [what, edit, message] of cases) {
+    const report = placed(edit);
+    t.equal(report.refused, true, `${what}: refused`);
+    t.match(report.findings[0]!.what, message, what);
+  }
+  const missing = checkDeploy(topologyWith((x) => { x.postgres.placement = path.join(tmp, 'no-such-placement.json'); }));
+  t.match(missing.findings[0]!.what, /REFUSED: cannot read placement .*no-such-placement\.json/);
+});
+
+t.test('the HA pg_hba.conf lets the app hosts in to engine and the db hosts for replication, nobody else', async (t) => {
+  const hba = readFileSync(path.join(DEPLOY_DIR, 'ha', 'postgres', 'pg_hba.conf'), 'utf8');
+  const judged = (name: string, text: string) => failures(checkDeploy(topologyWith((x) => { x.postgres.hba = write(name, text); }))).join('\n');
+  t.equal(judged('hba-ok.conf', hba), '', 'the shipped file');
+  t.match(judged('hba-app4.conf', hba.replace(/^(host\s+engine\s+engine\s+)10\.231\.0\.13\/32/m, '$110.231.0.14/32')),
+    'pg_hba.conf admits 10.231.0.11, 10.231.0.12, 10.231.0.14 to engine (the app hosts: 10.231.0.11, 10.231.0.12, 10.231.0.13)');
+  t.match(judged('hba-repl.conf', hba.replace(/^host\s+replication\s+replicator\s+10\.231\.0\.23\/32.*$/m, '')),
+    'pg_hba.conf admits 10.231.0.21, 10.231.0.22 for replication (the db hosts: 10.231.0.21, 10.231.0.22, 10.231.0.23)');
+  t.match(judged('hba-stray.conf', hba.replace(/^(# Everything else)/m, 'host postgres rewind 10.231.0.99/32 scram-sha-256\n$1')),
+    'pg_hba.conf admits nobody else over TCP; also rewind to postgres from 10.231.0.99');
+});
+
+t.test('the HA layer\'s connections are the ones ha/README.md counts, and must fit the reserves', async (t) => {
+  const readme = readFileSync(path.join(DEPLOY_DIR, 'ha', 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### 9. Connection budget'), readme.indexOf('## Files'));
+  const most = (where: RegExp) => section.split('\n').filter((l) => /^\| /.test(l) && where.test(l.split('|')[3] ?? ''))
+    .reduce((n, l) => n + Number(/(\d+)\s*$/.exec(l.split('|')[2]!.trim())![1]), 0);
+  t.equal(haTotal('superuser'), most(/superuser-only/), 'superuser-only, as the README sums them');
+  t.equal(haTotal('walSenders'), most(/max_wal_senders/), 'WAL senders, as the README counts them');
+  t.ok(HA_CONNECTIONS.reserved.some(([who]) => who === 'pg_rewind') && /\*\*pg_rewind\*\*.*: 1 while/.test(section), 'pg_rewind: one of the reserved');
+  const report = checkDeploy(DEFAULT_TOPOLOGY);
+  t.ok(report.findings.some((f) => f.level === 'ok' && f.what === 'HA layer per instance, superuser-only: Patroni 1 + pgBackRest 2 + bf-ha-metrics.sh 1 + an operator\'s psql 1 = 5 <= superuser_reserved_connections(5) (ha/README.md)'));
+  const small = checkDeploy(topologyWith((x) => { x.postgres.superuser_reserved_connections = 3; x.postgres.max_connections_for_fleet = 252; }));
+  t.ok(failures(small).includes('HA layer per instance, superuser-only: Patroni 1 + pgBackRest 2 + bf-ha-metrics.sh 1 + an operator\'s psql 1 = 5 <= superuser_reserved_connections(3) (ha/README.md)'),
+    'a superuser reserve too small for the HA layer: refused');
+});
+
+t.test('deploy:check --env with a file that does not exist fails, naming it', async (t) => {
+  const missing = path.join(tmp, 'no-such.env');
+  const res = deployCheck('--env', missing);
+  t.equal(res.status, 2, 'exit 2 (usage), not 0');
+  t.equal(res.stderr, `deploy:check: --env ${missing} not found\n`);
+  t.notMatch(res.stdout, /OK/);
+  const report = checkDeploy(DEFAULT_TOPOLOGY, missing);
+  t.equal(report.refused, true, 'checkDeploy refuses it too');
+  t.ok(failures(report).includes(`env ${missing}: ${missing} not found`));
 });

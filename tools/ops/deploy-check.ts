@@ -11,11 +11,11 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../../src/config.js';
 import { loadUws, runtime, SUPPORTED_RUNTIMES, UwsUnavailable, UWS_UNAVAILABLE_EXIT } from '../../src/http/uws.js';
-import { parseShardUrl, splitShardList } from '../../src/shard/hosts.js';
+import { parseShardUrl, ShardUrlError, splitShardList } from '../../src/shard/hosts.js';
 import { parseCli, UsageError } from '../lib/args.js';
 import {
-  capacity, configVariables, DEFAULT_TOPOLOGY, hbaAdmitted, judgeBudget, loadTopology, parseEnvFile, pgSetting,
-  PLACEHOLDER, topologyEnv, TopologyError, type BudgetVerdict, type Topology,
+  capacity, configVariables, DEFAULT_TOPOLOGY, haFormula, haTotal, hbaAdmitted, hbaGrants, judgeBudget, loadTopology, parseEnvFile,
+  pgSetting, PLACEHOLDER, topologyEnv, TopologyError, type BudgetVerdict, type ShardHosts, type Topology,
 } from './topology.js';
 
 export type Level = 'ok' | 'fail' | 'skip' | 'info';
@@ -25,13 +25,14 @@ export interface Report { findings: Finding[]; verdict: BudgetVerdict | null; re
 const EX_CONFIG = 78;
 const EX_USAGE = 2;
 
-function readOrSkip(file: string | null, label: string, out: Finding[]): string | null {
+/** A file the check reads; missing, it is skipped, or refused when `required` (a file named on the command line). */
+function readOrSkip(file: string | null, label: string, out: Finding[], required = false): string | null {
   if (file === null) {
     out.push({ level: 'skip', what: `${label}: not named in the topology` });
     return null;
   }
   if (!existsSync(file)) {
-    out.push({ level: 'skip', what: `${label}: ${file} not found` });
+    out.push({ level: required ? 'fail' : 'skip', what: `${label}: ${file} not found` });
     return null;
   }
   return readFileSync(file, 'utf8');
@@ -45,7 +46,8 @@ function budgetFindings(t: Topology, out: Finding[]): BudgetVerdict {
   const env = topologyEnv(t);
   const v = judgeBudget(env);
   if (v.ok) {
-    out.push({ level: 'ok', what: `budget per database: ${v.budget.formula} <= PG_MAX_CONNECTIONS(${v.budget.max}), headroom ${v.budget.max - v.budget.perDatabase}` });
+    const per = t.files.placement === null ? 'per database' : 'per PostgreSQL instance (a shard\'s primary and its standby alike)';
+    out.push({ level: 'ok', what: `budget ${per}: ${v.budget.formula} <= PG_MAX_CONNECTIONS(${v.budget.max}), headroom ${v.budget.max - v.budget.perDatabase}` });
   } else {
     out.push({ level: 'fail', what: `REFUSED: ${v.reason}` });
   }
@@ -56,7 +58,26 @@ function budgetFindings(t: Topology, out: Finding[]): BudgetVerdict {
       `WORKERS <= ${c.maxWorkers} at PG_POOL_SIZE=${v.cfg.pgPoolSize}; APP_SERVERS <= ${c.maxAppServers} as configured; ` +
       `with ${v.cfg.appServers + 1} app servers PG_POOL_SIZE <= ${c.poolWithOneMoreServer} at WORKERS=${v.cfg.workers}`,
   });
+  haBudgetFindings(t, out);
   return v;
+}
+
+/** A path named by the topology, as written there (relative to topology.json). */
+const named = (t: Topology, file: string) => path.relative(path.dirname(t.file), file);
+
+/**
+ * With the HA layer, what it takes of each instance besides the fleet (ha/README.md,
+ * "Connection budget, per PostgreSQL instance"): the superuser reserve must hold its
+ * superusers, PG_RESERVED_CONNECTIONS the rewind role.
+ */
+function haBudgetFindings(t: Topology, out: Finding[]): void {
+  if (t.files.placement === null) return;
+  const superuser = t.postgres.superuser_reserved_connections;
+  check(out, haTotal('superuser') <= superuser,
+    `HA layer per instance, superuser-only: ${haFormula('superuser')} <= superuser_reserved_connections(${superuser}) (ha/README.md)`);
+  const reserved = t.engine.pg_reserved_connections;
+  check(out, haTotal('reserved') <= reserved,
+    `HA layer per instance, within PG_RESERVED_CONNECTIONS(${reserved}): ${haFormula('reserved')} while a former primary rejoins`);
 }
 
 function pgConfFindings(t: Topology, out: Finding[]): void {
@@ -68,15 +89,51 @@ function pgConfFindings(t: Topology, out: Finding[]): void {
   check(out, max - reserved === fleet && reserved === t.postgres.superuser_reserved_connections,
     `postgresql.conf: max_connections ${max} - superuser_reserved_connections ${reserved} = ${max - reserved} ordinary slots ` +
     `(topology: ${fleet} for the fleet + ${t.postgres.superuser_reserved_connections} reserved)`);
-  check(out, Number(pgSetting(conf, 'port') ?? 5432) === t.postgres.port, `postgresql.conf: port ${pgSetting(conf, 'port') ?? 5432} (topology: ${t.postgres.port})`);
+  const port = pgSetting(conf, 'port') ?? '5432';
+  if (t.files.placement === null) check(out, Number(port) === t.postgres.port, `postgresql.conf: port ${port} (topology: ${t.postgres.port})`);
+  else out.push({ level: 'info', what: `postgresql.conf: port ${port}, replaced by Patroni with each shard's (${t.shards.map((s) => s.port).join(', ')})` });
 }
+
+/** Patroni passes these on every instance's command line: they beat postgresql.conf. */
+function patroniFindings(t: Topology, out: Finding[]): void {
+  if (t.files.placement === null) return;
+  const yml = readOrSkip(t.files.patroni, 'patroni.yml', out);
+  if (yml === null) return;
+  const setting = (name: string) => Number(new RegExp(`^\\s*${name}:\\s*(\\d+)`, 'm').exec(yml)?.[1] ?? NaN);
+  const max = setting('max_connections');
+  const { max_connections_for_fleet: fleet, superuser_reserved_connections: reserved } = t.postgres;
+  check(out, max === fleet + reserved,
+    `patroni.yml: max_connections ${max} on every instance (topology: ${fleet} for the fleet + ${reserved} reserved = ${fleet + reserved})`);
+  const senders = setting('max_wal_senders');
+  check(out, senders >= haTotal('walSenders'), `patroni.yml: max_wal_senders ${senders} >= ${haFormula('walSenders')} (not counted in max_connections)`);
+}
+
+const sortedSet = (xs: string[]) => [...new Set(xs)].sort();
 
 function hbaFindings(t: Topology, out: Finding[]): void {
   const hba = readOrSkip(t.files.pgHba, 'pg_hba.conf', out);
   if (hba === null) return;
-  const admitted = [...new Set(hbaAdmitted(hba))].sort();
   const apps = t.apps.map((a) => a.address).sort();
-  check(out, admitted.join() === apps.join(), `pg_hba.conf admits ${admitted.join(', ') || 'nobody'} over TCP (the app hosts: ${apps.join(', ')})`);
+  if (t.files.placement === null) {
+    const admitted = sortedSet(hbaAdmitted(hba));
+    check(out, admitted.join() === apps.join(), `pg_hba.conf admits ${admitted.join(', ') || 'nobody'} over TCP (the app hosts: ${apps.join(', ')})`);
+    return;
+  }
+  haHbaFindings(t, hba, apps, out);
+}
+
+/** The HA layer's pg_hba.conf: the app hosts to the engine's database, the db hosts to each other (replication, pg_rewind). */
+function haHbaFindings(t: Topology, hba: string, apps: string[], out: Finding[]): void {
+  const grants = hbaGrants(hba);
+  const dbs = t.dbs.map((d) => d.address).sort();
+  const db = t.postgres.database;
+  const toEngine = (g: { database: string }) => g.database === db || g.database === 'all';
+  const engine = sortedSet(grants.filter(toEngine).map((g) => g.address));
+  check(out, engine.join() === apps.join(), `pg_hba.conf admits ${engine.join(', ') || 'nobody'} to ${db} (the app hosts: ${apps.join(', ')})`);
+  const replication = sortedSet(grants.filter((g) => g.database === 'replication').map((g) => g.address));
+  check(out, replication.join() === dbs.join(), `pg_hba.conf admits ${replication.join(', ') || 'nobody'} for replication (the db hosts: ${dbs.join(', ')})`);
+  const stray = grants.filter((g) => !(toEngine(g) && apps.includes(g.address)) && !dbs.includes(g.address));
+  check(out, stray.length === 0, `pg_hba.conf admits nobody else over TCP${stray.length ? `; also ${stray.map((g) => `${g.user} to ${g.database} from ${g.address}`).join(', ')}` : ''}`);
 }
 
 /** `user@host:port/db` of each URL in a list (`user@h1:port,h2:port/db` for a shard with standbys), passwords left out. */
@@ -103,7 +160,8 @@ function sameValues(t: Topology, vars: Record<string, string>, out: Finding[], l
   for (const key of ['APP_SERVERS', 'WORKERS', 'PG_POOL_SIZE', 'CRON_POOL_SIZE', 'PG_RESERVED_CONNECTIONS', 'PG_MAX_CONNECTIONS', 'PORT']) {
     if (vars[key] !== want[key]) out.push({ level: 'fail', what: `${label}: ${key}=${vars[key] ?? '(unset)'} but topology.json says ${want[key]}` });
   }
-  for (const key of ['PG_SHARDS', 'REDIS_URLS'] as const) {
+  if (t.files.placement !== null) placementShardFindings(t, vars.PG_SHARDS, out, label);
+  for (const key of t.files.placement === null ? ['PG_SHARDS', 'REDIS_URLS'] as const : ['REDIS_URLS'] as const) {
     const have = endpoints(vars[key]).join(',');
     const expect = endpoints(want[key]).join(',');
     check(out, have === expect, `${label}: ${key} lists ${have || '(unset)'}${have === expect ? ' in topology order' : `, topology order is ${expect}`}`);
@@ -111,6 +169,64 @@ function sameValues(t: Topology, vars: Record<string, string>, out: Finding[], l
   queryTimeoutFindings(vars, out, label);
   const host = vars.HOST ?? '127.0.0.1';
   check(out, !/^(127\.|localhost$|::1$)/.test(host), `${label}: HOST=${host} (must be reachable by the load balancer, e.g. 0.0.0.0)`);
+}
+
+/** `user@h1:port,h2:port/db` for each shard, as the placement wants it. */
+const wantedEndpoint = (t: Topology, s: ShardHosts) =>
+  `${t.postgres.user}@${s.hosts.map((h) => `${h.address}:${s.port}`).join(',')}/${t.postgres.database}`;
+
+/**
+ * With a placement, shard i's URL names that shard's two hosts (primary first, as the
+ * placement lists them) on its port and follows the one that takes writes; each
+ * mismatch is refused naming the shard and what it should say.
+ */
+function placementShardFindings(t: Topology, list: string | undefined, out: Finding[], label: string): void {
+  const urls = splitList(list);
+  const where = named(t, t.files.placement!);
+  if (urls.length !== t.shards.length) {
+    out.push({ level: 'fail', what: `${label}: PG_SHARDS names ${urls.length} shards, ${where} places ${t.shards.length}` });
+    return;
+  }
+  const problems = t.shards.map((s, i) => shardProblem(t, s, urls[i]!)).filter((p): p is string => p !== null);
+  for (const p of problems) out.push({ level: 'fail', what: `${label}: PG_SHARDS ${p}` });
+  if (problems.length === 0) {
+    out.push({ level: 'ok', what: `${label}: PG_SHARDS names each shard's two hosts in ${where} order (primary first) on its port, ` +
+      `with target_session_attrs=read-write: ${t.shards.map((s) => `shard ${s.shard} ${s.hosts.map((h) => `${h.address}:${s.port}`).join(',')}`).join('; ')}` });
+  }
+}
+
+/** What is wrong with one shard's URL against its placement, or null. */
+function shardProblem(t: Topology, s: ShardHosts, url: string): string | null {
+  const want = wantedEndpoint(t, s);
+  const roles = `${s.hosts[0]!.name} primary, ${s.hosts[1]!.name} standby, port ${s.port}`;
+  let hosts: string[];
+  let follows: boolean;
+  try {
+    const target = parseShardUrl(url);
+    hosts = target.hosts.map((h) => `${h.host}:${h.port}`);
+    follows = /[?&]target_session_attrs=read-write(&|$)/.test(url);
+  } catch (err) {
+    if (!(err instanceof ShardUrlError)) throw err;
+    return `shard ${s.shard}: ${err.message}; expected ${want} (${roles})`;
+  }
+  const have = endpoints(url)[0]!;
+  if (have !== want) return `shard ${s.shard} is ${have}, expected ${want} (${roles})${mismatchHint(t, s, hosts)}`;
+  if (!follows) {
+    return `shard ${s.shard} (${have}) has no target_session_attrs=read-write; expected ${want}?query_timeout=<ms>&target_session_attrs=read-write ` +
+      '(a libpq tool given the URL without it takes whichever host answers first: the standby, after a failover)';
+  }
+  return null;
+}
+
+/** Why a shard's hosts differ from the placement's, when it is one of the usual mistakes. */
+function mismatchHint(t: Topology, s: ShardHosts, hosts: string[]): string {
+  const expected = s.hosts.map((h) => `${h.address}:${s.port}`);
+  if (hosts.length === 1) return ': one host only; a shard with a standby names both';
+  if (hosts.join() === [...expected].reverse().join()) return ': its hosts in the other order; the normal primary comes first';
+  const other = t.shards.find((o) => o !== s && o.hosts.map((h) => `${h.address}:${o.port}`).join() === hosts.join());
+  if (other) return `: that is shard ${other.shard}'s; the URLs must be in shard order (the order is the data placement)`;
+  if (hosts.map((h) => h.replace(/:\d+$/, '')).join() === s.hosts.map((h) => h.address).join()) return `: wrong port; shard ${s.shard} listens on ${s.port}`;
+  return '';
 }
 
 /**
@@ -129,7 +245,7 @@ function queryTimeoutFindings(vars: Record<string, string>, out: Finding[], labe
 
 function envFindings(t: Topology, file: string | null, rendered: boolean, out: Finding[]): Record<string, string> | null {
   const label = rendered ? `env ${file}` : 'engine.env.example';
-  const textIn = readOrSkip(file, label, out);
+  const textIn = readOrSkip(file, label, out, rendered);
   if (textIn === null) return null;
   const { vars, badLines } = parseEnvFile(textIn);
   check(out, badLines.length === 0, `${label}: KEY=value lines only${badLines.length ? `; not understood: ${badLines.slice(0, 3).join(' | ')}` : ''}`);
@@ -204,6 +320,14 @@ function runtimeFindings(out: Finding[]): void {
   }
 }
 
+function hostFindings(t: Topology, out: Finding[]): void {
+  const standbyOf = (name: string) => t.shards.filter((s) => s.hosts.slice(1).some((h) => h.name === name)).map((s) => `, standby of shard ${s.shard}`).join('');
+  const dbs = t.dbs.map((d) => `${d.name} ${d.address} = shard ${d.shard}${standbyOf(d.name)}`).join(', ');
+  out.push({ level: 'info', what: `hosts: ${t.apps.map((a) => `${a.name} ${a.address}`).join(', ')} (app); ${dbs} (db)` });
+  if (t.files.placement === null) return;
+  out.push({ level: 'info', what: `placement ${named(t, t.files.placement)}: ${t.shards.map((s) => `shard ${s.shard} on ${s.hosts.map((h) => h.name).join('+')} :${s.port}`).join(', ')} (primary first)` });
+}
+
 /** Everything `deploy:check` looks at; the CLI prints it, the tests read it. */
 export function checkDeploy(topologyFile: string, envFile?: string): Report {
   const findings: Finding[] = [];
@@ -214,7 +338,7 @@ export function checkDeploy(topologyFile: string, envFile?: string): Report {
     if (!(err instanceof TopologyError)) throw err;
     return { findings: [{ level: 'fail', what: `REFUSED: ${err.message}` }], verdict: null, refused: true };
   }
-  findings.push({ level: 'info', what: `hosts: ${t.apps.map((a) => `${a.name} ${a.address}`).join(', ')} (app); ${t.dbs.map((d) => `${d.name} ${d.address} = shard ${d.shard}`).join(', ')} (db)` });
+  hostFindings(t, findings);
   let verdict: BudgetVerdict | null = null;
   try {
     verdict = budgetFindings(t, findings);
@@ -223,6 +347,7 @@ export function checkDeploy(topologyFile: string, envFile?: string): Report {
     findings.push({ level: 'fail', what: `REFUSED: ${err.message} (from ${path.basename(topologyFile)})` });
   }
   pgConfFindings(t, findings);
+  patroniFindings(t, findings);
   hbaFindings(t, findings);
   const vars = envFindings(t, envFile ?? t.files.envTemplate, envFile !== undefined, findings);
   redisFindings(t, findings);
@@ -248,9 +373,11 @@ function main(): void {
     process.stderr.write(`${(err as Error).message}\nusage: npm run deploy:check [-- <topology.json>] [--env <rendered engine.env>]\n`);
     process.exit(EX_USAGE);
   }
-  if (!existsSync(args.topology)) {
-    process.stderr.write(`deploy:check: ${args.topology} not found\n`);
-    process.exit(EX_USAGE);
+  for (const [what, file] of [['', args.topology], ['--env ', args.env]] as const) {
+    if (file !== undefined && !existsSync(file)) {
+      process.stderr.write(`deploy:check: ${what}${file} not found\n`);
+      process.exit(EX_USAGE);
+    }
   }
   const report = checkDeploy(path.resolve(args.topology), args.env ? path.resolve(args.env) : undefined);
   const mark: Record<Level, string> = { ok: 'ok  ', fail: 'FAIL', skip: 'skip', info: '    ' };

@@ -17,10 +17,17 @@ export type Env = Record<string, string | undefined>;
 
 export interface AppHost { name: string; address: string; redis_index: number }
 export interface DbHost { name: string; address: string; shard: number }
+/**
+ * One shard's PostgreSQL: its port and its hosts, the normal primary first. Without a
+ * placement a shard is its db host alone, on postgres.port; with one (the HA layer,
+ * deploy/6-node/ha/placement.json) it is [primary, synchronous standby] on the shard's port.
+ */
+export interface ShardHosts { shard: number; port: number; hosts: DbHost[] }
 
 export interface Topology {
   file: string;
   engine: { port: number; workers_per_app_server: number; pg_pool_size: number; cron_pool_size: number; pg_reserved_connections: number };
+  /** port: shard 0's (with a placement every shard has its own, in `shards`). */
   postgres: { port: number; database: string; user: string; max_connections_for_fleet: number; superuser_reserved_connections: number };
   redis: { port: number };
   simulators: { host: string; gateway_port: number; provider_port: number } | null;
@@ -28,10 +35,16 @@ export interface Topology {
   files: {
     envTemplate: string | null; pgConf: string | null; pgHba: string | null; redisConf: string | null; simEnv: string | null; engineUnit: string | null;
     prometheus: string | null;
+    /** postgres.placement: the HA layer's placement.json; null = one PostgreSQL per db host. */
+    placement: string | null;
+    /** The HA layer's patroni.yml, beside the placement (as render.mjs finds it); null without one. */
+    patroni: string | null;
   };
   /** App servers in REDIS_URLS order, db servers in PG_SHARDS order. */
   apps: AppHost[];
   dbs: DbHost[];
+  /** In PG_SHARDS order: where each shard's PostgreSQL runs. */
+  shards: ShardHosts[];
 }
 
 // ---- reading topology.json -------------------------------------------------------
@@ -101,6 +114,60 @@ function fileRef(dir: string, o: Obj, key: string): string | null {
   return typeof v === 'string' && v !== '' ? path.resolve(dir, v) : null;
 }
 
+// ---- reading placement.json (the HA layer) -----------------------------------------
+
+function readJson(file: string, what: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new TopologyError(`cannot read ${what} ${file}: ${(err as Error).message}`);
+  }
+}
+
+/** One entry of placement.json's shards: two distinct db hosts of the topology. */
+function placedShard(raw: unknown, i: number, dbs: DbHost[]): ShardHosts {
+  const where = `placement shards[${i}]`;
+  const o = obj(raw, where);
+  const nodes = o.nodes;
+  if (!Array.isArray(nodes) || nodes.length !== 2 || nodes[0] === nodes[1]) {
+    throw new TopologyError(`${where}.nodes must name two distinct db hosts, primary first (got ${JSON.stringify(nodes)})`);
+  }
+  const hosts = nodes.map((n) => {
+    const db = dbs.find((d) => d.name === n);
+    if (!db) throw new TopologyError(`${where}.nodes: ${JSON.stringify(n)} is not a db host of the topology (${dbs.map((d) => d.name).join(', ')})`);
+    return db;
+  });
+  return { shard: int(o, 'shard', where, 0, 35), port: int(o, 'pg_port', where, 1, 65535), hosts };
+}
+
+/**
+ * Every shard once, each on two distinct db hosts with a port of its own (a host runs
+ * two shards' instances side by side), and each shard's normal primary is the db host
+ * the topology gives that shard: PG_SHARDS' order is the data placement.
+ */
+export function parsePlacement(raw: unknown, file: string, dbs: DbHost[], pgPort: number): ShardHosts[] {
+  const list = obj(raw, `placement ${file}`).shards;
+  if (!Array.isArray(list)) throw new TopologyError(`placement ${file}: shards must be an array`);
+  const shards = list.map((s, i) => placedShard(s, i, dbs)).sort((a, b) => a.shard - b.shard);
+  if (shards.length !== dbs.length) throw new TopologyError(`placement ${file} has ${shards.length} shards, the topology ${dbs.length} db hosts`);
+  assertDense(shards.map((s) => s.shard), `the placement's shard values`);
+  const ports = shards.map((s) => s.port);
+  if (new Set(ports).size !== ports.length) throw new TopologyError(`placement ${file}: every shard needs a port of its own (got ${ports.join(', ')})`);
+  for (const s of shards) {
+    const owner = dbs[s.shard]!;
+    if (s.hosts[0] !== owner) {
+      throw new TopologyError(`placement shard ${s.shard}: its first node (the normal primary) is ${s.hosts[0]!.name}, but the topology gives shard ${s.shard} to ${owner.name}`);
+    }
+  }
+  if (shards[0]!.port !== pgPort) throw new TopologyError(`postgres.port is ${pgPort}, but shard 0's port in the placement is ${shards[0]!.port}`);
+  return shards;
+}
+
+function shardsOf(dbs: DbHost[], port: number, placement: string | null): ShardHosts[] {
+  if (placement === null) return dbs.map((d) => ({ shard: d.shard, port, hosts: [d] }));
+  return parsePlacement(readJson(placement, 'placement'), placement, dbs, port);
+}
+
 export function parseTopology(raw: unknown, file: string): Topology {
   const top = obj(raw, 'topology');
   const dir = path.dirname(file);
@@ -109,6 +176,9 @@ export function parseTopology(raw: unknown, file: string): Topology {
   const r = obj(top.redis, 'redis');
   const s = top.simulators === undefined ? null : obj(top.simulators, 'simulators');
   const sims = s ? { host: text(s, 'host', 'simulators'), gateway_port: int(s, 'gateway_port', 'simulators', 1, 65535), provider_port: int(s, 'provider_port', 'simulators', 1, 65535) } : null;
+  const hosts = parseHosts(top.hosts, sims?.host ?? null);
+  const placement = fileRef(dir, p, 'placement');
+  const pgPort = int(p, 'port', 'postgres', 1, 65535);
   return {
     file,
     engine: {
@@ -119,7 +189,7 @@ export function parseTopology(raw: unknown, file: string): Topology {
       pg_reserved_connections: int(e, 'pg_reserved_connections', 'engine', 0),
     },
     postgres: {
-      port: int(p, 'port', 'postgres', 1, 65535),
+      port: pgPort,
       database: text(p, 'database', 'postgres'),
       user: text(p, 'user', 'postgres'),
       max_connections_for_fleet: int(p, 'max_connections_for_fleet', 'postgres', 1),
@@ -132,25 +202,26 @@ export function parseTopology(raw: unknown, file: string): Topology {
       pgConf: fileRef(dir, p, 'config'), pgHba: fileRef(dir, p, 'hba'), redisConf: fileRef(dir, r, 'config'),
       simEnv: s ? fileRef(dir, s, 'env_file') : null,
       prometheus: top.prometheus === undefined ? null : fileRef(dir, obj(top.prometheus, 'prometheus'), 'config'),
+      placement, patroni: placement === null ? null : path.join(path.dirname(placement), 'patroni', 'patroni.yml'),
     },
-    ...parseHosts(top.hosts, sims?.host ?? null),
+    ...hosts,
+    shards: shardsOf(hosts.dbs, pgPort, placement),
   };
 }
 
 export function loadTopology(file = DEFAULT_TOPOLOGY): Topology {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new TopologyError(`cannot read ${file}: ${(err as Error).message}`);
-  }
-  return parseTopology(raw, path.resolve(file));
+  return parseTopology(readJson(file, 'topology'), path.resolve(file));
 }
 
 // ---- the topology as the engine's environment ------------------------------------
 
+/** Each shard's URL: its host, or with a placement both its hosts, primary first, following the writable one. */
 export function pgShardsOf(t: Topology, password = 'x'): string {
-  return t.dbs.map((d) => `postgres://${t.postgres.user}:${password}@${d.address}:${t.postgres.port}/${t.postgres.database}`).join(',');
+  return t.shards.map((s) => {
+    const hosts = s.hosts.map((h) => `${h.address}:${s.port}`).join(',');
+    const follow = t.files.placement === null ? '' : '?target_session_attrs=read-write';
+    return `postgres://${t.postgres.user}:${password}@${hosts}/${t.postgres.database}${follow}`;
+  }).join(',');
 }
 
 export function redisUrlsOf(t: Topology): string {
@@ -171,6 +242,29 @@ export function topologyEnv(t: Topology): Record<string, string> {
     REDIS_URLS: redisUrlsOf(t),
   };
 }
+
+/**
+ * What the HA layer takes of each PostgreSQL instance besides the fleet, at most, as
+ * deploy/6-node/ha/README.md "Connection budget, per PostgreSQL instance" counts it
+ * (test/deploy.test.ts holds the two to the same figures). Each list names where the
+ * connections are counted.
+ */
+export const HA_CONNECTIONS = {
+  /** Superusers: within superuser_reserved_connections, not the fleet's slots. */
+  superuser: [['Patroni', 1], ['pgBackRest', 2], ['bf-ha-metrics.sh', 1], ['an operator\'s psql', 1]],
+  /** The `rewind` role while a former primary rejoins: one of PG_RESERVED_CONNECTIONS. */
+  reserved: [['pg_rewind', 1]],
+  /** Not in max_connections (PostgreSQL 12+): within max_wal_senders. */
+  walSenders: [['the standby\'s walsender', 1], ['a rebuild\'s pg_basebackup', 2]],
+} as const satisfies Record<string, ReadonlyArray<readonly [string, number]>>;
+
+export type HaPart = keyof typeof HA_CONNECTIONS;
+
+export const haTotal = (part: HaPart): number => HA_CONNECTIONS[part].reduce((n, [, c]) => n + c, 0);
+
+/** `Patroni 1 + pgBackRest 2 + ... = 5` */
+export const haFormula = (part: HaPart): string =>
+  `${HA_CONNECTIONS[part].map(([who, c]) => `${who} ${c}`).join(' + ')}${HA_CONNECTIONS[part].length > 1 ? ` = ${haTotal(part)}` : ''}`;
 
 export interface BudgetVerdict { ok: boolean; budget: ConnectionBudget; cfg: Config; reason: string | null }
 
@@ -252,13 +346,20 @@ export function pgSetting(conf: string, name: string): string | null {
   return value;
 }
 
-/** Addresses that some non-reject `host*` line admits. */
-export function hbaAdmitted(hba: string): string[] {
-  const out: string[] = [];
+export interface HbaGrant { database: string; user: string; address: string }
+
+/** What each non-reject `host*` line admits over TCP. */
+export function hbaGrants(hba: string): HbaGrant[] {
+  const out: HbaGrant[] = [];
   for (const line of hba.split('\n')) {
     const f = line.replace(/#.*/, '').trim().split(/\s+/);
     if (!f[0]?.startsWith('host') || f.length < 5 || f[4] === 'reject') continue;
-    out.push(f[3]!.replace(/\/32$/, ''));
+    out.push({ database: f[1]!, user: f[2]!, address: f[3]!.replace(/\/32$/, '') });
   }
   return out;
+}
+
+/** Addresses that some non-reject `host*` line admits. */
+export function hbaAdmitted(hba: string): string[] {
+  return hbaGrants(hba).map((g) => g.address);
 }
