@@ -1,11 +1,13 @@
 // `npm run deploy:check [-- <topology.json>] [--env <engine.env>]`
-// Refuses a topology whose fleet would exhaust a shard's connections (the formula is
-// src/config.ts connectionBudget/assertBudget, fed the environment the topology
-// implies), and checks that the files beside it say the same thing: the env template
-// (or a rendered env with --env), postgresql.conf, pg_hba.conf, redis.conf, sim.env
-// and the engine's systemd unit. With --env (on an app server) it also checks that
-// this Node loads a native uWS, as the engine will. Exit 0 = deployable, 78 = refused,
-// 2 = usage.
+// Refuses a topology whose fleet would exhaust a PostgreSQL instance's connections (the
+// formula is src/config.ts connectionBudget/assertBudget, fed the environment the
+// topology implies), and checks that the files beside it say the same thing: the env
+// template (or a rendered env with --env), postgresql.conf, pg_hba.conf, redis.conf,
+// sim.env and the engine's systemd unit. With the HA layer's placement (postgres.placement)
+// each shard's PG_SHARDS URL must name its two hosts as placed, and Patroni's settings and
+// the HA layer's own connections are checked too. With --env (on an app server) it also
+// checks that this Node loads a native uWS, as the engine will. Exit 0 = deployable,
+// 78 = refused, 2 = usage (a topology or --env file that does not exist).
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
