@@ -18,7 +18,8 @@ export const errType = (a: Answer) => (a.body as { error?: { type?: string } } |
 
 // ---- state shared by the phases -----------------------------------------------------
 
-export interface Customer { email: string; token: string; shard: number }
+/** `id`: the user id (us_...), stored by setup since the HA proof; older state files lack it. */
+export interface Customer { email: string; token: string; shard: number; id?: string }
 export interface ShardData { shard: number; category_id: string; items: string[] }
 export interface Order { id: string; token: string; shard: number }
 export interface State { engines: string[]; shards: ShardData[]; customers: Customer[]; orders: Order[] }
@@ -32,7 +33,8 @@ export function result(phase: string, data: Record<string, unknown>): void { pro
 /** Every option of every phase (all take a value); a phase reads the ones it needs. */
 const OPTIONS = Object.fromEntries([
   'engines', 'admin-email', 'admin-password', 'state', 'requests', 'concurrency', 'gateway', 'shard', 't0-ms', 'window-ms',
-  'bound-ms', 'timeout-ms', 'rotation-file', 'stop-file', 'max-ms',
+  'bound-ms', 'timeout-ms', 'rotation-file', 'stop-file', 'max-ms', 'out', 'pay-every', 'give-up-ms', 'records', 'marks',
+  'pg-shards', 'settle-ms',
 ].map((k) => [k, { type: 'string' as const }]));
 
 export class Flags {

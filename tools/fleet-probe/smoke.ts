@@ -31,9 +31,9 @@ export async function catalog(engines: string[], admin: string, shardCount: numb
 export async function register(engine: string): Promise<Customer> {
   const email = `proof-${randomUUID().slice(0, 12)}@deploy-local.test`;
   const password = 'proof-password-123';
-  expectStatus(await request(engine, 'POST', '/v1/users', { body: { email, password } }), 201, 'register');
+  const u = expectStatus(await request(engine, 'POST', '/v1/users', { body: { email, password } }), 201, 'register');
   const s = expectStatus(await request(engine, 'POST', '/v1/sessions', { body: { email, password } }), 201, 'login');
-  return { email, token: s.token, shard: shardOfToken(s.token) };
+  return { email, id: u.id, token: s.token, shard: shardOfToken(s.token) };
 }
 
 /** At least two customers whose sessions live on each shard (bounded attempts). */
