@@ -4,7 +4,7 @@
 // accepts (both hosts of each shard, followed by their primary) within the connection
 // budget; the HA alert rules pass promtool and fire on made-up series.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -51,7 +51,11 @@ t.test('render.mjs: every host gets its files, filled in', async (t) => {
     t.match(read(`${db}/etc/default/etcd`), new RegExp(`^ETCD_NAME=${db}$`, 'm'));
     const pgbr = read(`${db}/etc/pgbackrest/pgbackrest.conf`);
     t.equal(pgbr.match(/^tls-server-auth=/gm)?.length, 1, `${db}: one tls-server-auth line (pgBackRest keeps only the last of several)`);
+    const drill = path.join(out, db, 'usr/local/lib/bf-ha/restore-drill.sh');
+    t.equal(readFileSync(drill, 'utf8'), readFileSync(path.join(HA, 'pgbackrest', 'restore-drill.sh'), 'utf8'), `${db}: the restore drill, as written`);
+    t.equal(statSync(drill).mode & 0o777, 0o755, `${db}: the restore drill is executable`);
   }
+  t.notOk(existsSync(path.join(out, placement.backup.repo_host, 'usr/local/lib/bf-ha/restore-drill.sh')), 'the repository host restores nothing itself');
   const repo = read(`${placement.backup.repo_host}/etc/pgbackrest/pgbackrest.conf`);
   for (const s of placement.shards) t.match(repo, new RegExp(`^\\[bf-shard${s.shard}\\]$`, 'm'), `the repository knows shard ${s.shard}`);
   t.ok(existsSync(path.join(out, placement.backup.repo_host, 'etc/systemd/system/bf-pgbackrest-backup-full.timer')), 'the backup timers go to the repository host');
