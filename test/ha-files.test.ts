@@ -56,6 +56,10 @@ t.test('render.mjs: every host gets its files, filled in', async (t) => {
     t.equal(statSync(drill).mode & 0o777, 0o755, `${db}: the restore drill is executable`);
   }
   t.notOk(existsSync(path.join(out, placement.backup.repo_host, 'usr/local/lib/bf-ha/restore-drill.sh')), 'the repository host restores nothing itself');
+  const hba = read('db1/etc/patroni/pg_hba.conf');
+  for (const db of ['db1', 'db2', 'db3']) {
+    t.match(hba, new RegExp(`^host +engine +engine +${addressOf(db).replace(/\./g, '\\.')}/32 +scram-sha-256`, 'm'), `the drill on ${db} may read the live shard as engine`);
+  }
   const repo = read(`${placement.backup.repo_host}/etc/pgbackrest/pgbackrest.conf`);
   for (const s of placement.shards) t.match(repo, new RegExp(`^\\[bf-shard${s.shard}\\]$`, 'm'), `the repository knows shard ${s.shard}`);
   t.ok(existsSync(path.join(out, placement.backup.repo_host, 'etc/systemd/system/bf-pgbackrest-backup-full.timer')), 'the backup timers go to the repository host');
