@@ -4,7 +4,7 @@
 // accepts (both hosts of each shard, followed by their primary) within the connection
 // budget; the HA alert rules pass promtool and fire on made-up series.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -51,6 +51,14 @@ t.test('render.mjs: every host gets its files, filled in', async (t) => {
     t.match(read(`${db}/etc/default/etcd`), new RegExp(`^ETCD_NAME=${db}$`, 'm'));
     const pgbr = read(`${db}/etc/pgbackrest/pgbackrest.conf`);
     t.equal(pgbr.match(/^tls-server-auth=/gm)?.length, 1, `${db}: one tls-server-auth line (pgBackRest keeps only the last of several)`);
+    const drill = path.join(out, db, 'usr/local/lib/bf-ha/restore-drill.sh');
+    t.equal(readFileSync(drill, 'utf8'), readFileSync(path.join(HA, 'pgbackrest', 'restore-drill.sh'), 'utf8'), `${db}: the restore drill, as written`);
+    t.equal(statSync(drill).mode & 0o777, 0o755, `${db}: the restore drill is executable`);
+  }
+  t.notOk(existsSync(path.join(out, placement.backup.repo_host, 'usr/local/lib/bf-ha/restore-drill.sh')), 'the repository host restores nothing itself');
+  const hba = read('db1/etc/patroni/pg_hba.conf');
+  for (const db of ['db1', 'db2', 'db3']) {
+    t.match(hba, new RegExp(`^host +engine +engine +${addressOf(db).replace(/\./g, '\\.')}/32 +scram-sha-256`, 'm'), `the drill on ${db} may read the live shard as engine`);
   }
   const repo = read(`${placement.backup.repo_host}/etc/pgbackrest/pgbackrest.conf`);
   for (const s of placement.shards) t.match(repo, new RegExp(`^\\[bf-shard${s.shard}\\]$`, 'm'), `the repository knows shard ${s.shard}`);

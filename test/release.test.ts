@@ -83,8 +83,9 @@ t.test('npm run release: a self-contained directory and a tarball beside it', as
   for (const e of ENTRIES) t.ok(existsSync(path.join(dir, 'dist', e)), `dist/${e}`);
   for (const f of ['dashboard.html', 'dashboard.css', 'dashboard.js']) t.ok(existsSync(path.join(dir, 'dist', 'src', 'http', 'dashboard', f)), `the dashboard's ${f}`);
   t.same(readdirSync(path.join(dir, 'dist', 'tools')).sort(), ['lib', 'ops'], 'of tools/, the operator\'s tools and what they import');
-  t.same(readdirSync(path.join(dir, 'dist', 'tools', 'lib')).filter((f) => f.endsWith('.js')), ['args.js'], 'of tools/lib/, only the argument parser');
-  for (const gone of ['tools/dev', 'tools/chaos', 'tools/build', 'tools/fleet-probe', 'tools/lib/spawn.js', 'tools/lib/invariants.js']) {
+  t.same(readdirSync(path.join(dir, 'dist', 'tools', 'lib')).filter((f) => f.endsWith('.js')).sort(), ['args.js', 'ids.js', 'invariants.js'],
+    'of tools/lib/, the argument parser and the invariant checker restore-check runs (with the id codec it reads)');
+  for (const gone of ['tools/dev', 'tools/chaos', 'tools/build', 'tools/fleet-probe', 'tools/lib/spawn.js', 'tools/lib/http.js']) {
     t.notOk(existsSync(path.join(dir, 'dist', gone)), `no dist/${gone} (dev and test tooling)`);
   }
   t.same(readdirSync(path.join(dir, 'sql')), readdirSync(path.join(ROOT, 'sql')), 'every migration');
@@ -166,6 +167,9 @@ if (built.code === 0) {
     const deploy = runTool('deploy-check.js', [], install.env);
     t.equal(deploy.status, 0, `deploy-check on the shipped topology\n${deploy.stdout}${deploy.stderr}`);
     t.match(deploy.stdout, /^deploy:check deploy\/6-node\/topology\.json$/m);
+    const restore = runTool('restore-check.js', ['--help'], install.env);
+    t.equal(restore.status, 0, `restore-check loads (the restore drill's judge)\n${restore.stdout}${restore.stderr}`);
+    t.match(restore.stdout, /^usage: restore-check --restored URL --live URL --target TIME/m);
   });
 
   t.test('a copy missing a file the engine reads at start is refused, not respawned forever', async (t) => {

@@ -23,13 +23,15 @@ import { assetFiles } from './assets.js';
  * What runs on a server, relative to dist/: the engine, the simulators (staging), and the
  * operator's tools of tools/ops/ (with the engine modules and tools/lib/ files they import).
  */
-export const ENTRIES = ['src/cluster.js', 'src/sim/gateway.js', 'src/sim/provider.js', 'tools/ops/migrate-cli.js', 'tools/ops/deploy-check.js'];
+export const ENTRIES = ['src/cluster.js', 'src/sim/gateway.js', 'src/sim/provider.js', 'tools/ops/migrate-cli.js', 'tools/ops/deploy-check.js',
+  'tools/ops/restore-check.js'];
 
 /** The release's own npm scripts: the checkout's build, install and test from sources it does not carry. */
 const RELEASE_SCRIPTS = {
   start: 'node dist/src/cluster.js',
   migrate: 'node dist/tools/ops/migrate-cli.js',
   'deploy:check': 'node dist/tools/ops/deploy-check.js',
+  'restore:check': 'node dist/tools/ops/restore-check.js',
 };
 
 /** Written into every release; also how the tool recognizes a directory it may replace. */

@@ -162,6 +162,8 @@ function main() {
     }
     copy(db.name, 'etc/systemd/system/etcd.service.d/bf-ha.conf', path.join(HERE, 'systemd', 'etcd.service.d-bf-ha.conf'));
     copy(db.name, 'usr/local/lib/bf-ha/bf-ha-metrics.sh', path.join(HERE, 'monitoring', 'bf-ha-metrics.sh'), 0o755);
+    // The restore drill runs on a db host (one that does not hold the shard it restores).
+    copy(db.name, 'usr/local/lib/bf-ha/restore-drill.sh', path.join(HERE, 'pgbackrest', 'restore-drill.sh'), 0o755);
   }
 
   // ---- the repository host -------------------------------------------------------
