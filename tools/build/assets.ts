@@ -4,8 +4,8 @@
 // find them next to their own compiled file, so dist/ runs without src/ (a release).
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { DIST_DIR, ROOT } from '../../src/paths.js';
+import { isEntry } from '../lib/args.js';
 
 export const SRC_DIR = path.join(ROOT, 'src');
 
@@ -29,7 +29,7 @@ export function copyAssets(from = SRC_DIR, to = DIST_DIR): string[] {
   return files;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isEntry(import.meta.url)) {
   const files = copyAssets();
   process.stdout.write(`assets: ${files.length} copied to ${path.relative(process.cwd(), DIST_DIR) || DIST_DIR} (${files.join(', ')})\n`);
 }

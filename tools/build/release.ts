@@ -14,8 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { parseCli, UsageError } from '../lib/args.js';
+import { parseCli, UsageError, isEntry } from '../lib/args.js';
 import { DIST_DIR, DIST_ROOT, ROOT } from '../lib/paths.js';
 import { assetFiles } from './assets.js';
 
@@ -227,7 +226,7 @@ function parseArgs(argv: string[]): { out?: string } {
   return out === undefined ? {} : { out };
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isEntry(import.meta.url)) {
   try {
     const args = parseArgs(process.argv.slice(2));
     // Relative to where the operator typed the command (npm runs scripts from the package root).

@@ -3,6 +3,8 @@
 // missing value is refused, and a value starting with a dash must be written `--k=-1`.
 // Each CLI keeps its own checks of the values, its help text and its exit codes: a
 // UsageError is what it turns into its "bad usage" exit.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
@@ -45,4 +47,19 @@ export function intOption(name: string, raw: string | undefined, def: number, mi
   const n = Number(raw);
   if (raw.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in ${min}..${max}`);
   return n;
+}
+
+/**
+ * Whether the module at `metaUrl` is the script node was started with. Both sides are
+ * compared as real paths: node resolves symlinks for a module's URL but keeps argv[1]
+ * as given, and releases are run through the /opt/bf-engine symlink.
+ */
+export function isEntry(metaUrl: string): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(fileURLToPath(metaUrl)) === realpathSync(script);
+  } catch {
+    return false;
+  }
 }

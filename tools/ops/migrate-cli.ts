@@ -8,14 +8,13 @@
 // Exit 0 = every shard is at the latest version, 1 = a shard failed or is behind,
 // 78 = the environment is invalid, 2 = usage.
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { setLogLevel } from '../../src/log.js';
 import { SQL_DIR } from '../../src/paths.js';
 import { parseShardUrl } from '../../src/shard/hosts.js';
 import { loadMigrations, migrateShard, type Migration } from '../../src/shard/migrate.js';
 import { connectWritable } from '../../src/shard/primary.js';
-import { parseCli, UsageError } from '../lib/args.js';
+import { parseCli, UsageError, isEntry } from '../lib/args.js';
 
 const say = (msg: string) => process.stdout.write(`migrate: ${msg}\n`);
 
@@ -116,4 +115,4 @@ async function main(): Promise<void> {
   process.exit(failed > 0 || behind > 0 ? 1 : 0);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
+if (isEntry(import.meta.url)) await main();

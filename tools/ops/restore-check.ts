@@ -28,11 +28,10 @@
 // Prints one line per table and per broken invariant, a few sample rows of each failure,
 // then `RESULT restore-check {json}`. Exit 0 = the copy is faithful, 1 = it is not,
 // 2 = usage, 3 = the check could not run (a database unreachable, a query failed).
-import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { parseShardUrl, redact } from '../../src/shard/hosts.js';
 import { connectWritable } from '../../src/shard/primary.js';
-import { intOption, parseCli, UsageError } from '../lib/args.js';
+import { intOption, parseCli, UsageError, isEntry } from '../lib/args.js';
 import { checkInvariants, judge } from '../lib/invariants.js';
 import { pageQuery, TABLES, type PageBounds, type Table } from './restore-tables.js';
 
@@ -278,4 +277,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
+if (isEntry(import.meta.url)) await main();
