@@ -190,6 +190,7 @@ t.test('per-phase arithmetic on a hand-written answers file', async (t) => {
     a(100, 1, 201),
     a(1000, 1, 503), a(1500, 1, 0, { ms: 6000 }), a(2000, 1, 503, { attempt: 2 }),
     a(2500, 1, 409, { type: 'conflict', attempt: 3 }),
+    a(2600, 1, 409, { type: 'conflict', code: 'idempotency_in_progress', attempt: 3 }), // its first attempt still runs: retried, not failed
     a(3000, 1, 201, { attempt: 4 }), // the first write after the last failure: answered at 3020
     a(3100, 1, 200, { op: 'get_item' }),
     a(1200, 0, 201), a(2200, 0, 503), a(2600, 0, 201),
@@ -200,8 +201,8 @@ t.test('per-phase arithmetic on a hand-written answers file', async (t) => {
   const [m] = parseMarks(`# the proof's marks\nBEGIN kill ${B}\nSHARD kill 1\nEND kill ${B + 4000}\n`);
   const p = phaseStats(answers, m!, [0, 1, 2]);
   t.match(p, {
-    shard: 1, requests: 8, ok_2xx: 3, unavailable_503: 2, failed_other: 2, refused: 1, failed_other_shards: 1, failures: 4,
-    answered_again_ms: 3020, retries: 3, abandoned: 0, open: false,
+    shard: 1, requests: 9, ok_2xx: 3, unavailable_503: 2, in_progress_409: 1, failed_other: 2, refused: 1, failed_other_shards: 1, failures: 5,
+    answered_again_ms: 3020, retries: 4, abandoned: 0, open: false,
   });
   t.equal(p.longest_gap_ms, 2900, 'shard 1: from the write answered at +120 to the one at +3020');
   t.same(p.longest_gap_ms_by_shard, { 0: 1400, 1: 2900, 2: 2720 }, 'the gaps of every shard, window edges included');

@@ -39,7 +39,10 @@ export function parseMarks(text: string): Mark[] {
 
 export interface PhaseStats {
   name: string; shard: number | null; begin_ms: number; end_ms: number; open: boolean;
-  requests: number; ok_2xx: number; unavailable_503: number; failed_other: number; refused: number;
+  requests: number; ok_2xx: number; unavailable_503: number;
+  /** 409 idempotency_in_progress: the key's first attempt still runs (e.g. a commit waiting for its standby); retried, not a failure of the engine. */
+  in_progress_409: number;
+  failed_other: number; refused: number;
   failed_other_shards: number;
   /** ms from BEGIN until the shard answered a write again after its last failure; -1: never; no failure: the longest gap. */
   answered_again_ms: number; failures: number;
@@ -77,10 +80,12 @@ export function phaseStats(answersAll: AnswerLine[], m: Mark, shards: number[]):
   const again = targets.map((s) => answeredAgain(all, win, s, m.begin, end));
   const gaps = Object.fromEntries(shards.map((s) => [String(s), longestGap(all, s, m.begin, end)]));
   const is503 = (a: AnswerLine) => a.status === 503 && a.type === 'unavailable';
+  const inProgress = (a: AnswerLine) => a.status === 409 && a.code === 'idempotency_in_progress';
   return {
     name: m.name, shard: m.shard, begin_ms: m.begin, end_ms: end, open: m.end === null,
     requests: mine.length, ok_2xx: mine.filter((a) => is2xx(a.status)).length, unavailable_503: mine.filter(is503).length,
-    failed_other: mine.filter((a) => failed(a) && !is503(a)).length,
+    in_progress_409: mine.filter(inProgress).length,
+    failed_other: mine.filter((a) => failed(a) && !is503(a) && !inProgress(a)).length,
     refused: mine.filter((a) => !is2xx(a.status) && !failed(a)).length,
     failed_other_shards: m.shard === null ? 0 : win.filter((a) => a.shard !== m.shard && failed(a)).length,
     answered_again_ms: again.some((x) => x.ms < 0) ? -1 : Math.max(0, ...again.map((x) => x.ms)),

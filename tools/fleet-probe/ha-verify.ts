@@ -196,7 +196,7 @@ export async function haVerify(a: Flags): Promise<boolean> {
   const shards = s.shards.map((x) => x.shard);
   for (const m of marks) {
     const p = phaseStats(answers, m, shards);
-    say(`phase ${m.name}${p.shard === null ? ' (all shards)' : ` (shard ${p.shard})`}: ${p.requests} requests: ${p.ok_2xx} 2xx, ${p.unavailable_503} 503 unavailable, ${p.failed_other} other failures, ${p.refused} refused; ` +
+    say(`phase ${m.name}${p.shard === null ? ' (all shards)' : ` (shard ${p.shard})`}: ${p.requests} requests: ${p.ok_2xx} 2xx, ${p.unavailable_503} 503 unavailable, ${p.in_progress_409} 409 in progress (retried), ${p.failed_other} other failures, ${p.refused} refused; ` +
       `${p.failures ? (p.answered_again_ms < 0 ? 'never answered a write again' : `answered writes again ${p.answered_again_ms} ms after BEGIN`) : 'no failure'}; ` +
       `other shards: ${p.failed_other_shards} failed; longest gap between 2xx writes ${p.longest_gap_ms} ms (${Object.entries(p.longest_gap_ms_by_shard).map(([k, v]) => `${k}:${v}`).join(' ')}); ${p.retries} retries, ${p.abandoned} given up${p.open ? '; no END mark' : ''}`);
     result(`phase:${m.name}`, p as unknown as Record<string, unknown>);

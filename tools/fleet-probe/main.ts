@@ -2,8 +2,6 @@
 // deploy/6-node/deploy-local.sh, or a smoke test of a staging fleet.
 //   setup --engines URL,URL,.. --admin-email E --admin-password P --state FILE
 //   smoke --state FILE [--requests N] [--concurrency C] [--gateway URL]
-//   fault --state FILE --shard D [--t0-ms EPOCH] [--window-ms W] [--bound-ms B]
-//   heal  --state FILE --shard D [--t0-ms EPOCH] [--timeout-ms T]
 //   load  --state FILE --rotation-file F --stop-file F [--max-ms T] [--concurrency C]
 //         steady traffic through a stand-in load balancer: hosts listed in the
 //         rotation file are out of rotation (drained); stops when the stop file appears
@@ -17,16 +15,15 @@
 // Every phase prints what it saw and, last, `RESULT <phase> <json>`; exit 0 = as expected.
 // Every request has a client-side deadline, every loop a bound: the probe itself
 // cannot hang, so a hung engine shows up as a number, not as a stuck proof.
-import { pathToFileURL } from 'node:url';
-import { UsageError } from '../lib/args.js';
+import { UsageError, isEntry } from '../lib/args.js';
 import { Flags } from './common.js';
-import { fault, heal, load } from './faults.js';
+import { load } from './load.js';
 import { record } from './ha-load.js';
 import { haVerify } from './ha-verify.js';
 import { setup, smoke } from './smoke.js';
 
-const PHASES: Record<string, (a: Flags) => Promise<boolean>> = { setup, smoke, fault, heal, load, record, 'ha-verify': haVerify };
-const USAGE = 'usage: fleet-probe setup|smoke|fault|heal|load|record|ha-verify --state FILE [...] (see the header of tools/fleet-probe/main.ts)\n';
+const PHASES: Record<string, (a: Flags) => Promise<boolean>> = { setup, smoke, load, record, 'ha-verify': haVerify };
+const USAGE = 'usage: fleet-probe setup|smoke|load|record|ha-verify --state FILE [...] (see the header of tools/fleet-probe/main.ts)\n';
 
 async function main(): Promise<void> {
   const [phase, ...rest] = process.argv.slice(2);
@@ -47,4 +44,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
+if (isEntry(import.meta.url)) await main();
