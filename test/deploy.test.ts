@@ -4,7 +4,7 @@
 // names its two hosts, primary first, on its own port. (The six-host proof on network
 // namespaces, which needs root, is test/deploy-proof.test.ts.)
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -36,6 +36,19 @@ function topologyWith(edit: (t: any) => void): string {
 function deployCheck(...args: string[]) {
   return spawnSync(process.execPath, [path.join(TOOLS_DIST_DIR, 'ops', 'deploy-check.js'), ...args], { encoding: 'utf8', cwd: ROOT });
 }
+
+// Releases run through the /opt/bf-engine symlink: a CLI started by a path with a
+// symlink in it must still know it is the entry point (node resolves symlinks for a
+// module's URL, not for argv[1]), rather than exit 0 having done nothing.
+t.test('an operator tool started through a symlinked release path runs', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bf-link-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const link = path.join(dir, 'bf-engine');
+  symlinkSync(path.dirname(path.dirname(TOOLS_DIST_DIR)), link);
+  const r = spawnSync(process.execPath, [path.join(link, 'dist', 'tools', 'ops', 'deploy-check.js'), DEFAULT_TOPOLOGY], { encoding: 'utf8', cwd: dir });
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /^deploy:check: OK$/m, 'it checked the topology');
+});
 
 t.test('the shipped topology fits the budget, and every file beside it agrees with it', async (t) => {
   const report = checkDeploy(DEFAULT_TOPOLOGY);
@@ -196,12 +209,14 @@ t.test('a placement that does not fit the topology is refused, naming what is wr
   t.match(missing.findings[0]!.what, /REFUSED: cannot read placement .*no-such-placement\.json/);
 });
 
-t.test('the HA pg_hba.conf lets the app hosts in to engine and the db hosts for replication, nobody else', async (t) => {
+t.test('the HA pg_hba.conf lets the app hosts (and the db hosts, for the restore drill) in to engine and the db hosts for replication, nobody else', async (t) => {
   const hba = readFileSync(path.join(DEPLOY_DIR, 'ha', 'postgres', 'pg_hba.conf'), 'utf8');
   const judged = (name: string, text: string) => failures(checkDeploy(topologyWith((x) => { x.postgres.hba = write(name, text); }))).join('\n');
   t.equal(judged('hba-ok.conf', hba), '', 'the shipped file');
   t.match(judged('hba-app4.conf', hba.replace(/^(host\s+engine\s+engine\s+)10\.231\.0\.13\/32/m, '$110.231.0.14/32')),
-    'pg_hba.conf admits 10.231.0.11, 10.231.0.12, 10.231.0.14 to engine (the app hosts: 10.231.0.11, 10.231.0.12, 10.231.0.13)');
+    'pg_hba.conf admits 10.231.0.11, 10.231.0.12, 10.231.0.14, 10.231.0.21, 10.231.0.22, 10.231.0.23 to engine (the app hosts 10.231.0.11, 10.231.0.12, 10.231.0.13; the db hosts for the restore drill)');
+  t.match(judged('hba-nodrill.conf', hba.replace(/^host\s+engine\s+engine\s+10\.231\.0\.23\/32.*$/m, '')),
+    'pg_hba.conf admits 10.231.0.11, 10.231.0.12, 10.231.0.13, 10.231.0.21, 10.231.0.22 to engine', 'a db host that could not run the restore drill');
   t.match(judged('hba-repl.conf', hba.replace(/^host\s+replication\s+replicator\s+10\.231\.0\.23\/32.*$/m, '')),
     'pg_hba.conf admits 10.231.0.21, 10.231.0.22 for replication (the db hosts: 10.231.0.21, 10.231.0.22, 10.231.0.23)');
   t.match(judged('hba-stray.conf', hba.replace(/^(# Everything else)/m, 'host postgres rewind 10.231.0.99/32 scram-sha-256\n$1')),

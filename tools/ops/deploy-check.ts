@@ -10,11 +10,10 @@
 // 78 = refused, 2 = usage (a topology or --env file that does not exist).
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../../src/config.js';
 import { loadUws, runtime, SUPPORTED_RUNTIMES, UwsUnavailable, UWS_UNAVAILABLE_EXIT } from '../../src/http/uws.js';
 import { parseShardUrl, ShardUrlError, splitShardList } from '../../src/shard/hosts.js';
-import { parseCli, UsageError } from '../lib/args.js';
+import { parseCli, UsageError, isEntry } from '../lib/args.js';
 import {
   capacity, configVariables, DEFAULT_TOPOLOGY, haFormula, haTotal, hbaAdmitted, hbaGrants, judgeBudget, loadTopology, parseEnvFile,
   pgSetting, PLACEHOLDER, topologyEnv, TopologyError, type BudgetVerdict, type ShardHosts, type Topology,
@@ -124,14 +123,20 @@ function hbaFindings(t: Topology, out: Finding[]): void {
   haHbaFindings(t, hba, apps, out);
 }
 
-/** The HA layer's pg_hba.conf: the app hosts to the engine's database, the db hosts to each other (replication, pg_rewind). */
+/**
+ * The HA layer's pg_hba.conf: the app hosts to the engine's database; the db hosts to each
+ * other (replication, pg_rewind) and to the engine's database too, because the restore
+ * drill (ha/pgbackrest/restore-drill.sh) runs on a db host and reads the live shard.
+ */
 function haHbaFindings(t: Topology, hba: string, apps: string[], out: Finding[]): void {
   const grants = hbaGrants(hba);
   const dbs = t.dbs.map((d) => d.address).sort();
   const db = t.postgres.database;
   const toEngine = (g: { database: string }) => g.database === db || g.database === 'all';
   const engine = sortedSet(grants.filter(toEngine).map((g) => g.address));
-  check(out, engine.join() === apps.join(), `pg_hba.conf admits ${engine.join(', ') || 'nobody'} to ${db} (the app hosts: ${apps.join(', ')})`);
+  const expected = sortedSet([...apps, ...dbs]);
+  check(out, engine.join() === expected.join(),
+    `pg_hba.conf admits ${engine.join(', ') || 'nobody'} to ${db} (the app hosts ${apps.join(', ')}; the db hosts for the restore drill)`);
   const replication = sortedSet(grants.filter((g) => g.database === 'replication').map((g) => g.address));
   check(out, replication.join() === dbs.join(), `pg_hba.conf admits ${replication.join(', ') || 'nobody'} for replication (the db hosts: ${dbs.join(', ')})`);
   const stray = grants.filter((g) => !(toEngine(g) && apps.includes(g.address)) && !dbs.includes(g.address));
@@ -392,4 +397,4 @@ function main(): void {
   process.stdout.write('deploy:check: OK\n');
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();
+if (isEntry(import.meta.url)) main();
