@@ -3,8 +3,8 @@
 # It leaves out only the test files this machine cannot run, says which and why at the
 # start and again at the end, and runs everything else exactly as `npm test` does (CI
 # runs `npm test`, the whole suite, as root with Chromium installed):
-#   test/deploy-proof.test.ts  when not root: the six-host proof builds network namespaces
-#   test/ha.test.ts            when not root: the HA proof (Patroni, etcd, pgBackRest) on network namespaces
+#   test/deploy-proof.test.ts  when not root: the six-host proof builds network namespaces (and installs
+#                              Patroni, etcd and pgBackRest with apt-get when they are missing)
 #   test/dashboard.test.ts     when /usr/bin/chromium is missing: the dashboard in a real browser
 # Files are left out with tap's --exclude, never skipped inside a test. Arguments are
 # passed to tap (e.g. --reporter=terse).
@@ -13,8 +13,7 @@ cd "$(dirname "$0")/.."
 
 left_out=()   # "file|why"
 if [ "$(id -u)" != 0 ]; then
-  left_out+=("test/deploy-proof.test.ts|needs root (network namespaces for the six-host deploy proof, deploy/6-node/deploy-local.sh)")
-  left_out+=("test/ha.test.ts|needs root (network namespaces and apt-get for the HA proof, deploy/6-node/ha/prove-local.sh)")
+  left_out+=("test/deploy-proof.test.ts|needs root (network namespaces and apt-get for the six-host deploy proof with its HA layer, deploy/6-node/deploy-local.sh)")
 fi
 if [ ! -x /usr/bin/chromium ]; then
   left_out+=("test/dashboard.test.ts|needs /usr/bin/chromium (the live dashboard driven in a real headless browser)")

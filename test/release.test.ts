@@ -90,7 +90,9 @@ t.test('npm run release: a self-contained directory and a tarball beside it', as
   }
   t.same(readdirSync(path.join(dir, 'sql')), readdirSync(path.join(ROOT, 'sql')), 'every migration');
   t.ok(existsSync(path.join(dir, 'deploy', '6-node', 'systemd', 'bf-engine.service')), 'the deploy files');
-  t.notOk(existsSync(path.join(dir, 'deploy', '6-node', 'deploy-local.sh')), 'but not the local proof, which needs a checkout');
+  for (const proof of ['deploy-local.sh', 'lib', path.join('ha', 'ha-probe.mjs')]) {
+    t.notOk(existsSync(path.join(dir, 'deploy', '6-node', proof)), `but not the local proof's ${proof}, which needs a checkout`);
+  }
   t.same(filesUnder(path.join(dir, 'dist')).filter((f) => f.endsWith('.ts')), [], 'no TypeScript');
 
   const shipped = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));

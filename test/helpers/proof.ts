@@ -1,4 +1,4 @@
-// Runs one of the root-only proof scripts (deploy-local.sh, ha/prove-local.sh) to its
+// Runs a root-only proof script (deploy/6-node/deploy-local.sh) to its
 // end, bounded: past the limit it is sent SIGTERM, on which the scripts clean up their
 // namespaces, bridges and processes. Exit 77 means the machine could not run it.
 import { spawn } from 'node:child_process';

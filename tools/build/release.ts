@@ -4,7 +4,7 @@
 //   dist/: the modules the entry points below import, nothing else (no bench, dev stack,
 //     chaos runner, fleet probe or this tool: of tools/ only ops/ and what it imports),
 //     with their source maps and the assets beside them,
-//   sql/, deploy/ (without deploy-local.sh, which needs a checkout), release.json,
+//   sql/, deploy/ (without deploy-local.sh, lib/ and ha/ha-probe.mjs: the proof needs a checkout), release.json,
 //   node_modules from `npm ci --omit=dev --prefer-offline` (npm's cache suffices),
 // and bf-engine-<version>.tgz beside DIR (one top directory, bf-engine-<version>/).
 // It refuses a shipped module that imports a file that is not shipped or a package that
@@ -36,8 +36,8 @@ const RELEASE_SCRIPTS = {
 /** Written into every release; also how the tool recognizes a directory it may replace. */
 export const MANIFEST = 'release.json';
 
-/** Under deploy/, files that are not shipped: the local proof runs from a checkout. */
-const DEPLOY_LEFT_OUT = new Set([path.join('6-node', 'deploy-local.sh')]);
+/** Under deploy/, files that are not shipped: the local proof, its shell library and its probe run from a checkout. */
+const DEPLOY_LEFT_OUT = new Set([path.join('6-node', 'deploy-local.sh'), path.join('6-node', 'lib'), path.join('6-node', 'ha', 'ha-probe.mjs')]);
 
 interface Pkg { name: string; version: string; dependencies?: Record<string, string>; devDependencies?: Record<string, string>; scripts?: Record<string, string> }
 
