@@ -196,24 +196,6 @@ rewound() { # shard host since_line: did its Patroni run pg_rewind since then?
   tail -n +"$3" "$LOGS/patroni$1-$2.log" | grep -qiE 'pg_rewind|rewind.*(success|done)' && echo yes || echo "no (its WAL had not diverged)"
 }
 
-# ---- a server lost and back ------------------------------------------------------------------
-
-server_lost() { # host: the network goes, then every process on it (a power cut: no FIN, no RST)
-  link_down "$1"
-  local pid key
-  for pid in $(ip netns pids "$NS_PREFIX$1"); do kill -KILL "$pid" 2>/dev/null || true; done
-  for key in "${!HA_PIDS[@]}"; do [[ $key == *-"$1" ]] && unset "HA_PIDS[$key]"; done
-  wait_until 30 "every process on $1 gone" bash -c "[[ -z \$(ip netns pids $NS_PREFIX$1) ]]"
-}
-
-server_back() { # host: power on: network, etcd, pgBackRest's server, each Patroni (which finds its data directory)
-  local s
-  link_up "$1"
-  start_etcd "$1"
-  start_pgbr_server "$1"
-  for s in $(shards_of "$1"); do start_patroni "$1" "$s"; done
-}
-
 pitr_time() { # epoch ms -> a recovery_target_time PostgreSQL and pgBackRest accept
   date -u -d "@$(awk -v ms="$1" 'BEGIN { printf "%.3f", ms / 1000 }')" '+%Y-%m-%d %H:%M:%S.%3N+00'
 }
