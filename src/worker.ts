@@ -19,7 +19,7 @@ export async function runWorker(cfg: Config): Promise<void> {
   const engine = openWorker(cfg);
   const admission = new Admission(cfg.maxInflight);
   const replies = new Replies();
-  const { app } = buildApp({ deps: engine.deps, redis: engine.redis, live: engine.live, admission, replies });
+  const { app, close: closeApp } = buildApp({ deps: engine.deps, redis: engine.redis, live: engine.live, admission, replies });
   engine.live.attach(app);
   // The primary gives each worker slot a stable index; a respawn takes over its slot.
   startProcessMetrics(process.env.ENGINE_WORKER_INDEX ?? '0');
@@ -38,6 +38,7 @@ export async function runWorker(cfg: Config): Promise<void> {
     uws().us_listen_socket_close(socket);
     await quiesce(admission, Date.now() + cfg.shutdownGraceMs);
     log.info('worker drained', { inflight: admission.inflight() });
+    closeApp();
     await engine.close();
     process.exit(0);
   };

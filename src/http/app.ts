@@ -29,7 +29,8 @@ import { uws, type TemplatedApp } from './uws.js';
 export interface AppParts { deps: WorkerDeps; redis: RedisSet; live: Live<CachedItem>; admission: Admission;
   replies: Replies }
 
-export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef[] } {
+/** `close`: stops what the app keeps doing in the background (idempotency keys being released). */
+export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef[]; close(): void } {
   const { deps, redis } = parts;
   const env: HttpEnv = {
     bodyLimitBytes: deps.cfg.bodyLimitBytes,
@@ -67,7 +68,7 @@ export function buildApp(parts: AppParts): { app: TemplatedApp; routes: RouteDef
     parts.replies.send(res, requestId, errorReply(new EngineError('route_not_found'), requestId));
     observeRequest('unmatched', 404, (performance.now() - started) / 1000);
   });
-  return { app, routes };
+  return { app, routes, close: () => env.idempotency.close() };
 }
 
 /**

@@ -21,6 +21,8 @@ export const OWN_PORTS = {
   metricsEngine: TEST_PORT + 380,
   // A scratch Postgres primary and its standby (not the stack's shards), and the engine that follows them.
   failoverEngine: TEST_PORT + 390, failoverPrimary: TEST_PORT + 391, failoverStandby: TEST_PORT + 392,
+  // Another scratch pair, for the idempotency keys a failover must give back (no engine of its own).
+  idemReleasePrimary: TEST_PORT + 393, idemReleaseStandby: TEST_PORT + 394,
 } as const;
 export const ENGINE_URL = `http://127.0.0.1:${TEST_PORT}`;
 export const GATEWAY_URL = `http://127.0.0.1:${GATEWAY_PORT}`;
