@@ -8,6 +8,7 @@
 // writes instead of meeting 409 idempotency_in_progress until the lease lapses; it is
 // given up once the lease lapsed anyway, or when the process shuts down.
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import t from 'tap';
 import type { Principal } from '../src/accounts/principal.js';
 import { EngineError } from '../src/errors.js';
@@ -178,4 +179,28 @@ t.test('a release the failing shard refused is made once the promoted standby an
     'nor one given up at shutdown: that key waits for its lease, as before');
   await t.rejects(keys.run('write', pC, kC, ROUTE, FP, never('a retry of the shut-down key')), { code: 'idempotency_in_progress' },
     'a retry of it is told it is in progress');
+});
+
+t.test('an answer that could not be stored gives the key back too', async (t) => {
+  const keys = keysOf(60);
+  const p = principal();
+  const key = uniq('unstored');
+  const primary = pair.standby; // promoted above
+  // Someone else holds the key's row while the answer is being stored: the UPDATE that
+  // stores it, and the first release, meet lock_timeout (2 s here).
+  const holder = new pg.Client({ host: '127.0.0.1', port: primary.port, user: 'postgres', database: 'engine0' });
+  await holder.connect();
+  t.teardown(() => holder.end());
+  const run = keys.run('write', p, key, ROUTE, FP, async () => {
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM idempotency_keys WHERE user_id = $1 AND key = $2 FOR UPDATE', [p.uuid, key]);
+    return { status: 201, body: { first: true } };
+  });
+  await t.rejects(run, 'the attempt fails: its answer could not be stored, so the client is told to retry');
+  t.same(await rowOf(primary, p, key), [{ status: 'in_progress', locked: true }], 'the claim is still there while the row is held');
+  await holder.query('ROLLBACK');
+  await until('the key released once its row is free', () => rowOf(primary, p, key), (r) => r.length === 0, 20_000, 100);
+  let ran = 0;
+  const retry = await keys.run('write', p, key, ROUTE, FP, async () => { ran++; return { status: 201, body: { again: true } }; });
+  t.same([retry, ran], [{ status: 201, body: { again: true } }, 1], 'the retry redoes the work at once, not 409 until the lease lapses');
 });

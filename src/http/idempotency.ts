@@ -115,8 +115,8 @@ export class IdempotencyKeys {
 
   /**
    * Runs `work` once per (user, key), with the connections of the route's lane. Answers
-   * and final client errors (4xx) are stored and replayed (`replayed`); retryable errors
-   * release the key so a retry can run again.
+   * and final client errors (4xx) are stored and replayed (`replayed`); retryable errors,
+   * and an answer that could not be stored, release the key so a retry can run again.
    */
   async run(lane: Lane, p: Principal, key: string, route: string, fp: string,
     work: () => Promise<Reply>): Promise<Reply> {
@@ -135,7 +135,16 @@ export class IdempotencyKeys {
       }
       reply = { status: err.status, body: errorBody(err) };
     }
-    await this.completions(shard).submit({ u: p.uuid, k: key, c: reply.status, b: reply.body ?? null });
+    try {
+      await this.completions(shard).submit({ u: p.uuid, k: key, c: reply.status, b: reply.body ?? null });
+    } catch (err) {
+      // The answer could not be kept (the key's shard failing over, say): the client
+      // is told to retry, and the key is given back like after a failed attempt, so the
+      // retry redoes the (idempotent) work and answers alike, instead of meeting 409s
+      // until the lease lapses and a takeover redoes it anyway.
+      await this.releases.release(shard, { u: p.uuid, k: key, l: claimed.fence }, leaseEndMs);
+      throw err;
+    }
     return reply;
   }
 
