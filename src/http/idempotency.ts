@@ -6,10 +6,11 @@
 // still running -> 409. A claim whose holder died is taken over after
 // IDEMPOTENCY_LOCK_S; the work it redoes must itself be idempotent (orders carry their
 // request key). A retryable error gives the claim back (key-release.ts: fenced by the
-// claim's lease, and made again once a failing-over shard answers). A single-shard
+// claim's token, and made again once a failing-over shard answers), also when the
+// claim itself failed: it may have committed with only its answer lost. A single-shard
 // checkout keeps its key inside its own statement (RouteDef.ownsKey), so the middleware
 // stands aside for it.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Principal } from '../accounts/principal.js';
 import type { Core } from '../deps.js';
 import { EngineError } from '../errors.js';
@@ -22,14 +23,14 @@ import { errorBody, type Reply } from './reply.js';
 const SQL = {
   // Claims and completions of concurrent requests go to their shard as one statement each
   // (shard/batch.ts); a row of the batch is {u: user id, k: key, ...}. A claim and a
-  // takeover return the lease they set (l), exact, as the fence of the claim's release.
+  // takeover write the attempt's token (c), the fence of the claim's release.
   claim: {
     name: 'idem_claim_batch',
-    text: `INSERT INTO idempotency_keys (user_id, key, route, fingerprint, locked_until)
-           SELECT t.u, t.k, t.r, t.f, now() + make_interval(secs => t.s)
-             FROM jsonb_to_recordset($1::jsonb) AS t(u uuid, k text, r text, f text, s int)
+    text: `INSERT INTO idempotency_keys (user_id, key, route, fingerprint, locked_until, claim)
+           SELECT t.u, t.k, t.r, t.f, now() + make_interval(secs => t.s), t.c
+             FROM jsonb_to_recordset($1::jsonb) AS t(u uuid, k text, r text, f text, s int, c uuid)
            ON CONFLICT (user_id, key) DO NOTHING
-           RETURNING user_id::text AS u, key AS k, to_json(locked_until) #>> '{}' AS l`,
+           RETURNING user_id::text AS u, key AS k`,
   },
   get: {
     name: 'idem_get',
@@ -38,9 +39,8 @@ const SQL = {
   },
   takeOver: {
     name: 'idem_take_over',
-    text: `UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => $3)
-           WHERE user_id = $1 AND key = $2 AND status = 'in_progress' AND locked_until <= now()
-           RETURNING to_json(locked_until) #>> '{}' AS l`,
+    text: `UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => $3), claim = $4
+           WHERE user_id = $1 AND key = $2 AND status = 'in_progress' AND locked_until <= now() RETURNING 1`,
   },
   complete: {
     name: 'idem_complete_batch',
@@ -63,16 +63,17 @@ export function fingerprint(route: string, params: unknown, body: unknown): stri
   return createHash('sha256').update(JSON.stringify([route, params, body])).digest('hex');
 }
 
-/** A claim row: user, key, route, fingerprint, lock seconds. */
-interface Claim { u: string; k: string; r: string; f: string; s: number }
+/** A claim row: user, key, route, fingerprint, lock seconds, the attempt's token. */
+interface Claim { u: string; k: string; r: string; f: string; s: number; c: string }
 interface Completion { u: string; k: string; c: number; b: unknown }
 
 const claimKey = (u: string, k: string) => `${u.toLowerCase()}\u0000${k}`;
 
-/** Where the claim went: this attempt holds it (with its lease, the fence), or a stored answer to replay. */
-type Claimed = { fence: string } | { replay: Reply };
+/** Where the claim went: this attempt holds it, or a stored answer to replay. */
+type Claimed = { held: true } | { replay: Reply };
 
 const inProgress = () => new EngineError('idempotency_in_progress', undefined, { retryAfterS: 1 });
+const isInProgress = (err: unknown) => err instanceof EngineError && err.code === 'idempotency_in_progress';
 
 /**
  * An answer that tells the client to come back later (a 5xx, or any error with
@@ -85,20 +86,13 @@ function isFinal(err: unknown): err is EngineError {
 
 /** The keys of one process: its claim and completion batches per shard and lane. */
 export class IdempotencyKeys {
-  /**
-   * Which claims of the batch won, as the lease each won with (null: lost). Two of one
-   * key in a batch: the first may win, the other waits its turn.
-   */
-  private readonly claims = perShard<Claim, string | null>(async (q, rows) => {
+  /** Which claims of the batch won. Two of one key in a batch: the first may win, the other waits its turn. */
+  private readonly claims = perShard<Claim, boolean>(async (q, rows) => {
     const first = new Map<string, Claim>(); // the row (and fingerprint) the winner was sent with
     for (const r of rows) if (!first.has(claimKey(r.u, r.k))) first.set(claimKey(r.u, r.k), r);
-    const res = await q.query<{ u: string; k: string; l: string }>(SQL.claim, [JSON.stringify([...first.values()])]);
-    const won = new Map(res.rows.map((r) => [claimKey(r.u, r.k), r.l]));
-    return rows.map((r) => {
-      const lease = won.get(claimKey(r.u, r.k)) ?? null;
-      won.delete(claimKey(r.u, r.k));
-      return lease;
-    });
+    const res = await q.query<{ u: string; k: string }>(SQL.claim, [JSON.stringify([...first.values()])]);
+    const won = new Set(res.rows.map((r) => claimKey(r.u, r.k)));
+    return rows.map((r) => won.delete(claimKey(r.u, r.k)));
   });
 
   private readonly completions = perShard<Completion, void>(async (q, rows) => {
@@ -123,14 +117,26 @@ export class IdempotencyKeys {
     const shard = this.pools.forLane(lane).get(p.shard);
     // Taken before the claim: no later than the end of the lease it will get.
     const leaseEndMs = performance.now() + this.lockS * 1000;
-    const claimed = await this.claimOrReplay(shard, p, key, route, fp);
+    // This attempt's token, written with its claim: what its release is fenced by.
+    const mine = { u: p.uuid, k: key, c: randomUUID() };
+    const giveBack = () => this.releases.release(shard, mine, leaseEndMs);
+    let claimed: Claimed;
+    try {
+      claimed = await this.claimOrReplay(shard, p, key, route, fp, mine.c);
+    } catch (err) {
+      // The claim may have committed with only its answer lost (the primary died in
+      // between): give back whatever carries this attempt's token, or a retry would
+      // meet 409s until the lease lapses. A claim that never landed matches nothing.
+      if (!isFinal(err) && !isInProgress(err)) await giveBack();
+      throw err;
+    }
     if ('replay' in claimed) return { ...claimed.replay, replayed: true };
     let reply: Reply;
     try {
       reply = await work();
     } catch (err) {
       if (!isFinal(err)) {
-        await this.releases.release(shard, { u: p.uuid, k: key, l: claimed.fence }, leaseEndMs);
+        await giveBack();
         throw err;
       }
       reply = { status: err.status, body: errorBody(err) };
@@ -142,23 +148,20 @@ export class IdempotencyKeys {
       // is told to retry, and the key is given back like after a failed attempt, so the
       // retry redoes the (idempotent) work and answers alike, instead of meeting 409s
       // until the lease lapses and a takeover redoes it anyway.
-      await this.releases.release(shard, { u: p.uuid, k: key, l: claimed.fence }, leaseEndMs);
+      await giveBack();
       throw err;
     }
     return reply;
   }
 
-  private async claimOrReplay(shard: Shard, p: Principal, key: string, route: string, fp: string): Promise<Claimed> {
-    const fence = await this.claims(shard).submit({ u: p.uuid, k: key, r: route, f: fp, s: this.lockS });
-    if (fence !== null) return { fence };
+  private async claimOrReplay(shard: Shard, p: Principal, key: string, route: string, fp: string, token: string): Promise<Claimed> {
+    if (await this.claims(shard).submit({ u: p.uuid, k: key, r: route, f: fp, s: this.lockS, c: token })) return { held: true };
     const row = (await shard.query(SQL.get, [p.uuid, key])).rows[0];
     if (!row) throw inProgress();
     if (row.route !== route || row.fingerprint !== fp) throw new EngineError('idempotency_mismatch');
     if (row.status === 'done') return { replay: { status: row.response_code as number, body: row.response_body ?? undefined } };
-    if (row.locked) throw inProgress();
-    const taken = (await shard.query<{ l: string }>(SQL.takeOver, [p.uuid, key, this.lockS])).rows[0];
-    if (!taken) throw inProgress();
-    return { fence: taken.l };
+    if (row.locked || (await shard.query(SQL.takeOver, [p.uuid, key, this.lockS, token])).rowCount === 0) throw inProgress();
+    return { held: true };
   }
 }
 

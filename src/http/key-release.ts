@@ -1,17 +1,12 @@
 // Giving an Idempotency-Key back after a retryable error (idempotency.ts), so the
 // client's retry runs again.
 //
-// Fenced: a release deletes the claim only while it is still the claim that attempt
-// made, its lease (locked_until) unchanged. An attempt that stalled past its lease may
-// have been taken over (takeOver renews locked_until) and the successor may be running
-// the work right now: deleting its claim would let a third attempt run the work beside
-// it. locked_until serves as the fence without a column of its own: a takeover
-// only happens once locked_until <= now(), and sets it to now() + the lease, so every
-// takeover of a row moves it strictly forward and no two claims of a row share one. A
-// claim made afresh after a release could repeat a value only if the database clock
-// went back by exactly the time between them, to the microsecond. The value travels
-// as ISO 8601 text (to_json), exact to the microsecond and independent of DateStyle; a
-// JS Date would round it to the millisecond.
+// Fenced: a release deletes the claim only while it still carries the token its
+// attempt wrote with it (idempotency_keys.claim, sql/011). An attempt that stalled past
+// its lease may have been taken over (a takeover writes its own token) and the
+// successor may be running the work right now: deleting its claim would let a third
+// attempt run the work beside it. The token is made before the claim is sent, so an
+// attempt can give its claim back even when the claim's own answer was lost.
 //
 // Retried: when the release itself fails, the shard is usually failing over (the work
 // failed for the same reason). Left alone, the claim would answer every retry 409
@@ -32,13 +27,13 @@
 import { log } from '../log.js';
 import type { Shard } from '../shard/pools.js';
 
-/** A claim to give back: user, key, and its lease as claimed (the fence, ISO 8601 text). */
-export interface Release { u: string; k: string; l: string }
+/** A claim to give back: user, key, and the attempt's token (the fence). */
+export interface Release { u: string; k: string; c: string }
 
 const RELEASE = {
   name: 'idem_release_batch',
-  text: `DELETE FROM idempotency_keys i USING jsonb_to_recordset($1::jsonb) AS t(u uuid, k text, l timestamptz)
-          WHERE i.user_id = t.u AND i.key = t.k AND i.status = 'in_progress' AND i.locked_until = t.l`,
+  text: `DELETE FROM idempotency_keys i USING jsonb_to_recordset($1::jsonb) AS t(u uuid, k text, c uuid)
+          WHERE i.user_id = t.u AND i.key = t.k AND i.status = 'in_progress' AND i.claim = t.c`,
 } as const;
 
 /** How often a refused release is made again. */
