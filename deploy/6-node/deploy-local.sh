@@ -89,6 +89,7 @@ CLEANING=0
 
 preflight() {
   need_root_and tar node
+  NODE=$(command -v node)   # the probes' Node, wherever it is installed (an empty environment has no PATH to it)
   mkdir -p "$LOGS"
   ha_install_packages
   id postgres >/dev/null 2>&1 || skip "no 'postgres' system user to run PostgreSQL as"
@@ -423,7 +424,7 @@ start_recorded_load() {
     spec="${spec%,};"
   done
   # From app1 (pg_hba lets the app servers in), as the engine's role.
-  (exec setsid ip netns exec "${NS_PREFIX}${APP_NAMES[0]}" env -i PATH=/usr/bin:/bin node "$ROOT/deploy/6-node/ha/ha-probe.mjs" watch \
+  (exec setsid ip netns exec "${NS_PREFIX}${APP_NAMES[0]}" env -i PATH=/usr/bin:/bin "$NODE" "$ROOT/deploy/6-node/ha/ha-probe.mjs" watch \
     --shards "$spec" --user "$PG_USER" --password "${FILL[PG_PASSWORD]}" --db "$PG_DB" \
     --events "$REC/writable.jsonl" --status "$REC/writable.status" --stop-file "$REC/stop" --probe-ms 150) >>"$LOGS/ha-probe.log" 2>&1 </dev/null 9>&- &
   PIDS[probe-watch]=$!
@@ -521,7 +522,7 @@ switch_home() {
 
 verify_records() { # every acknowledged order and payment, from app1 (pg_hba lets the app servers in)
   local rc=0
-  ip netns exec "${NS_PREFIX}${APP_NAMES[0]}" env -i PATH=/usr/bin:/bin node "$ROOT/dist/tools/fleet-probe/main.js" ha-verify \
+  ip netns exec "${NS_PREFIX}${APP_NAMES[0]}" env -i PATH=/usr/bin:/bin "$NODE" "$ROOT/dist/tools/fleet-probe/main.js" ha-verify \
     --state "$WORK/state.json" --records "$REC" --marks "$REC/marks" --pg-shards "$PG_SHARDS" >"$WORK/probe-ha-verify.out" 2>&1 || rc=$?
   sed 's/^/    /' "$WORK/probe-ha-verify.out"
   node "$ROOT/deploy/6-node/ha/ha-probe.mjs" rounds --events "$REC/writable.jsonl" >"$WORK/probe-rounds.out" 2>&1 || rc=1
@@ -563,7 +564,7 @@ restore_drill() { # target_ms
     { DRILL_LINE="pgbackrest check before the drill failed: $(tail -n 3 "$LOGS/pgbr-stanza.log" | tr '\n' ' ')"; return 1; }
   as "$DRILL_HOST" postgres "$FS/$DRILL_HOST/usr/local/lib/bf-ha/restore-drill.sh" --shard "$DRILL_SHARD" --target "$(pitr_time "$target")" \
     --live "$live" --dir "$FS/$DRILL_HOST/var/lib/postgresql/15/restore-shard$DRILL_SHARD" --port "$SCRATCH_PORT" --pg-bin "$PG_BIN" --wait-s 180 \
-    --check "$(command -v node) $WORK/$DRILL_HOST/opt/bf-engine/dist/tools/ops/restore-check.js" >"$WORK/restore-drill.out" 2>&1 </dev/null || rc=$?
+    --check "$NODE $WORK/$DRILL_HOST/opt/bf-engine/dist/tools/ops/restore-check.js" >"$WORK/restore-drill.out" 2>&1 </dev/null || rc=$?
   sed 's/^/    /' "$WORK/restore-drill.out"
   local tables
   tables=$(grep -E '^restore-check: (orders|payments|ledger_entries) ' "$WORK/restore-drill.out" | sed 's/^restore-check: //; s/ ([0-9]* ms)$//' | tr -s ' ' | paste -sd ';' -)
