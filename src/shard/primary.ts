@@ -39,7 +39,7 @@ async function writability(client: pg.Client, timeoutMs?: number): Promise<HostS
 const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** One host, on a connection of its own that never outlives timeoutMs (the URL's own query_timeout does not apply). */
-async function probeHost(url: string, timeoutMs: number, appName: string): Promise<{ state: HostState; error?: string }> {
+export async function probeHost(url: string, timeoutMs: number, appName: string): Promise<{ state: HostState; error?: string }> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs, application_name: appName });
   client.on('error', () => undefined); // a probe's socket dying late must not crash the process
   try {

@@ -3,6 +3,7 @@
 // Every statement takes its values as bound parameters.
 import pg from 'pg';
 import { hostName, parseShardUrl, redact, splitShardList } from '../../src/shard/hosts.js';
+import { probeHost } from '../../src/shard/primary.js';
 import { sleep } from '../lib/wait.js';
 
 export interface Primary { shard: number; host: string; url: string; hosts: number }
@@ -16,18 +17,11 @@ async function client(url: string): Promise<pg.Client> {
   return c;
 }
 
-/** 'primary' when the host takes writes (not in recovery, not read-only); else what it is. */
+/** What a host is now: writable, standby, read-only, or unreachable (with why): the engine's own probe. */
 async function roleOf(url: string): Promise<string> {
-  let c: pg.Client | undefined;
-  try {
-    c = await client(url);
-    const r = (await c.query<{ rec: boolean; ro: string }>(`SELECT pg_is_in_recovery() AS rec, current_setting('transaction_read_only') AS ro`)).rows[0]!;
-    return r.rec ? 'standby' : r.ro === 'on' ? 'read-only' : 'primary';
-  } catch (err) {
-    return `unreachable (${(err as { code?: string }).code ?? (err as Error).message})`;
-  } finally {
-    await c?.end().catch(() => undefined);
-  }
+  const { state, error } = await probeHost(url, CONNECT_MS, 'ha-verify');
+  // The system error's code (ECONNREFUSED) says it shortest; else the whole message.
+  return error ? `${state} (${/\bE[A-Z]{3,}\b/.exec(error)?.[0] ?? error})` : state;
 }
 
 /**
@@ -40,10 +34,10 @@ export async function findPrimaries(pgShards: string, timeoutMs: number): Promis
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const seen = await Promise.all(shards.map(async (t) => Promise.all(t.hosts.map(async (h) => ({ h, role: await roleOf(t.urlFor(h)) })))));
-    const bad = seen.map((hosts, shard) => ({ shard, hosts, n: hosts.filter((x) => x.role === 'primary').length })).filter((x) => x.n !== 1);
+    const bad = seen.map((hosts, shard) => ({ shard, hosts, n: hosts.filter((x) => x.role === 'writable').length })).filter((x) => x.n !== 1);
     if (bad.length === 0) {
       return seen.map((hosts, shard) => {
-        const p = hosts.find((x) => x.role === 'primary')!;
+        const p = hosts.find((x) => x.role === 'writable')!;
         return { shard, host: hostName(p.h), url: shards[shard]!.urlFor(p.h), hosts: hosts.length };
       });
     }
