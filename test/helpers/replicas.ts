@@ -119,6 +119,14 @@ export async function attachStandby(from: Node, standby: Node): Promise<void> {
 export async function fence(node: Node): Promise<void> {
   await sql(node.port, 'postgres', 'ALTER SYSTEM SET default_transaction_read_only = on');
   await sql(node.port, 'postgres', 'SELECT pg_reload_conf()');
+  // pg_reload_conf only signals the postmaster, which re-reads the file and then signals
+  // its sessions; a write sent meanwhile would still commit. A new session (forked from
+  // the reloaded postmaster) reading 'on' means every open session has been signalled,
+  // and a session applies the reload before the next command it reads.
+  for (let i = 0; (await sql(node.port, 'postgres', 'SHOW default_transaction_read_only'))[0].default_transaction_read_only !== 'on'; i++) {
+    if (i > 100) throw new Error(`the node on ${node.port} did not reload its configuration`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** The primary dies without a checkpoint or a goodbye to its clients. */

@@ -75,13 +75,17 @@ export function opFor(i: number): Op {
   return 'get_item';
 }
 
-export interface Sample { op: Op; engine: string; status: number; expected: number; ms: number; detail: string }
+export interface Sample { op: Op; engine: string; status: number; expected: number; ms: number; detail: string; retryAfterS?: number;
+  /** Sent again once after a 503 (runOpRetried): this is the retry's answer. */
+  retried?: boolean }
 
-export async function runOp(s: State, i: number, op: Op, engine: string): Promise<Sample> {
+export async function runOp(s: State, i: number, op: Op, engine: string, key: string = randomUUID()): Promise<Sample> {
   const shard = s.shards[i % s.shards.length]!;
   const item = shard.items[i % shard.items.length]!;
   const c = s.customers[i % s.customers.length]!;
-  const done = (a: Answer, expected: number): Sample => ({ op, engine, status: a.status, expected, ms: a.ms, detail: `${a.error ?? ''}${a.status !== expected ? JSON.stringify(a.body)?.slice(0, 200) : ''}` });
+  const done = (a: Answer, expected: number): Sample => ({ op, engine, status: a.status, expected, ms: a.ms,
+    detail: `${a.error ?? ''}${a.status !== expected ? JSON.stringify(a.body)?.slice(0, 200) : ''}`,
+    ...(a.headers.has('retry-after') ? { retryAfterS: Number(a.headers.get('retry-after')) } : {}) });
   switch (op) {
     case 'get_item': return done(await request(engine, 'GET', `/v1/items/${item}`), 200);
     case 'list_items': return done(await request(engine, 'GET', `/v1/items?category_id=${shard.category_id}&limit=10`), 200);
@@ -97,11 +101,28 @@ export async function runOp(s: State, i: number, op: Op, engine: string): Promis
     } // no order yet: create one instead
     // falls through
     case 'create_order': {
-      const a = await request(engine, 'POST', '/v1/orders', { token: c.token, idempotencyKey: true, body: { items: [{ item_id: item, quantity: 1 }] } });
+      const a = await request(engine, 'POST', '/v1/orders', { token: c.token, idempotencyKey: key, body: { items: [{ item_id: item, quantity: 1 }] } });
       if (a.status === 201) for (const o of a.body.orders) s.orders.push({ id: o.id, token: c.token, shard: o.shard });
       return { ...done(a, 201), op: 'create_order' };
     }
   }
+}
+
+/** Longest Retry-After a smoke request waits for before its one retry. */
+const RETRY_AFTER_MAX_S = 3;
+
+/**
+ * One op as a client following the API does it: a 503 `unavailable` (a shard briefly
+ * unreachable from that server, say on a starved machine) is sent again once after its
+ * Retry-After, a write with the same Idempotency-Key. A shard that stays unreachable
+ * still fails the retry; the retries are counted in the report.
+ */
+export async function runOpRetried(s: State, i: number, op: Op, engine: string): Promise<Sample> {
+  const key = randomUUID();
+  const first = await runOp(s, i, op, engine, key);
+  if (first.status !== 503) return first;
+  await sleep(Math.min(RETRY_AFTER_MAX_S, Math.max(1, first.retryAfterS ?? 1)) * 1000);
+  return { ...(await runOp(s, i, op, engine, key)), retried: true };
 }
 
 export function report(samples: Sample[], elapsedMs: number): { failed: Sample[] } {
@@ -112,6 +133,7 @@ export function report(samples: Sample[], elapsedMs: number): { failed: Sample[]
   const engines = [...new Set(samples.map((x) => x.engine))];
   say(`per app server: ${engines.map((e) => `${hostOf(e)} ${samples.filter((x) => x.engine === e && x.status === x.expected).length}/${samples.filter((x) => x.engine === e).length}`).join(', ')}`);
   say(`per route: ${MIX.map(([op]) => `${op} ${samples.filter((x) => x.op === op).length}`).join(', ')}`);
+  for (const r of samples.filter((x) => x.retried).slice(0, 5)) say(`  retried after a 503: ${r.op} on ${hostOf(r.engine)} -> ${r.status}`);
   for (const f of failed.slice(0, 5)) say(`  unexpected: ${f.op} on ${hostOf(f.engine)} -> ${f.status} (wanted ${f.expected}) ${f.detail}`);
   return { failed };
 }
@@ -145,7 +167,7 @@ export async function smoke(a: Flags): Promise<boolean> {
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < total) {
       const i = next++;
-      samples.push(await runOp(s, i, opFor(i), s.engines[i % s.engines.length]!));
+      samples.push(await runOpRetried(s, i, opFor(i), s.engines[i % s.engines.length]!));
     }
   }));
   const { failed } = report(samples, performance.now() - started);
@@ -156,7 +178,7 @@ export async function smoke(a: Flags): Promise<boolean> {
   const ms = samples.map((x) => x.ms);
   const ok = failed.length === 0 && (paid === null || paid.ok === paid.total);
   result('smoke', {
-    ok, requests: samples.length, unexpected: failed.length, p50_ms: r0(pct(ms, 50)), p95_ms: r0(pct(ms, 95)), max_ms: r0(pct(ms, 100)),
+    ok, requests: samples.length, unexpected: failed.length, retried_503: samples.filter((x) => x.retried).length, p50_ms: r0(pct(ms, 50)), p95_ms: r0(pct(ms, 95)), max_ms: r0(pct(ms, 100)),
     per_engine: Object.fromEntries(s.engines.map((e) => [hostOf(e), samples.filter((x) => x.engine === e).length])),
     payments: paid ? `${paid.ok}/${paid.total}` : 'skipped',
   });

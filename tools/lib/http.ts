@@ -47,6 +47,13 @@ export const PATIENT = { timeoutMs: 15_000, retries: 2 } as const satisfies Call
 /** Bodies kept from an answer; larger ones are cut (callers read small JSON). */
 const BODY_MAX_BYTES = 4 * 1_048_576;
 const DEFAULT_TIMEOUT_MS = 10_000;
+/**
+ * A kept-alive socket idle this long is closed by us (Node's agent destroys a free socket
+ * at its timeout; a busy one only gets an event nobody here listens to). uWS closes an
+ * idle connection after 10-12 s: a request sent on such a socket as the server's FIN is
+ * on its way meets ECONNRESET, which a load that judges the engine would count against it.
+ */
+const FREE_SOCKET_IDLE_MS = 5_000;
 /** Methods sent without a body when none is given; the others always say their length (0 when empty), never chunked. */
 const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
 
@@ -59,7 +66,8 @@ export class HttpClient {
     this.url = new URL(base);
     const Agent = this.url.protocol === 'https:' ? https.Agent : http.Agent;
     const maxSockets = opts.maxSockets ?? Infinity;
-    this.agent = new Agent({ keepAlive: true, maxSockets, maxFreeSockets: Number.isFinite(maxSockets) ? maxSockets : 256 });
+    this.agent = new Agent({ keepAlive: true, maxSockets, maxFreeSockets: Number.isFinite(maxSockets) ? maxSockets : 256,
+      timeout: FREE_SOCKET_IDLE_MS });
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
