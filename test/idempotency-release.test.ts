@@ -123,6 +123,28 @@ t.test('a late release does not delete the claim another attempt took over', asy
   t.notOk(logged.some((l) => l.msg === RELEASED), 'no release had to be made late');
 });
 
+t.test('an attempt whose lease lapsed and was taken over does not overwrite its successor\'s stored answer', async (t) => {
+  const [first, second] = [keysOf(60), keysOf(60)];
+  const p = principal();
+  const key = uniq('late-answer');
+  const [firstStarted, firstAnswers] = [gate(), gate()];
+  const firstRun = first.run('write', p, key, ROUTE, FP, async () => {
+    firstStarted.open();
+    await firstAnswers.opened;
+    return { status: 201, body: { by: 'first' } };
+  });
+  await firstStarted.opened;
+  await query(pair.primary, 'engine0', `UPDATE idempotency_keys SET locked_until = now() - interval '1 second'
+    WHERE user_id = $1 AND key = $2`, [p.uuid, key]);
+  t.same(await second.run('write', p, key, ROUTE, FP, async () => ({ status: 201, body: { by: 'second' } })),
+    { status: 201, body: { by: 'second' } }, 'the second attempt takes the lapsed claim over and answers');
+
+  firstAnswers.open();
+  t.same(await firstRun, { status: 201, body: { by: 'first' } }, 'the stalled first attempt still answers its own client');
+  t.same(await first.run('write', p, key, ROUTE, FP, never('a replay')), { status: 201, body: { by: 'second' }, replayed: true },
+    'the stored answer stays the one of the attempt that held the claim');
+});
+
 t.test('a release the failing shard refused is made once the promoted standby answers', async (t) => {
   const keys = keysOf(60); // a lease far longer than this test waits: only a release frees its key early
   const brief = keysOf(1); // a lease that lapses while the shard has no primary

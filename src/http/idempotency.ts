@@ -1,8 +1,9 @@
 // Exactly-once POSTs, as request middleware: a route that declares `idempotent: true`
 // (route.ts) runs its handler through `IdempotencyKeys.run` whenever the request
 // carries an Idempotency-Key. The first request with a key claims it on the caller's
-// shard with the request's fingerprint; the answer is stored when it is known and
-// replayed to every retry. Same key + other body -> 422; a retry while the first is
+// shard with the request's fingerprint; the answer is stored when it is known (by the
+// attempt still holding the claim: one taken over stores nothing) and replayed to every
+// retry. Same key + other body -> 422; a retry while the first is
 // still running -> 409. A claim whose holder died is taken over after
 // IDEMPOTENCY_LOCK_S; the work it redoes must itself be idempotent (orders carry their
 // request key). A retryable error gives the claim back (key-release.ts: fenced by the
@@ -42,11 +43,13 @@ const SQL = {
     text: `UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => $3), claim = $4
            WHERE user_id = $1 AND key = $2 AND status = 'in_progress' AND locked_until <= now() RETURNING 1`,
   },
+  // Fenced by the attempt's token (a): an attempt whose lease lapsed and was taken over
+  // stores nothing, so the answer replayed is the one of the attempt holding the claim.
   complete: {
     name: 'idem_complete_batch',
     text: `UPDATE idempotency_keys k SET status = 'done', response_code = t.c, response_body = t.b
-             FROM jsonb_to_recordset($1::jsonb) AS t(u uuid, k text, c int, b jsonb)
-            WHERE k.user_id = t.u AND k.key = t.k`,
+             FROM jsonb_to_recordset($1::jsonb) AS t(u uuid, k text, c int, b jsonb, a uuid)
+            WHERE k.user_id = t.u AND k.key = t.k AND k.claim = t.a`,
   },
   // Keys older than the window, a bounded batch at a time. A retry after that runs again;
   // an order it would have replayed is found by its request key (place_orders, sql/010).
@@ -65,7 +68,8 @@ export function fingerprint(route: string, params: unknown, body: unknown): stri
 
 /** A claim row: user, key, route, fingerprint, lock seconds, the attempt's token. */
 interface Claim { u: string; k: string; r: string; f: string; s: number; c: string }
-interface Completion { u: string; k: string; c: number; b: unknown }
+/** A completion row: user, key, status code, body, the attempt's token. */
+interface Completion { u: string; k: string; c: number; b: unknown; a: string }
 
 const claimKey = (u: string, k: string) => `${u.toLowerCase()}\u0000${k}`;
 
@@ -142,7 +146,7 @@ export class IdempotencyKeys {
       reply = { status: err.status, body: errorBody(err) };
     }
     try {
-      await this.completions(shard).submit({ u: p.uuid, k: key, c: reply.status, b: reply.body ?? null });
+      await this.completions(shard).submit({ u: p.uuid, k: key, c: reply.status, b: reply.body ?? null, a: mine.c });
     } catch (err) {
       // The answer could not be kept (the key's shard failing over, say): the client
       // is told to retry, and the key is given back like after a failed attempt, so the
