@@ -82,6 +82,12 @@ async function rowOf(node: Node, p: Principal, key: string) {
     WHERE user_id = $1 AND key = $2`, [p.uuid, key]);
 }
 
+/** The key's lease ends now, as when its attempt stalls past IDEMPOTENCY_LOCK_S. */
+async function lapseLease(p: Principal, key: string): Promise<void> {
+  await query(pair.primary, 'engine0', `UPDATE idempotency_keys SET locked_until = now() - interval '1 second'
+    WHERE user_id = $1 AND key = $2`, [p.uuid, key]);
+}
+
 /** Work that must not run: a replay or a refusal is expected. */
 const never = (what: string) => async (): Promise<Reply> => { throw new Error(`${what}: the work ran`); };
 
@@ -98,8 +104,7 @@ t.test('a late release does not delete the claim another attempt took over', asy
   await firstStarted.opened;
   // The first attempt stalls past its lease (as a worker that hangs would): the lease
   // has lapsed, and a second attempt takes the claim over and runs.
-  await query(pair.primary, 'engine0', `UPDATE idempotency_keys SET locked_until = now() - interval '1 second'
-    WHERE user_id = $1 AND key = $2`, [p.uuid, key]);
+  await lapseLease(p, key);
   const [secondStarted, secondDone] = [gate(), gate()];
   const secondRun = second.run('write', p, key, ROUTE, FP, async () => {
     secondStarted.open();
@@ -134,8 +139,7 @@ t.test('an attempt whose lease lapsed and was taken over does not overwrite its 
     return { status: 201, body: { by: 'first' } };
   });
   await firstStarted.opened;
-  await query(pair.primary, 'engine0', `UPDATE idempotency_keys SET locked_until = now() - interval '1 second'
-    WHERE user_id = $1 AND key = $2`, [p.uuid, key]);
+  await lapseLease(p, key);
   t.same(await second.run('write', p, key, ROUTE, FP, async () => ({ status: 201, body: { by: 'second' } })),
     { status: 201, body: { by: 'second' } }, 'the second attempt takes the lapsed claim over and answers');
 
