@@ -88,6 +88,20 @@ function scryptN(env: Env): number {
   return n;
 }
 
+/**
+ * Password hashes at once per process, and how many may wait (src/accounts/hash-slots.ts).
+ * Fewer than libuv's threads (UV_THREADPOOL_SIZE, 4 unless set), which new Postgres
+ * connections need for their SCRAM handshake.
+ */
+function passwordHashing(env: Env): { concurrency: number; queueMax: number } {
+  const threads = int(env, 'UV_THREADPOOL_SIZE', 4, 1, 1024);
+  const concurrency = int(env, 'PASSWORD_HASH_CONCURRENCY', Math.min(2, threads - 1), 1, 1024);
+  if (concurrency >= threads) {
+    throw new ConfigError(`PASSWORD_HASH_CONCURRENCY=${concurrency} is invalid: expected fewer than UV_THREADPOOL_SIZE (${threads}), which new database connections need too`);
+  }
+  return { concurrency, queueMax: int(env, 'PASSWORD_HASH_QUEUE_MAX', 64, 0, 100_000) };
+}
+
 export const DEFAULT_PG_SHARDS =
   'postgres://postgres@127.0.0.1:55431/engine,postgres://postgres@127.0.0.1:55432/engine,postgres://postgres@127.0.0.1:55433/engine';
 
@@ -145,6 +159,7 @@ export function loadConfig(env: Env = process.env) {
     adminPassword: str(env, 'ADMIN_PASSWORD', SHIPPED.ADMIN_PASSWORD),
     // Stored hashes of a lower cost are rehashed at this one on the user's next login.
     passwordScryptN: scryptN(env),
+    passwordHashing: passwordHashing(env),
     loginWindowS: int(env, 'LOGIN_WINDOW_S', 900, 1, 86400),
     loginMaxFailsAccount: int(env, 'LOGIN_MAX_FAILS_ACCOUNT', 10, 1, 100000),
     loginMaxFailsAddress: int(env, 'LOGIN_MAX_FAILS_ADDRESS', 100, 1, 1000000),

@@ -7,6 +7,7 @@
 import type { Config } from './config.js';
 import { laneSizes } from './config.js';
 import { AuthCache } from './accounts/auth-cache.js';
+import { hashSlots } from './accounts/hash-slots.js';
 import { LoginLimiter } from './accounts/login-limits.js';
 import type { CachedItem } from './catalog/model.js';
 import { loadItemsVersioned } from './catalog/service.js';
@@ -79,6 +80,7 @@ function openServing(cfg: Config, role: 'worker' | 'cron') {
 export function openWorker(cfg: Config): WorkerProcess {
   const { core, redis, live, close } = openServing(cfg, 'worker');
   const authCache = new AuthCache(cfg.authCacheMs, redis);
+  hashSlots.configure(cfg.passwordHashing);
   const deps: WorkerDeps = {
     ...core, ...remote(cfg), cache: live.cache, gate: live.gate, authCache, loginLimits: new LoginLimiter(redis, cfg),
   };

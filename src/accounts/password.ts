@@ -1,8 +1,10 @@
-// scrypt from node:crypto, run on the libuv pool so hashing never blocks the loop.
+// scrypt from node:crypto, run on the libuv pool so hashing never blocks the loop, and
+// at most a few at a time (hash-slots.ts) so it never fills that pool either.
 // The cost N is configured (PASSWORD_SCRYPT_N); every hash carries its own parameters
 // (`scrypt$N$r$p$salt$key`), so hashes of an older, lower cost still verify, and a
 // login replaces them (needsRehash).
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { hashSlots } from './hash-slots.js';
 
 const R = 8, P = 1, KEYLEN = 32;
 /** Stored parameters beyond these were not written by this engine: no match, no huge allocation. */
@@ -19,8 +21,8 @@ function maxmem(n: number, r: number, p: number): number {
 }
 
 function scrypt(pw: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => scryptCb(pw, salt, keylen, opts,
-    (err, key) => (err ? reject(err) : resolve(key))));
+  return hashSlots.run(() => new Promise((resolve, reject) => scryptCb(pw, salt, keylen, opts,
+    (err, key) => (err ? reject(err) : resolve(key)))));
 }
 
 const isPow2 = (n: number) => Number.isInteger(n) && n > 1 && (n & (n - 1)) === 0;

@@ -22,7 +22,7 @@ export const REFUSAL_REASONS = [
 export const PAYMENT_OUTCOMES = ['opened', 'open_failed', 'captured', 'declined', 'expired'] as const;
 export const REFUND_REASONS = ['canceled', 'unclaimed', 'fulfillment_failed'] as const;
 export const SHED_REASONS = ['http_inflight', 'stream_inflight', 'stream_sockets', 'pg_queue_full', 'pg_queue_timeout',
-  'checkout_queue_full'] as const;
+  'checkout_queue_full', 'password_queue_full'] as const;
 export const DEPENDENCIES = ['gateway', 'provider'] as const;
 
 export const ordersCreated = counter('bf_orders_created_total',
@@ -47,7 +47,7 @@ export const breakerOpens = counter('bf_breaker_opens_total', 'Times a circuit b
 export const admissionShed = counter('bf_admission_shed_total',
   'Work refused with 503 overloaded, by the bound it hit: http_inflight (MAX_INFLIGHT), stream_inflight (the stream ' +
   'share, half of it), stream_sockets (STREAM_MAX_SOCKETS), pg_queue_full (PG_MAX_WAITING), pg_queue_timeout (no ' +
-  'connection within PG_CONNECT_TIMEOUT_MS), checkout_queue_full', ['reason']);
+  'connection within PG_CONNECT_TIMEOUT_MS), checkout_queue_full, password_queue_full (PASSWORD_HASH_QUEUE_MAX)', ['reason']);
 export const outboxDelivered = counter('bf_outbox_delivered_total',
   'Notices delivered by the outbox dispatcher, by shard', ['shard']);
 export const outboxFailures = counter('bf_outbox_delivery_failures_total',

@@ -13,7 +13,7 @@ export const OWN_PORTS = {
   refusedEngine: TEST_PORT + 100, respawnEngine: TEST_PORT + 101, drainEngine: TEST_PORT + 102,
   outboxEngine: TEST_PORT + 300, flagsEngine: TEST_PORT + 310, loginLimitsEngine: TEST_PORT + 320,
   loginLimitsNoRedisEngine: TEST_PORT + 321, deadRedis: TEST_PORT + 322, adminClaimEngine: TEST_PORT + 323,
-  productionEngine: TEST_PORT + 324, rehashEngine: TEST_PORT + 325,
+  productionEngine: TEST_PORT + 324, rehashEngine: TEST_PORT + 325, hashSlotsEngine: TEST_PORT + 326,
   faultsEngine: TEST_PORT + 330, faultsGateway: TEST_PORT + 331, faultsProvider: TEST_PORT + 332,
   admissionEngine: TEST_PORT + 340, readyzEngine: TEST_PORT + 341, bulkheadsEngine: TEST_PORT + 342, roundTripsEngine: TEST_PORT + 350,
   releaseEngine: TEST_PORT + 360, releaseGateway: TEST_PORT + 361, releaseProvider: TEST_PORT + 362,
