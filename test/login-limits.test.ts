@@ -28,12 +28,18 @@ function statuses(results: Res[]): Record<number, number> {
 
 /**
  * n wrong passwords at once; the right one follows as soon as the first of them is
- * answered, while the rest are still in flight (a fixed delay is not enough on a
- * loaded machine: the right one could overtake wrong ones still being connected).
+ * refused 429, while the rest are still in flight. Not a fixed delay, nor the first
+ * answer of any kind: on a loaded machine one worker may check its few wrong ones and
+ * answer 401 before the other has reserved its share, and the right one would then
+ * take a slot a wrong one still on its way would have taken. A 429 means every slot
+ * was taken then; failures keep theirs, so none frees before the right one arrives.
  */
 async function burst(email: string, password: string, n: number, opts: { base?: string; from?: (i: number) => string } = {}) {
   const wrong = Array.from({ length: n }, (_, i) => loginAs(email, `wrong-${i}-pw`, { base: opts.base, from: opts.from?.(i) }));
-  await Promise.race(wrong);
+  await new Promise<void>((resolve) => {
+    for (const w of wrong) void w.then((r) => { if (r.status === 429) resolve(); }, () => undefined);
+    void Promise.allSettled(wrong).then(() => resolve()); // none refused: the statuses tell
+  });
   const right = await loginAs(email, password, { base: opts.base, from: opts.from?.(n) });
   return { wrong: await Promise.all(wrong), right };
 }
