@@ -179,6 +179,11 @@ t.test('a release the failing shard refused is made once the promoted standby an
     t.same((await rowOf(pair.standby, p, key)).map((r) => r.status), ['in_progress'],
       'its claim is left on the standby: the shard refused the release too');
   }
+  // The client retries at once, while the shard has no primary: that attempt fails at
+  // its claim, and its release (of a claim that never landed) waits beside the first
+  // attempt's instead of replacing it.
+  await t.rejects(keys.run('write', pA, kA, ROUTE, FP, never('a retry while the shard has no primary')),
+    { code: 'shard_unavailable' }, 'a retry meanwhile is 503 too');
   closing.close(); // a worker draining now gives its releases up
   await until('the lapsed lease given up', async () => logged.filter((l) => l.msg === RELEASED && l.outcome === 'lapsed'),
     (l) => l.length > 0, 15_000, 50);
@@ -190,7 +195,7 @@ t.test('a release the failing shard refused is made once the promoted standby an
   t.equal(lines.length, 3, 'one line per process and outcome, not one per attempt');
   t.match(lines, [
     { level: 'warn', shard: 0, outcome: 'lapsed', keys: 1, lapsed: 1 },
-    { level: 'info', shard: 0, outcome: 'released', keys: 1, released: 1, superseded: 0 },
+    { level: 'info', shard: 0, outcome: 'released', keys: 2, released: 1, superseded: 1 },
     { level: 'warn', shard: 0, outcome: 'shutdown', keys: 1 },
   ], 'each names its shard and outcome');
   t.comment(`released: ${JSON.stringify(lines[1])}`);

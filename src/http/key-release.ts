@@ -84,7 +84,12 @@ interface Spell { sinceMs: number; keys: number; attempts: number; released: num
 
 /** One shard's refused releases, retried together: one statement per interval, whatever their number. */
 class Retrying {
-  /** At most one per (user, key): a newer claim's release replaces an older one. */
+  /**
+   * One per attempt (user, key, token), never one per key: a client retrying while the
+   * shard fails over makes attempts whose claims never landed, and their releases must
+   * not replace the release of the earlier attempt whose claim did (that key would then
+   * answer 409 until its lease lapsed; the deploy proof saw 12 s of it).
+   */
   private readonly pending = new Map<string, Entry>();
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
@@ -94,7 +99,7 @@ class Retrying {
   constructor(private readonly shard: Shard) {}
 
   add(r: Release, leaseEndMs: number): void {
-    const id = `${r.u}\u0000${r.k}`;
+    const id = `${r.u}\u0000${r.k}\u0000${r.c}`;
     this.spell ??= { sinceMs: performance.now(), keys: 0, attempts: 0, released: 0, superseded: 0, lapsed: 0, dropped: 0 };
     if (!this.pending.has(id)) {
       if (this.pending.size >= PENDING_MAX) {
