@@ -94,7 +94,8 @@ function scryptN(env: Env): number {
  * connections need for their SCRAM handshake.
  */
 function passwordHashing(env: Env): { concurrency: number; queueMax: number } {
-  const threads = int(env, 'UV_THREADPOOL_SIZE', 4, 1, 1024);
+  // At least 2: one thread would leave hashing or new connections none.
+  const threads = int(env, 'UV_THREADPOOL_SIZE', 4, 2, 1024);
   const concurrency = int(env, 'PASSWORD_HASH_CONCURRENCY', Math.min(2, threads - 1), 1, 1024);
   if (concurrency >= threads) {
     throw new ConfigError(`PASSWORD_HASH_CONCURRENCY=${concurrency} is invalid: expected fewer than UV_THREADPOOL_SIZE (${threads}), which new database connections need too`);

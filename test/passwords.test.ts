@@ -66,6 +66,7 @@ t.test('PASSWORD_HASH_CONCURRENCY stays below libuv\'s threads', async (t) => {
   t.throws(() => loadConfig({ PASSWORD_HASH_CONCURRENCY: '4' }), /fewer than UV_THREADPOOL_SIZE \(4\)/);
   t.same(loadConfig({ PASSWORD_HASH_CONCURRENCY: '4', UV_THREADPOOL_SIZE: '8' }).passwordHashing, { concurrency: 4, queueMax: 64 });
   t.same(loadConfig({ UV_THREADPOOL_SIZE: '2' }).passwordHashing.concurrency, 1, 'a smaller pool lowers the default');
+  t.throws(() => loadConfig({ UV_THREADPOOL_SIZE: '1' }), /UV_THREADPOOL_SIZE=1 is invalid/, 'one thread leaves none to share');
 });
 
 t.test('a registration burst past the queue: refused ones are 503 with Retry-After and leave no account; counted as shed', async (t) => {

@@ -16,7 +16,7 @@ export interface HashSlotLimits { concurrency: number; queueMax: number }
 export class HashSlots {
   private running = 0;
   private readonly waiting: (() => void)[] = [];
-  /** The most that ever ran at once: what the limit is for (tests, metrics). */
+  /** The most that ever ran at once (the tests read it). */
   peak = 0;
 
   constructor(private limits: HashSlotLimits) {}
